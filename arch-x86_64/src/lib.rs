@@ -1,0 +1,249 @@
+//! x86-64 specifics for the sud crates: where a trapped syscall's number,
+//! arguments and result live in a signal context, how the `syscall`
+//! instruction is encoded, and the position-independent gadget bytes the
+//! engine copies into its excluded region.
+//!
+//! `sud-arch-aarch64` exports the same names with the same meaning; the engine
+//! picks one of the two by `target_arch` and never touches a register itself.
+
+/// `AUDIT_ARCH_X86_64`: the value the kernel puts in `si_arch` of a dispatch SIGSYS.
+pub const AUDIT_ARCH: u32 = 0xC000_003E;
+
+/// `syscall` (0F 05).
+pub const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
+
+/// Length of the syscall instruction; the kernel reports the address just after it.
+pub const SYSCALL_INSN_LEN: usize = SYSCALL_INSN.len();
+
+/// `rt_sigreturn` on this ISA, needed to build the restorer.
+pub const NR_RT_SIGRETURN: u32 = 15;
+
+/// The engine's fixed gadgets, position independent, to be copied into the
+/// excluded region. Offsets index into this array.
+///
+/// `syscall6` is an `extern "C" fn(nr, a0, a1, a2, a3, a4, a5) -> i64`: it
+/// moves the System V argument registers into the syscall registers and
+/// executes the call. `restorer` is the `SA_RESTORER` target: `rt_sigreturn`
+/// (also where the engine re-issues a trapped `rt_sigreturn`).
+pub const GADGETS: [u8; 35] = [
+    // syscall6 (offset 0)
+    0x48, 0x89, 0xf8, // mov rax, rdi
+    0x48, 0x89, 0xf7, // mov rdi, rsi
+    0x48, 0x89, 0xd6, // mov rsi, rdx
+    0x48, 0x89, 0xca, // mov rdx, rcx
+    0x4d, 0x89, 0xc2, // mov r10, r8
+    0x4d, 0x89, 0xc8, // mov r8, r9
+    0x4c, 0x8b, 0x4c, 0x24, 0x08, // mov r9, [rsp+8]
+    0x0f, 0x05, // syscall
+    0xc3, // ret
+    // restorer (offset 26)
+    0xb8, 0x0f, 0x00, 0x00, 0x00, // mov eax, 15 (rt_sigreturn)
+    0x0f, 0x05, // syscall
+    0x0f, 0x0b, // ud2: rt_sigreturn does not return
+];
+
+/// Offset of the syscall function gadget in [`GADGETS`].
+pub const GADGET_SYSCALL6: usize = 0;
+/// Offset of the `rt_sigreturn` restorer in [`GADGETS`].
+pub const GADGET_RESTORER: usize = 26;
+
+/// Length of [`clone_gadget`]'s code.
+pub const CLONE_GADGET_LEN: usize = 19;
+
+/// The gadget that re-issues a trapped thread-creating `clone`/`clone3` from
+/// the excluded region, with the interrupted registers intact, so parent and
+/// child both continue where the foreign code issued it.
+///
+/// The parent (and a failed call) jumps to the address in the calling
+/// thread's TLS slot at `resume_slot_tp_offset` from the thread pointer; the
+/// child, which runs on the new stack the call named, jumps to the address
+/// the engine stored just below that stack's top (`[rsp-8]`, inside the red
+/// zone, which signal delivery skips). Only rcx, which a syscall clobbers
+/// anyway, is used; flags are untouched.
+pub fn clone_gadget(resume_slot_tp_offset: i32) -> [u8; CLONE_GADGET_LEN] {
+    let d = resume_slot_tp_offset.to_le_bytes();
+    [
+        0x0f, 0x05, // syscall
+        0x48, 0x89, 0xc1, // mov rcx, rax
+        0xe3, 0x08, // jrcxz child (+8)
+        0x64, 0xff, 0x24, 0x25, d[0], d[1], d[2], d[3], // jmp qword ptr fs:[slot]
+        0xff, 0x64, 0x24, 0xf8, // child: jmp qword ptr [rsp-8]
+    ]
+}
+
+/// The registers of a trapped syscall, read from and written to a signal
+/// context (`ucontext_t`). Registers are named by their role in the syscall
+/// ABI so the engine stays ISA-neutral.
+#[cfg(target_arch = "x86_64")]
+pub struct SyscallRegs<'a> {
+    gregs: &'a mut [libc::greg_t; 23],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> SyscallRegs<'a> {
+    /// Wraps the register file of a signal context.
+    pub fn new(uc: &'a mut libc::ucontext_t) -> Self {
+        SyscallRegs {
+            gregs: &mut uc.uc_mcontext.gregs,
+        }
+    }
+
+    fn get(&self, reg: libc::c_int) -> u64 {
+        self.gregs[reg as usize] as u64
+    }
+
+    fn set(&mut self, reg: libc::c_int, value: u64) {
+        self.gregs[reg as usize] = value as libc::greg_t;
+    }
+
+    /// The syscall number (rax).
+    pub fn nr(&self) -> u64 {
+        self.get(libc::REG_RAX)
+    }
+
+    /// Sets the syscall number register.
+    pub fn set_nr(&mut self, nr: u64) {
+        self.set(libc::REG_RAX, nr)
+    }
+
+    /// The six arguments: rdi, rsi, rdx, r10, r8, r9.
+    pub fn args(&self) -> [u64; 6] {
+        ARG_REGS.map(|r| self.get(r))
+    }
+
+    /// Writes the six argument registers.
+    pub fn set_args(&mut self, args: [u64; 6]) {
+        for (reg, value) in ARG_REGS.into_iter().zip(args) {
+            self.set(reg, value);
+        }
+    }
+
+    /// Writes the result register (rax).
+    pub fn set_result(&mut self, value: i64) {
+        self.set(libc::REG_RAX, value as u64)
+    }
+
+    /// The program counter (rip): just after the syscall instruction.
+    pub fn pc(&self) -> u64 {
+        self.get(libc::REG_RIP)
+    }
+
+    /// Sets the program counter.
+    pub fn set_pc(&mut self, pc: u64) {
+        self.set(libc::REG_RIP, pc)
+    }
+
+    /// The stack pointer (rsp).
+    pub fn sp(&self) -> u64 {
+        self.get(libc::REG_RSP)
+    }
+
+    /// Sets the stack pointer.
+    pub fn set_sp(&mut self, sp: u64) {
+        self.set(libc::REG_RSP, sp)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+const ARG_REGS: [libc::c_int; 6] = [
+    libc::REG_RDI,
+    libc::REG_RSI,
+    libc::REG_RDX,
+    libc::REG_R10,
+    libc::REG_R8,
+    libc::REG_R9,
+];
+
+/// Reads the thread pointer (the `fs` base, which glibc points at the TCB,
+/// whose first word is the TCB's own address).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: on x86-64 Linux every thread's fs base points at a TCB whose
+    // first word is the TCB address (the TLS ABI's self pointer); reading it
+    // has no side effect.
+    unsafe {
+        core::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags))
+    };
+    tp
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, NasmFormatter};
+
+    fn disassemble(bytes: &[u8]) -> Vec<String> {
+        let mut decoder = Decoder::with_ip(64, bytes, 0, DecoderOptions::NONE);
+        let mut formatter = NasmFormatter::new();
+        let mut out = Vec::new();
+        let mut insn = Instruction::default();
+        while decoder.can_decode() {
+            decoder.decode_out(&mut insn);
+            let mut text = String::new();
+            formatter.format(&insn, &mut text);
+            out.push(text);
+        }
+        out
+    }
+
+    #[test]
+    fn gadget_bytes_decode_to_the_documented_instructions() {
+        assert_eq!(
+            disassemble(&GADGETS[GADGET_SYSCALL6..GADGET_RESTORER]),
+            [
+                "mov rax,rdi",
+                "mov rdi,rsi",
+                "mov rsi,rdx",
+                "mov rdx,rcx",
+                "mov r10,r8",
+                "mov r8,r9",
+                "mov r9,[rsp+8]",
+                "syscall",
+                "ret"
+            ]
+        );
+        assert_eq!(
+            disassemble(&GADGETS[GADGET_RESTORER..]),
+            ["mov eax,0Fh", "syscall", "ud2"]
+        );
+        assert_eq!(
+            disassemble(&clone_gadget(-0x1234)),
+            [
+                "syscall",
+                "mov rcx,rax",
+                "jrcxz short 000000000000000Fh",
+                "jmp qword [fs:0FFFFFFFFFFFFEDCCh]",
+                "jmp qword [rsp-8]"
+            ]
+        );
+    }
+
+    #[test]
+    fn syscall_insn_is_syscall() {
+        assert_eq!(disassemble(&SYSCALL_INSN), ["syscall"]);
+    }
+
+    #[test]
+    fn regs_roles_map_to_the_syscall_abi() {
+        // SAFETY: ucontext_t is plain old data; all-zero is a valid value.
+        let mut uc: libc::ucontext_t = unsafe { core::mem::zeroed() };
+        let mut regs = SyscallRegs::new(&mut uc);
+        regs.set_nr(39);
+        regs.set_args([1, 2, 3, 4, 5, 6]);
+        regs.set_pc(0x1000);
+        regs.set_sp(0x2000);
+        assert_eq!(regs.nr(), 39);
+        assert_eq!(regs.args(), [1, 2, 3, 4, 5, 6]);
+        let g = &uc.uc_mcontext.gregs;
+        assert_eq!(g[libc::REG_RAX as usize], 39);
+        assert_eq!(g[libc::REG_RDI as usize], 1);
+        assert_eq!(g[libc::REG_R10 as usize], 4);
+        assert_eq!(g[libc::REG_R9 as usize], 6);
+        assert_eq!(g[libc::REG_RIP as usize], 0x1000);
+        assert_eq!(g[libc::REG_RSP as usize], 0x2000);
+        SyscallRegs::new(&mut uc).set_result(-2);
+        assert_eq!(uc.uc_mcontext.gregs[libc::REG_RAX as usize], -2);
+    }
+}

@@ -1,0 +1,1 @@
+//! What every boundary crossing costs, side by side with the kernel floor.

@@ -1,0 +1,428 @@
+//! The engine: configuration, the once-per-process install, arming threads,
+//! and the state the dispatch core reads on every trap.
+
+use crate::arch;
+use crate::counters::{CounterSnapshot, Counters, Entrance};
+use crate::dispatch::{dispatch, Execution, Executor};
+use crate::error::{Error, RegionProblem, Result};
+use crate::filter::SyscallSet;
+use crate::hooks::{PostHook, PreHook, Syscall, Verdict};
+use crate::kernel::{self, Region, Support};
+use crate::selector::{self, tp_offset_of, with_thread, Selector, ThreadState};
+use crate::signal::{self, VirtualSigaction};
+use crate::sys;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use syscalls::Sysno;
+
+/// Size of the engine's own gadget page and of the gadget image.
+pub const GADGET_IMAGE_LEN: usize = 128;
+const CLONE_GADGET_OFFSET: usize = 64;
+const PAGE: usize = 4096;
+
+/// Where the engine's gadgets are, once placed in executable memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gadgets {
+    pub(crate) syscall6: usize,
+    pub(crate) restorer: usize,
+    clone: usize,
+    /// The thread-pointer offset of the resume slot baked into the clone
+    /// gadget (the same in every thread when the engine's TLS is static).
+    resume_slot_tp_offset: isize,
+}
+
+impl Gadgets {
+    fn at(base: usize, resume_slot_tp_offset: isize) -> Self {
+        Gadgets {
+            syscall6: base + arch::GADGET_SYSCALL6,
+            restorer: base + arch::GADGET_RESTORER,
+            clone: base + CLONE_GADGET_OFFSET,
+            resume_slot_tp_offset,
+        }
+    }
+
+    /// The clone gadget, if it can find this thread's resume slot.
+    pub(crate) fn clone_for_this_thread(&self) -> Option<usize> {
+        let here = with_thread(|t| tp_offset_of(t.resume_pc.as_ptr() as usize));
+        (here == self.resume_slot_tp_offset).then_some(self.clone)
+    }
+}
+
+fn resume_slot_tp_offset() -> isize {
+    with_thread(|t| tp_offset_of(t.resume_pc.as_ptr() as usize))
+}
+
+/// The bytes of the engine's gadgets, ready to be copied into executable
+/// memory that will be (part of) the excluded region: a code cache that is
+/// the excluded region must hold them (see [`Placement::Excluded`]).
+pub fn gadget_bytes() -> [u8; GADGET_IMAGE_LEN] {
+    // int3 padding: a stray jump into the image stops at once.
+    let mut image = [0xcc; GADGET_IMAGE_LEN];
+    image[..arch::GADGETS.len()].copy_from_slice(&arch::GADGETS);
+    let offset = i32::try_from(resume_slot_tp_offset()).unwrap_or(0);
+    let clone = arch::clone_gadget(offset);
+    image[CLONE_GADGET_OFFSET..CLONE_GADGET_OFFSET + clone.len()].copy_from_slice(&clone);
+    image
+}
+
+/// Where the excluded region is and where the gadgets live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The engine maps one page, writes its gadgets there and excludes just
+    /// that page: every other syscall obeys the selector. The default.
+    GadgetPage,
+    /// Exclusive mode over a range the caller owns (a JIT's code cache) that
+    /// already holds [`gadget_bytes`] at `gadgets`.
+    Excluded {
+        /// First excluded byte.
+        start: usize,
+        /// Length of the excluded range.
+        len: usize,
+        /// Where the caller placed [`gadget_bytes`] (executable, inside the range).
+        gadgets: usize,
+    },
+    /// Inclusive mode: only syscalls issued from `[start, start + len)` obey
+    /// the selector; everything else, the engine's gadget page included,
+    /// always runs. Needs a kernel with `PR_SYS_DISPATCH_INCLUSIVE_ON`.
+    Inclusive {
+        /// First included byte.
+        start: usize,
+        /// Length of the included range.
+        len: usize,
+    },
+}
+
+/// Configures and installs the engine. See [`Engine::builder`].
+pub struct Builder {
+    pre_hooks: Vec<PreHook>,
+    post_hooks: Vec<PostHook>,
+    filter: SyscallSet,
+    placement: Placement,
+    initial: Selector,
+    follow_fork: bool,
+}
+
+impl Builder {
+    /// Adds a pre-hook; pre-hooks run in the order they were added.
+    pub fn pre_hook(mut self, hook: impl Fn(&Syscall) -> Verdict + Send + Sync + 'static) -> Self {
+        self.pre_hooks.push(Box::new(hook));
+        self
+    }
+
+    /// Adds a post-hook; post-hooks run in the order they were added.
+    pub fn post_hook(mut self, hook: impl Fn(&Syscall, &mut i64) + Send + Sync + 'static) -> Self {
+        self.post_hooks.push(Box::new(hook));
+        self
+    }
+
+    /// Only these numbers run the hooks; other trapped syscalls execute at
+    /// once (they are still counted). Default: every number.
+    pub fn watch(mut self, set: SyscallSet) -> Self {
+        self.filter = set;
+        self
+    }
+
+    /// Where the excluded (or included) region is. Default: [`Placement::GadgetPage`].
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// The selector value the installing thread gets once armed. Default:
+    /// [`Selector::Allow`] (host personality until a guard says otherwise).
+    pub fn initial_selector(mut self, value: Selector) -> Self {
+        self.initial = value;
+        self
+    }
+
+    /// Whether a child made by a trapped fork is armed again (the kernel
+    /// disarms every child). Default: true.
+    pub fn follow_fork(mut self, follow: bool) -> Self {
+        self.follow_fork = follow;
+        self
+    }
+
+    /// Installs the engine in this process, once: maps the gadgets,
+    /// installs the SIGSYS handler and arms the calling thread.
+    pub fn install(self) -> Result<&'static Engine> {
+        if INSTALLING.swap(true, Ordering::AcqRel) {
+            return Err(Error::AlreadyInstalled);
+        }
+        let result = self.install_claimed();
+        if result.is_err() {
+            INSTALLING.store(false, Ordering::Release);
+        }
+        result
+    }
+
+    fn install_claimed(self) -> Result<&'static Engine> {
+        let support = kernel::probe();
+        match support {
+            Support::Unsupported => return Err(Error::Unsupported),
+            Support::Refused(errno) => return Err(Error::RefusedByPolicy(errno)),
+            Support::Available { inclusive } => {
+                if !inclusive && matches!(self.placement, Placement::Inclusive { .. }) {
+                    return Err(Error::InclusiveUnsupported);
+                }
+            }
+        }
+        let (region, gadget_base) = match self.placement {
+            Placement::GadgetPage => {
+                let page = map_gadget_page()?;
+                (
+                    Region::Exclusive {
+                        start: page,
+                        len: PAGE,
+                    },
+                    page,
+                )
+            }
+            Placement::Excluded {
+                start,
+                len,
+                gadgets,
+            } => {
+                let region = Region::Exclusive { start, len };
+                region.validate()?;
+                let inside = gadgets >= start
+                    && gadgets
+                        .checked_add(GADGET_IMAGE_LEN)
+                        .is_some_and(|e| e <= start + len);
+                if !inside {
+                    return Err(Error::BadRegion {
+                        start,
+                        len,
+                        problem: RegionProblem::GadgetsOutside,
+                    });
+                }
+                (region, gadgets)
+            }
+            Placement::Inclusive { start, len } => {
+                let region = Region::Inclusive { start, len };
+                region.validate()?;
+                let page = map_gadget_page()?;
+                if page < start + len && start < page + PAGE {
+                    unmap(page);
+                    return Err(Error::BadRegion {
+                        start,
+                        len,
+                        problem: RegionProblem::GadgetsInside,
+                    });
+                }
+                (region, page)
+            }
+        };
+        let engine: &'static Engine = Box::leak(Box::new(Engine {
+            pre_hooks: self.pre_hooks,
+            post_hooks: self.post_hooks,
+            filter: self.filter,
+            counters: Counters::new(),
+            region,
+            gadgets: Gadgets::at(gadget_base, resume_slot_tp_offset()),
+            follow_fork: self.follow_fork,
+            app_sigsys: VirtualSigaction::new(),
+            sa_mask_sigsys: AtomicU64::new(0),
+            support,
+        }));
+        let previous =
+            signal::install_handler(engine.gadgets.restorer).map_err(|errno| Error::Os {
+                op: "rt_sigaction(SIGSYS)",
+                errno,
+            })?;
+        engine.app_sigsys.store(previous);
+        ENGINE.store(engine as *const Engine as *mut Engine, Ordering::Release);
+        engine.arm_current_thread(self.initial)?;
+        Ok(engine)
+    }
+}
+
+fn map_gadget_page() -> Result<usize> {
+    let os = |op| move |errno| Error::Os { op, errno };
+    let page = sys::call(
+        Sysno::mmap,
+        [
+            0,
+            PAGE as u64,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
+    )
+    .map_err(os("mmap(gadget page)"))? as usize;
+    let image = gadget_bytes();
+    // SAFETY: `page` is a fresh private RW mapping of PAGE bytes, larger than the image.
+    unsafe { std::ptr::copy_nonoverlapping(image.as_ptr(), page as *mut u8, image.len()) };
+    // W^X: the page is never writable and executable at once.
+    sys::call(
+        Sysno::mprotect,
+        [
+            page as u64,
+            PAGE as u64,
+            (libc::PROT_READ | libc::PROT_EXEC) as u64,
+            0,
+            0,
+            0,
+        ],
+    )
+    .map_err(os("mprotect(gadget page)"))?;
+    Ok(page)
+}
+
+fn unmap(page: usize) {
+    let _ = sys::call(Sysno::munmap, [page as u64, PAGE as u64, 0, 0, 0, 0]);
+}
+
+static INSTALLING: AtomicBool = AtomicBool::new(false);
+static ENGINE: AtomicPtr<Engine> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The installed engine: hooks, filter, counters, region and gadgets.
+pub struct Engine {
+    pub(crate) pre_hooks: Vec<PreHook>,
+    pub(crate) post_hooks: Vec<PostHook>,
+    pub(crate) filter: SyscallSet,
+    pub(crate) counters: Counters,
+    region: Region,
+    pub(crate) gadgets: Gadgets,
+    follow_fork: bool,
+    /// The application's SIGSYS action (the real one is always ours).
+    pub(crate) app_sigsys: VirtualSigaction,
+    /// Signals whose `sa_mask` the application asked to contain SIGSYS.
+    pub(crate) sa_mask_sigsys: AtomicU64,
+    support: Support,
+}
+
+impl Engine {
+    /// Starts configuring the engine.
+    ///
+    /// ```no_run
+    /// use sud_engine::{selector, Engine, Selector, SyscallSet, Sysno, Verdict};
+    /// let engine = Engine::builder()
+    ///     .watch(SyscallSet::from_sysnos(&[Sysno::getpid]))
+    ///     .pre_hook(|call| Verdict::Return(4242))
+    ///     .install()?;
+    /// let pid = {
+    ///     let _foreign = selector::enter(Selector::Block);
+    ///     // SAFETY: getpid has no preconditions.
+    ///     unsafe { libc::getpid() }
+    /// };
+    /// assert_eq!(pid, 4242);
+    /// assert_eq!(engine.counters().traps, 1);
+    /// # Ok::<(), sud_engine::Error>(())
+    /// ```
+    pub fn builder() -> Builder {
+        Builder {
+            pre_hooks: Vec::new(),
+            post_hooks: Vec::new(),
+            filter: SyscallSet::all(),
+            placement: Placement::GadgetPage,
+            initial: Selector::Allow,
+            follow_fork: true,
+        }
+    }
+
+    /// The installed engine, if any.
+    pub fn installed() -> Option<&'static Engine> {
+        let ptr = ENGINE.load(Ordering::Acquire);
+        // SAFETY: ENGINE only ever holds null or a leaked, never-freed Engine.
+        unsafe { ptr.as_ref() }
+    }
+
+    /// Arms Syscall User Dispatch for the calling thread, with its selector
+    /// set to `initial` afterwards. Arming an armed thread re-arms it.
+    pub fn arm_current_thread(&self, initial: Selector) -> Result<()> {
+        selector::set(Selector::Allow);
+        let selector = with_thread(|t| t.selector.as_ptr().cast::<Selector>());
+        // SAFETY: the selector is this thread's static-TLS byte: valid for
+        // the thread's whole life, written only through `Selector` values.
+        unsafe { kernel::arm(self.region, selector) }?;
+        with_thread(|t| t.armed_tid.set(sys::gettid()));
+        selector::set(initial);
+        Ok(())
+    }
+
+    /// Switches dispatch off for the calling thread.
+    pub fn disarm_current_thread(&self) -> Result<()> {
+        let _host = selector::enter(Selector::Allow);
+        kernel::disarm()?;
+        with_thread(|t| t.armed_tid.set(0));
+        Ok(())
+    }
+
+    /// Whether the calling thread is armed.
+    pub fn is_current_thread_armed(&self) -> bool {
+        with_thread(|t| t.armed_tid.get() == sys::gettid())
+    }
+
+    pub(crate) fn rearm_forked_child(&self, thread: &ThreadState) {
+        if !self.follow_fork {
+            thread.armed_tid.set(0);
+            return;
+        }
+        let selector = thread.selector.as_ptr().cast::<Selector>();
+        // SAFETY: the child's copy of this thread's TLS is the child's own
+        // memory; the byte is the same static-TLS selector as the parent's.
+        let armed = unsafe { kernel::arm(self.region, selector) };
+        thread
+            .armed_tid
+            .set(if armed.is_ok() { sys::gettid() } else { 0 });
+    }
+
+    /// The counters, read without a lock.
+    pub fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// How many times syscall `nr` entered the engine (trap or direct).
+    pub fn count(&self, nr: Sysno) -> u64 {
+        self.counters.count(nr.id() as u64)
+    }
+
+    /// [`Engine::count`] for a raw number.
+    pub fn count_raw(&self, nr: u64) -> u64 {
+        self.counters.count(nr)
+    }
+
+    /// The region every armed thread uses.
+    pub fn region(&self) -> Region {
+        self.region
+    }
+
+    /// What the kernel reported at install.
+    pub fn support(&self) -> Support {
+        self.support
+    }
+
+    /// Address of the `extern "C" fn(nr, a0..a5) -> i64` syscall gadget in
+    /// the excluded region: a syscall through it never traps.
+    pub fn syscall_gadget(&self) -> usize {
+        self.gadgets.syscall6
+    }
+
+    /// The direct entrance of the dispatch core, for generated code that
+    /// replaced a syscall instruction with a call: same filter, hooks and
+    /// counters as a trap, counted as [`Entrance::Direct`]. Returns the raw
+    /// result. Call it with the selector on ALLOW (host personality).
+    pub fn dispatch_direct(&self, nr: u64, args: [u64; 6], call_addr: u64) -> i64 {
+        let mut call = Syscall {
+            nr,
+            args,
+            call_addr,
+            tid: with_thread(|t| t.armed_tid.get()),
+            entrance: Entrance::Direct,
+        };
+        match dispatch(self, &mut call, &mut DirectExecutor) {
+            Execution::Returned(value) => value,
+            Execution::Resumes => unreachable!("the direct executor never redirects"),
+        }
+    }
+}
+
+/// Executes direct-entrance calls: no signal frame is involved, so every
+/// call simply runs.
+struct DirectExecutor;
+
+impl Executor for DirectExecutor {
+    fn execute(&mut self, call: &Syscall) -> Execution {
+        Execution::Returned(sys::raw6(call.nr, call.args))
+    }
+}

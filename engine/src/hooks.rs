@@ -1,0 +1,60 @@
+//! What a hook sees and what it may decide.
+
+use crate::counters::Entrance;
+use syscalls::{Errno, Sysno};
+
+/// One intercepted system call, as the pre- and post-hooks see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Syscall {
+    /// The raw syscall number (foreign ABIs may use numbers Linux does not know).
+    pub nr: u64,
+    /// The six argument registers, in syscall-ABI order. A pre-hook's
+    /// [`Verdict::RunWith`] replaces them for the hooks after it and the call.
+    pub args: [u64; 6],
+    /// The address just after the syscall instruction that issued the call.
+    pub call_addr: u64,
+    /// The kernel thread id of the calling thread.
+    pub tid: i32,
+    /// How the call reached the engine.
+    pub entrance: Entrance,
+}
+
+impl Syscall {
+    /// The syscall as a [`Sysno`] of this architecture, if Linux knows it.
+    pub fn sysno(&self) -> Option<Sysno> {
+        usize::try_from(self.nr).ok().and_then(Sysno::new)
+    }
+
+    /// The syscall's name, or `"?"` for a number Linux does not know.
+    pub fn name(&self) -> &'static str {
+        self.sysno().map_or("?", |s| s.name())
+    }
+}
+
+/// A pre-hook's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on: later hooks run, then the call executes as it stands.
+    Run,
+    /// Go on with these arguments instead.
+    RunWith([u64; 6]),
+    /// Do not execute: the call returns this value (emulation). Later
+    /// pre-hooks are skipped; post-hooks still see the value.
+    Return(i64),
+    /// Do not execute: the call fails with this errno (`-errno` is returned).
+    Fail(Errno),
+}
+
+/// A pre-hook. Runs in signal context: see the crate documentation.
+pub type PreHook = Box<dyn Fn(&Syscall) -> Verdict + Send + Sync>;
+
+/// A post-hook: sees the call and its raw result (a negative errno on
+/// failure) and may change the result. Runs in signal context.
+pub type PostHook = Box<dyn Fn(&Syscall, &mut i64) + Send + Sync>;
+
+/// The errno in a raw syscall result, if it is a failure.
+pub fn errno_of(result: i64) -> Option<Errno> {
+    (-4095..0)
+        .contains(&result)
+        .then(|| Errno::new(-result as i32))
+}

@@ -1,0 +1,74 @@
+//! Raw system calls for the engine's own use. They go straight to the kernel
+//! (no libc wrapper, no errno write), so they are safe to make on the trap
+//! path, where libc may be in an inconsistent state.
+
+use syscalls::{Errno, Sysno};
+
+/// Executes syscall `nr` with six arguments and returns the kernel's raw
+/// answer (a negative errno on failure).
+///
+/// The caller must make sure the call does not trap: the thread's selector
+/// is ALLOW, or the thread is not armed.
+#[inline]
+pub(crate) fn raw6(nr: u64, a: [u64; 6]) -> i64 {
+    // SAFETY: a raw syscall instruction touches only the registers the
+    // syscall ABI names; what the call itself does to memory is the caller's
+    // contract, which every caller states at its own call site.
+    unsafe {
+        syscalls::raw::syscall6(
+            nr as usize,
+            a[0] as usize,
+            a[1] as usize,
+            a[2] as usize,
+            a[3] as usize,
+            a[4] as usize,
+            a[5] as usize,
+        ) as i64
+    }
+}
+
+/// [`raw6`] with a typed number and the answer split into value and errno.
+#[inline]
+pub(crate) fn call(nr: Sysno, a: [u64; 6]) -> Result<u64, Errno> {
+    to_result(raw6(nr.id() as u64, a))
+}
+
+/// Splits a raw kernel answer into value and errno.
+#[inline]
+pub(crate) fn to_result(ret: i64) -> Result<u64, Errno> {
+    if (-4095..0).contains(&ret) {
+        Err(Errno::new(-ret as i32))
+    } else {
+        Ok(ret as u64)
+    }
+}
+
+/// `gettid()`.
+pub(crate) fn gettid() -> i32 {
+    raw6(Sysno::gettid.id() as u64, [0; 6]) as i32
+}
+
+/// Writes all of `bytes` to `fd`, retrying short writes; errors are dropped
+/// because the only callers are last-gasp diagnostics.
+pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        let n = raw6(
+            Sysno::write.id() as u64,
+            [
+                fd as u64,
+                bytes.as_ptr() as u64,
+                bytes.len() as u64,
+                0,
+                0,
+                0,
+            ],
+        );
+        if n <= 0 {
+            if n == -(libc::EINTR as i64) {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}

@@ -1,0 +1,1 @@
+//! Tools and demos built on sud-engine (see src/bin).

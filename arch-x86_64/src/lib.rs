@@ -6,6 +6,9 @@
 //! `sud-arch-aarch64` exports the same names with the same meaning; the engine
 //! picks one of the two by `target_arch` and never touches a register itself.
 
+mod clone_child;
+pub use clone_child::{clone_child_entry, CLONE_CHILD_WORDS};
+
 /// `AUDIT_ARCH_X86_64`: the value the kernel puts in `si_arch` of a dispatch SIGSYS.
 pub const AUDIT_ARCH: u32 = 0xC000_003E;
 
@@ -213,7 +216,7 @@ mod tests {
             [
                 "syscall",
                 "mov rcx,rax",
-                "jrcxz short 000000000000000Fh",
+                "jrcxz 000000000000000Fh",
                 "jmp qword [fs:0FFFFFFFFFFFFEDCCh]",
                 "jmp qword [rsp-8]"
             ]

@@ -99,6 +99,7 @@ pub struct Builder {
     placement: Placement,
     initial: Selector,
     follow_fork: bool,
+    foreign_signal_handlers: bool,
 }
 
 impl Builder {
@@ -138,6 +139,18 @@ impl Builder {
     /// disarms every child). Default: true.
     pub fn follow_fork(mut self, follow: bool) -> Self {
         self.follow_fork = follow;
+        self
+    }
+
+    /// Whether signal handlers the application installs (through trapped
+    /// `rt_sigaction` calls) are foreign code: the engine then runs them
+    /// through a wrapper that puts the selector on BLOCK for the handler's
+    /// duration, even when the signal interrupted a hook or a blocking call
+    /// the engine was executing with the selector on ALLOW. Meant for
+    /// programs that are foreign as a whole (a preloaded tool). Default:
+    /// false (handlers run with the interrupted thread's selector).
+    pub fn foreign_signal_handlers(mut self, foreign: bool) -> Self {
+        self.foreign_signal_handlers = foreign;
         self
     }
 
@@ -219,6 +232,7 @@ impl Builder {
             region,
             gadgets: Gadgets::at(gadget_base, resume_slot_tp_offset()),
             follow_fork: self.follow_fork,
+            foreign_signal_handlers: self.foreign_signal_handlers,
             app_sigsys: VirtualSigaction::new(),
             sa_mask_sigsys: AtomicU64::new(0),
             support,
@@ -232,6 +246,39 @@ impl Builder {
         ENGINE.store(engine as *const Engine as *mut Engine, Ordering::Release);
         engine.arm_current_thread(self.initial)?;
         Ok(engine)
+    }
+}
+
+/// The first code of a thread (or process) made by a re-issued clone that
+/// has TLS of its own: with CLONE_SETTLS a fresh static-TLS block built from
+/// the TLS image (selector ALLOW, not armed), without CLONE_VM a copy of the
+/// parent's. Arms it with its own selector on BLOCK: the clone trapped, so
+/// its caller was foreign, and so is the child. Called by the arch crate's
+/// `clone_child_entry` before the child's first foreign instruction; the
+/// child is not armed yet, so its syscalls here simply run.
+#[cfg(target_arch = "x86_64")]
+pub(crate) extern "C" fn arm_clone_child_own_tls() {
+    if let Some(engine) = Engine::installed() {
+        // Nothing to report to: a child that cannot be armed runs unarmed,
+        // as it would without the engine.
+        let _ = engine.arm_current_thread(Selector::Block);
+    }
+}
+
+/// As [`arm_clone_child_own_tls`] for a child that shares its parent's TLS
+/// (CLONE_VM without CLONE_SETTLS, e.g. posix_spawn's vfork child): it is
+/// armed on the parent's selector byte, which is already BLOCK (the handler
+/// restored it before re-issuing the clone), and the parent's per-thread
+/// state (`armed_tid`) is left alone because the parent still owns it.
+#[cfg(target_arch = "x86_64")]
+pub(crate) extern "C" fn arm_clone_child_shared_tls() {
+    if let Some(engine) = Engine::installed() {
+        let selector = with_thread(|t| t.selector.as_ptr().cast::<Selector>());
+        // SAFETY: the selector is the shared static-TLS byte of the parent,
+        // which lives at least as long as this child shares its memory (a
+        // vfork parent waits; a CLONE_VM thread without its own TLS lives in
+        // the parent's); it only ever holds Selector values.
+        let _ = unsafe { kernel::arm(engine.region, selector) };
     }
 }
 
@@ -284,6 +331,8 @@ pub struct Engine {
     region: Region,
     pub(crate) gadgets: Gadgets,
     follow_fork: bool,
+    /// Application signal handlers run with the selector on BLOCK.
+    pub(crate) foreign_signal_handlers: bool,
     /// The application's SIGSYS action (the real one is always ours).
     pub(crate) app_sigsys: VirtualSigaction,
     /// Signals whose `sa_mask` the application asked to contain SIGSYS.
@@ -294,7 +343,7 @@ pub struct Engine {
 impl Engine {
     /// Starts configuring the engine.
     ///
-    /// ```no_run
+    /// ```
     /// use sud_engine::{selector, Engine, Selector, SyscallSet, Sysno, Verdict};
     /// let engine = Engine::builder()
     ///     .watch(SyscallSet::from_sysnos(&[Sysno::getpid]))
@@ -317,6 +366,7 @@ impl Engine {
             placement: Placement::GadgetPage,
             initial: Selector::Allow,
             follow_fork: true,
+            foreign_signal_handlers: false,
         }
     }
 
@@ -351,6 +401,11 @@ impl Engine {
     /// Whether the calling thread is armed.
     pub fn is_current_thread_armed(&self) -> bool {
         with_thread(|t| t.armed_tid.get() == sys::gettid())
+    }
+
+    /// Whether children made by trapped forks and clones are armed.
+    pub(crate) fn follows_fork(&self) -> bool {
+        self.follow_fork
     }
 
     pub(crate) fn rearm_forked_child(&self, thread: &ThreadState) {
@@ -415,6 +470,41 @@ impl Engine {
             Execution::Resumes => unreachable!("the direct executor never redirects"),
         }
     }
+}
+
+/// The registers of a syscall site in generated code, as a direct-hook stub
+/// hands them to [`direct_entry`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectFrame {
+    /// The syscall number register.
+    pub nr: u64,
+    /// The six argument registers in syscall-ABI order.
+    pub args: [u64; 6],
+    /// The address just after the original syscall instruction.
+    pub call_addr: u64,
+}
+
+/// The direct entrance as a C-ABI function for emitted stubs: dispatches
+/// `frame` through the installed engine ([`Engine::dispatch_direct`]) and
+/// returns the raw result; without an engine it simply executes the call.
+/// The stub must call it with the selector on ALLOW and a 16-byte aligned
+/// stack, and restore whatever the syscall instruction preserves.
+pub extern "C" fn direct_entry(frame: &DirectFrame) -> i64 {
+    // As on the trap path: hooks may call libc, which writes errno, and the
+    // code at the site must find its errno unchanged.
+    // SAFETY: __errno_location returns this thread's errno slot, valid for
+    // the thread's life.
+    let errno_slot = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved_errno = unsafe { *errno_slot };
+    let result = match Engine::installed() {
+        Some(engine) => engine.dispatch_direct(frame.nr, frame.args, frame.call_addr),
+        None => sys::raw6(frame.nr, frame.args),
+    };
+    // SAFETY: as above.
+    unsafe { *errno_slot = saved_errno };
+    result
 }
 
 /// Executes direct-entrance calls: no signal frame is involved, so every

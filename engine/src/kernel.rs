@@ -77,7 +77,7 @@ impl Region {
     /// is subject to the selector.
     pub fn governs(&self, after: usize) -> bool {
         match *self {
-            Region::Exclusive { start, len } => !(after.wrapping_sub(start) < len),
+            Region::Exclusive { start, len } => after.wrapping_sub(start) >= len,
             Region::Inclusive { start, len } => after.wrapping_sub(start) < len,
         }
     }

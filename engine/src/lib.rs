@@ -11,7 +11,7 @@
 //! aborts the process with a message naming the syscall). Syscalls from a
 //! hook run directly (the selector is ALLOW while hooks run).
 //!
-//! ```no_run
+//! ```
 //! use sud_engine::{selector, Engine, Selector, SyscallSet, Sysno, Verdict};
 //! use syscalls::Errno;
 //! let engine = Engine::builder()
@@ -44,7 +44,7 @@ mod signal;
 mod sys;
 
 pub use counters::{CounterSnapshot, Entrance};
-pub use engine::{gadget_bytes, Builder, Engine, Placement, GADGET_IMAGE_LEN};
+pub use engine::{direct_entry, gadget_bytes, Builder, DirectFrame, Engine, Placement, GADGET_IMAGE_LEN};
 pub use error::{Error, RegionProblem, Result};
 pub use filter::{SyscallSet, TRACKED_NUMBERS};
 pub use hooks::{errno_of, PostHook, PreHook, Syscall, Verdict};

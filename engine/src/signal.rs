@@ -58,9 +58,11 @@ pub(crate) fn install_handler(restorer: usize) -> Result<KernelSigaction, Errno>
         handler: on_sigsys as *const () as usize,
         // SA_NODEFER: a seccomp SIGSYS raised by a hook's own syscall must
         // reach the application, not find SIGSYS blocked (forced and
-        // blocked means death). SA_ONSTACK: use the thread's alternate stack
-        // when it has one, for foreign code running on small stacks.
-        flags: (libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER) as u64
+        // blocked means death). No SA_ONSTACK: alternate stacks are small
+        // (Rust's own guard-page handler stack is a few KiB) and hooks may
+        // run deep, so the handler runs on the interrupted stack, below its
+        // red zone, like any signal handler.
+        flags: (libc::SA_SIGINFO | libc::SA_NODEFER) as u64
             | linux_raw_sys::general::SA_RESTORER as u64,
         restorer,
         mask: 0,
@@ -233,14 +235,22 @@ impl Executor for TrapExecutor<'_> {
             }
             #[cfg(target_arch = "x86_64")]
             Some(Sysno::fork) => self.fork_like(call.nr, a),
+            Some(Sysno::execve | Sysno::execveat | Sysno::exit | Sysno::exit_group) => {
+                done(self.leaving(call.nr, a))
+            }
             _ => done(raw6(call.nr, a)),
         }
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 const SIGCHLD: u64 = libc::SIGCHLD as u64;
 const CLONE_VM: u64 = libc::CLONE_VM as u64;
 const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
+#[cfg(target_arch = "x86_64")]
+const CLONE_THREAD: u64 = libc::CLONE_THREAD as u64;
+#[cfg(target_arch = "x86_64")]
+const CLONE_SETTLS: u64 = libc::CLONE_SETTLS as u64;
 
 impl TrapExecutor<'_> {
     /// rt_sigprocmask: the kernel restores the frame's mask at sigreturn, so
@@ -279,6 +289,24 @@ impl TrapExecutor<'_> {
         0
     }
 
+    /// A call after which this thread may never run the handler's epilogue
+    /// (exit, or an execve that succeeds) runs with the selector back on
+    /// BLOCK, from the excluded region. A vfork child (posix_spawn) shares
+    /// its parent's TLS, selector included: leaving it on ALLOW would leave
+    /// the parent's syscalls uncaught once it resumes.
+    fn leaving(&mut self, nr: u64, a: [u64; 6]) -> i64 {
+        // SAFETY: `syscall6` is the engine's gadget with exactly this C
+        // signature (see the arch crate), mapped executable for the
+        // process's life; the call's own effects are the program's request.
+        let syscall6: extern "C" fn(u64, u64, u64, u64, u64, u64, u64) -> i64 =
+            unsafe { std::mem::transmute(self.engine.gadgets.syscall6) };
+        // The call trapped, so the selector was BLOCK.
+        self.thread.selector.store(Selector::Block as u8, Ordering::Relaxed);
+        let r = syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+        self.thread.selector.store(Selector::Allow as u8, Ordering::Relaxed);
+        r
+    }
+
     /// Thread-creating clones (a new stack) are re-issued from the excluded
     /// region so the child starts on its stack with the interrupted
     /// registers; clones that share the stack get fork semantics; the rest
@@ -291,7 +319,7 @@ impl TrapExecutor<'_> {
         clone3_args: Option<u64>,
     ) -> Execution {
         if stack != 0 {
-            return self.reissue_clone(call, stack);
+            return self.reissue_clone(call, flags, stack);
         }
         if flags & (CLONE_VM | CLONE_VFORK) != 0 {
             let stripped = flags & !(CLONE_VM | CLONE_VFORK);
@@ -341,14 +369,14 @@ impl TrapExecutor<'_> {
         Execution::Returned(r)
     }
 
-    fn reissue_clone(&mut self, call: &Syscall, child_stack_top: u64) -> Execution {
+    fn reissue_clone(&mut self, call: &Syscall, flags: u64, child_stack_top: u64) -> Execution {
         let Some(gadget) = self.engine.gadgets.clone_for_this_thread() else {
             // The engine's TLS is not static here, so the gadget cannot find
             // this thread's resume slot: fail cleanly rather than crash.
             return Execution::Returned(-(libc::ENOSYS as i64));
         };
         let resume = call.call_addr;
-        if !write_user(child_stack_top - 8, &[resume]) {
+        if !self.prepare_child_stack(flags, child_stack_top, resume) {
             return Execution::Returned(-(libc::EFAULT as i64));
         }
         self.thread.resume_pc.set(resume);
@@ -357,6 +385,39 @@ impl TrapExecutor<'_> {
         regs.set_args(call.args);
         regs.set_pc(gadget as u64);
         Execution::Resumes
+    }
+}
+
+impl TrapExecutor<'_> {
+    /// Writes what the clone gadget's child path needs below the child's
+    /// stack top: on x86-64 the child first runs the arch crate's
+    /// `clone_child_entry`, which arms it (see `arm_clone_child_*`) before
+    /// it resumes at `resume`; elsewhere it jumps straight to `resume`.
+    #[cfg(target_arch = "x86_64")]
+    fn prepare_child_stack(&self, flags: u64, child_stack_top: u64, resume: u64) -> bool {
+        let new_process = flags & CLONE_THREAD == 0;
+        let arm: Option<extern "C" fn()> = if new_process && !self.engine.follows_fork() {
+            None
+        } else if flags & CLONE_VM != 0 && flags & CLONE_SETTLS == 0 {
+            Some(crate::engine::arm_clone_child_shared_tls)
+        } else {
+            Some(crate::engine::arm_clone_child_own_tls)
+        };
+        match arm {
+            Some(arm) => {
+                let words = [arm as usize as u64, resume, arch::clone_child_entry() as u64];
+                const _: () = assert!(arch::CLONE_CHILD_WORDS == 3);
+                write_user(child_stack_top - 24, &words)
+            }
+            None => write_user(child_stack_top - 8, &[resume]),
+        }
+    }
+
+    /// Without a child-side entry for this ISA yet, the child jumps straight
+    /// to `resume` and runs unarmed.
+    #[cfg(not(target_arch = "x86_64"))]
+    fn prepare_child_stack(&self, _flags: u64, child_stack_top: u64, resume: u64) -> bool {
+        write_user(child_stack_top - 8, &[resume])
     }
 }
 
@@ -468,14 +529,39 @@ impl Engine {
             return 0;
         }
         let asked_now = new.mask & SIGSYS_BIT != 0;
+        let app_new = new;
         let mut real = a;
         if act != 0 {
             new.mask &= !SIGSYS_BIT;
             real[1] = &new as *const _ as u64;
         }
+        // Wrapped handlers: the application's action is kept in APP_ACTIONS
+        // (before the kernel can deliver to the wrapper) and the wrapper is
+        // installed with the same flags, mask and our restorer.
+        let app_old = APP_ACTIONS[sig as usize].load();
+        let wrapped;
+        if act != 0 && self.foreign_signal_handlers && is_handler(new.handler) {
+            APP_ACTIONS[sig as usize].store(app_new);
+            wrapped = KernelSigaction {
+                handler: on_app_signal as *const () as usize,
+                flags: new.flags
+                    | libc::SA_SIGINFO as u64
+                    | linux_raw_sys::general::SA_RESTORER as u64,
+                restorer: self.gadgets.restorer,
+                mask: new.mask,
+            };
+            real[1] = &wrapped as *const _ as u64;
+        }
         let r = raw6(Sysno::rt_sigaction.id() as u64, real);
         if r != 0 {
             return r;
+        }
+        if oldact != 0 {
+            let mut old = [0u64; 4];
+            if read_user(oldact, &mut old) && old[0] == on_app_signal as *const () as u64 {
+                // The kernel reported our wrapper: show what the application installed.
+                write_user(oldact, &as_words(&app_old));
+            }
         }
         let asked_before = self.sa_mask_sigsys.load(Ordering::Relaxed) & bit != 0;
         if oldact != 0 && asked_before {
@@ -494,6 +580,51 @@ impl Engine {
         }
         0
     }
+}
+
+fn is_handler(handler: usize) -> bool {
+    handler != libc::SIG_DFL && handler != libc::SIG_IGN
+}
+
+/// The application's actions for the signals whose handlers the engine
+/// wraps (`Builder::foreign_signal_handlers`), by signal number.
+static APP_ACTIONS: [VirtualSigaction; 65] = [const { VirtualSigaction::new() }; 65];
+
+/// Runs every wrapped application handler. The handler is foreign code, but
+/// the signal may have interrupted a hook, or a blocking call the engine was
+/// executing for the thread, with the selector on ALLOW: without the
+/// wrapper, the handler's syscalls would escape interception. It runs with
+/// the selector on BLOCK; the interrupted value comes back when it returns
+/// (a handler that jumps out instead lands in foreign code, on BLOCK).
+///
+/// # Safety
+/// Called by the kernel only, as an `SA_SIGINFO` handler.
+unsafe extern "C" fn on_app_signal(
+    sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) {
+    let Some(act) = APP_ACTIONS.get(sig as usize).map(VirtualSigaction::load) else {
+        return;
+    };
+    if !is_handler(act.handler) {
+        // The action changed under a signal already on its way: the kernel
+        // would have delivered to the old handler, which is gone; drop it.
+        return;
+    }
+    let interrupted = with_thread(|t| t.selector.swap(Selector::Block as u8, Ordering::Relaxed));
+    if act.flags & libc::SA_SIGINFO as u64 != 0 {
+        // SAFETY: the application registered this address as an SA_SIGINFO
+        // handler for `sig`; it gets the kernel's own siginfo and context.
+        let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(act.handler) };
+        handler(sig, info, ctx);
+    } else {
+        // SAFETY: a plain handler the application registered for `sig`.
+        let handler: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(act.handler) };
+        handler(sig);
+    }
+    with_thread(|t| t.selector.store(interrupted, Ordering::Relaxed));
 }
 
 fn as_words(act: &KernelSigaction) -> [u64; 4] {

@@ -141,3 +141,66 @@ fn without_the_option_handlers_run_with_the_interrupted_selector() {
         assert_eq!(GETPPID_SEEN.load(Relaxed), 0);
     });
 }
+
+/// `clone3` with `CLONE_VM | CLONE_VFORK` and a new stack, as posix_spawn
+/// issues it, whose child exits at once with a raw `exit` syscall.
+///
+/// # Safety
+/// `args` must point to a valid `clone_args` naming a fresh stack.
+unsafe fn vfork_child_that_exits(args: &[u64; 11]) -> i64 {
+    let ret: i64;
+    // SAFETY: the parent only gets the syscall's result in rax (rcx and r11
+    // are clobbered by `syscall`); the child runs on its own stack and
+    // never returns from the asm block.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov eax, 60", // exit(0), in the child
+            "xor edi, edi",
+            "syscall",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") args.as_ptr(),
+            in("rsi") std::mem::size_of_val(args),
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+#[test]
+fn a_vfork_child_leaving_keeps_its_parent_on_block() {
+    child_passes(|| {
+        install(false);
+        let mut stack = vec![0u8; 64 * 1024];
+        let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
+        let mut args = [0u64; 11];
+        args[0] = (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
+        args[4] = libc::SIGCHLD as u64;
+        args[5] = top - 32 * 1024;
+        args[6] = 32 * 1024;
+        let (child, still_blocked) = {
+            let _foreign = selector::enter(Selector::Block);
+            // SAFETY: args name a fresh 32 KiB stack inside `stack`.
+            let child = unsafe { vfork_child_that_exits(&args) };
+            (child, selector::current() == Selector::Block)
+        };
+        assert!(child > 0, "clone3 failed: {child}");
+        // The child shared this thread's selector byte and exited from a
+        // trapped call: it must not have left the byte on ALLOW.
+        assert!(still_blocked, "the parent resumed on ALLOW");
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(
+            unsafe { libc::waitpid(child as i32, &mut status, 0) },
+            child as i32
+        );
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        drop(stack);
+    });
+}

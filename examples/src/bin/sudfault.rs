@@ -1,0 +1,106 @@
+//! sudfault: make chosen system calls of a program fail with a chosen errno,
+//! without executing them, to test its error handling. Caught with Syscall
+//! User Dispatch inside the program; this injects faults for testing and
+//! confines nothing (SUD is not a security boundary).
+//!
+//! `sudfault --fail NAME=ERRNO[@N] [--fail ...] -- PROG [ARGS...]`
+//!
+//! `@N` counts calls of NAME over all the program's processes and threads,
+//! from 1. Each injection is reported on standard error as it happens, and
+//! a summary follows when the program ends.
+
+use clap::Parser;
+use std::ffi::OsString;
+use std::io::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use sud_examples::config::{FaultRule, Mode, MAX_FAULT_RULES};
+use sud_examples::launcher::{self, Launch};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sudfault",
+    about = "Make chosen system calls of a program fail, for testing (not a sandbox)"
+)]
+struct Cli {
+    /// Make call N of NAME (every call without @N) fail with ERRNO, e.g.
+    /// `openat=ENOENT@2`.
+    #[arg(long = "fail", value_name = "NAME=ERRNO[@N]", required = true, value_parser = parse_rule)]
+    fail: Vec<FaultRule>,
+    /// The program to run and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "PROG [ARGS...]"
+    )]
+    program: Vec<OsString>,
+}
+
+fn parse_rule(text: &str) -> Result<FaultRule, String> {
+    let (name, rest) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=ERRNO[@N], got '{text}'"))?;
+    let (errno, nth) = match rest.split_once('@') {
+        Some((errno, n)) => {
+            let n: u64 = n
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("@N needs a call number from 1, got '@{n}'"))?;
+            (errno, n)
+        }
+        None => (rest, 0),
+    };
+    Ok(FaultRule {
+        nr: launcher::parse_syscall(name)?.id() as u64,
+        errno: launcher::parse_errno(errno)?.into_raw(),
+        nth,
+    })
+}
+
+fn describe(rule: &FaultRule) -> String {
+    let errno = sud_engine::Errno::new(rule.errno);
+    let mut text = format!(
+        "{}={}",
+        launcher::slot_name(rule.nr as usize),
+        errno.name().unwrap_or("?")
+    );
+    if rule.nth != 0 {
+        text += &format!("@{}", rule.nth);
+    }
+    text
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if cli.fail.len() > MAX_FAULT_RULES {
+        eprintln!("sudfault: at most {MAX_FAULT_RULES} --fail rules");
+        std::process::exit(2);
+    }
+    let launch = Launch {
+        mode: Mode::Fault,
+        follow: true,
+        trace: None,
+        faults: cli.fail.clone(),
+        output: None,
+        program: cli.program,
+    };
+    match launcher::run(&launch) {
+        Ok(mut finished) => {
+            let mut text = String::new();
+            for (i, rule) in cli.fail.iter().enumerate() {
+                let calls = finished.shared.rule_calls[i].load(Relaxed);
+                let injected = finished.shared.rule_injected[i].load(Relaxed);
+                text += &format!(
+                    "sudfault: {}: injected {injected} of {calls} calls\n",
+                    describe(rule)
+                );
+            }
+            let _ = finished.report.write_all(text.as_bytes());
+            launcher::exit_like(finished.status)
+        }
+        Err(e) => {
+            eprintln!("sudfault: {e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}

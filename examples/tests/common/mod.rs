@@ -1,0 +1,197 @@
+//! Running real programs natively, under the tools, and under `strace -f`,
+//! and reading what each reports.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The three tools, built by cargo for this test run.
+pub const SUDTRACE: &str = env!("CARGO_BIN_EXE_sudtrace");
+pub const SYSCOUNT: &str = env!("CARGO_BIN_EXE_syscount");
+pub const SUDFAULT: &str = env!("CARGO_BIN_EXE_sudfault");
+
+/// A fresh directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A report file next to (not inside) the program's directory, so the
+/// program never sees it.
+pub fn beside(dir: &Path, name: &str) -> PathBuf {
+    let mut file = dir.as_os_str().to_owned();
+    file.push(format!(".{name}"));
+    PathBuf::from(file)
+}
+
+/// Runs `argv` in `dir` with `stdin` and collects everything.
+pub fn run_in(dir: &Path, argv: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// `tool tool_args -- argv`.
+pub fn under(tool: &str, tool_args: &[&str], dir: &Path, argv: &[&str], stdin: &[u8]) -> Output {
+    let mut full = vec![tool];
+    full.extend_from_slice(tool_args);
+    full.push("--");
+    full.extend_from_slice(argv);
+    run_in(dir, &full, stdin)
+}
+
+/// Counts as `syscount --json` reports them, with the run's output.
+pub struct Counted {
+    pub output: Output,
+    pub counts: BTreeMap<String, u64>,
+    pub total: u64,
+    pub processes: u64,
+    pub threads: u64,
+}
+
+/// Runs `argv` under `syscount --json -o FILE` and parses the object.
+pub fn syscount(dir: &Path, argv: &[&str], stdin: &[u8]) -> Counted {
+    let report = beside(dir, "syscount.json");
+    let report_arg = report.to_str().unwrap().to_string();
+    let output = under(SYSCOUNT, &["--json", "-o", &report_arg], dir, argv, stdin);
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    let _ = std::fs::remove_file(&report);
+    let (counts, total, processes, threads) = parse_json(&text).unwrap_or_else(|| {
+        panic!(
+            "bad syscount JSON {text:?}, stderr {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    Counted {
+        output,
+        counts,
+        total,
+        processes,
+        threads,
+    }
+}
+
+type Parsed = (BTreeMap<String, u64>, u64, u64, u64);
+
+/// Parses `{"total": N, "counts": {"NAME": n, ...}, "processes": P, "threads": T}`.
+pub fn parse_json(text: &str) -> Option<Parsed> {
+    let number_after = |key: &str| -> Option<u64> {
+        let at = text.find(&format!("\"{key}\": "))? + key.len() + 4;
+        let digits: String = text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    let start = text.find("\"counts\": {")? + "\"counts\": {".len();
+    let end = start + text[start..].find('}')?;
+    let mut counts = BTreeMap::new();
+    for pair in text[start..end].split(", ").filter(|p| !p.is_empty()) {
+        let (name, n) = pair.split_once(": ")?;
+        counts.insert(name.trim_matches('"').to_string(), n.parse().ok()?);
+    }
+    Some((
+        counts,
+        number_after("total")?,
+        number_after("processes")?,
+        number_after("threads")?,
+    ))
+}
+
+/// Per-syscall counts from `strace -f -c` of the same run.
+pub fn strace_counts(dir: &Path, argv: &[&str], stdin: &[u8]) -> BTreeMap<String, u64> {
+    let report = beside(dir, "strace.txt");
+    let report_arg = report.to_str().unwrap().to_string();
+    let mut full = vec!["strace", "-f", "-qq", "-c", "-o", &report_arg];
+    full.extend_from_slice(argv);
+    let out = run_in(dir, &full, stdin);
+    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| {
+        panic!(
+            "strace is needed for this test ({e}); stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let _ = std::fs::remove_file(&report);
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "% time seconds usecs/call calls [errors] syscall"
+        if fields.len() >= 5 && fields[0].parse::<f64>().is_ok() && fields.last() != Some(&"total")
+        {
+            if let Ok(calls) = fields[3].parse::<u64>() {
+                counts.insert(fields.last().unwrap().to_string(), calls);
+            }
+        }
+    }
+    counts
+}
+
+/// Asserts that the tool's run printed and exited like the native run.
+pub fn assert_same_output(what: &str, native: &Output, traced: &Output) {
+    assert_eq!(
+        String::from_utf8_lossy(&native.stdout),
+        String::from_utf8_lossy(&traced.stdout),
+        "{what}: stdout differs; tool stderr: {}",
+        String::from_utf8_lossy(&traced.stderr)
+    );
+    assert_eq!(
+        native.status.code(),
+        traced.status.code(),
+        "{what}: exit status differs; tool stderr: {}",
+        String::from_utf8_lossy(&traced.stderr)
+    );
+}
+
+/// Runs `argv` natively and under each tool: same stdout and status.
+pub fn assert_transparent(dir: &Path, argv: &[&str], stdin: &[u8]) -> Output {
+    let native = run_in(dir, argv, stdin);
+    let trace_file = beside(dir, "trace.txt");
+    let trace_arg = trace_file.to_str().unwrap().to_string();
+    for (tool, args) in [
+        (SUDTRACE, vec!["-f", "-o", trace_arg.as_str()]),
+        (SYSCOUNT, vec!["-o", "/dev/null"]),
+        // A rule that never fires: the program must not notice sudfault.
+        (SUDFAULT, vec!["--fail", "reboot=EPERM"]),
+    ] {
+        let traced = under(tool, &args, dir, argv, stdin);
+        assert_same_output(&format!("{argv:?} under {tool}"), &native, &traced);
+    }
+    let _ = std::fs::remove_file(&trace_file);
+    native
+}
+
+/// Asserts syscount's counts equal strace's for `names` (execve: strace
+/// also sees the first execve, made before the preload is loaded).
+pub fn assert_counts_match(dir: &Path, argv: &[&str], stdin: &[u8], names: &[&str]) {
+    let ours = syscount(dir, argv, stdin);
+    let theirs = strace_counts(dir, argv, stdin);
+    let mut differences = Vec::new();
+    for name in names {
+        let mine = ours.counts.get(*name).copied().unwrap_or(0);
+        let mut strace = theirs.get(*name).copied().unwrap_or(0);
+        if *name == "execve" {
+            strace = strace.saturating_sub(1);
+        }
+        if mine != strace {
+            differences.push(format!("{name}: syscount {mine}, strace {strace}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{argv:?}: {differences:?}\nsyscount {:?}\nstrace {theirs:?}",
+        ours.counts
+    );
+}

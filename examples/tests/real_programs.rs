@@ -1,0 +1,121 @@
+//! The tools on real programs of this machine: each program prints and
+//! exits exactly as without a tool, and syscount counts what `strace -f`
+//! counts for the syscalls the dynamic loader does not make.
+#![cfg(target_arch = "x86_64")]
+
+mod common;
+
+use common::*;
+
+const COUNTED: &[&str] = &[
+    "getdents64",
+    "write",
+    "unlinkat",
+    "clone",
+    "clone3",
+    "execve",
+    "wait4",
+    "vfork",
+    "pipe2",
+    "dup2",
+    "kill",
+];
+
+fn check(name: &str, argv: &[&str], stdin: &[u8]) {
+    let dir = scratch(name);
+    assert_transparent(&dir, argv, stdin);
+    assert_counts_match(&dir, argv, stdin, COUNTED);
+}
+
+#[test]
+fn coreutils_ls_cat_sort_cp_find_rm() {
+    let script = "mkdir -p t/a/b && echo one > t/a/b/f && printf 'b\\na\\nc\\n' > t/g && \
+                  ls -la t/a && cat t/a/b/f && sort t/g && cp -r t u && find u | sort && \
+                  rm -r t u && ls";
+    check("coreutils", &["sh", "-c", script], b"");
+    check("ls", &["ls", "-l", "/usr/share/doc"], b"");
+    check("find", &["find", "/usr/share/doc", "-name", "*.gz"], b"");
+    check("sort-stdin", &["sort", "-r"], b"pear\napple\nfig\n");
+}
+
+#[test]
+fn sh_pipelines_sequences_traps_and_background_jobs() {
+    // dash: a SIGCHLD handler whose sa_mask blocks every signal, a trap,
+    // pipelines, `a; b`, a background job, and a non-zero exit.
+    let script = "ls / | sort | head -3; echo a; trap 'echo trapped' USR1; kill -USR1 $$; \
+                  sleep 0.01 & wait; false; echo $?; exit 3";
+    check("sh", &["sh", "-c", script], b"");
+}
+
+#[test]
+fn bash_functions_subshells_and_exit_trap() {
+    let script = "f() { echo \"$1\"; }; for i in 1 2 3; do f $i | cat; done; \
+                  x=$(echo sub; ls / | wc -l); echo \"$x\"; trap 'echo bye' EXIT; (exit 4); echo $?";
+    check("bash", &["bash", "-c", script], b"");
+}
+
+#[test]
+fn python_threads_subprocess_and_signal_handlers() {
+    let script = r#"
+import os, signal, subprocess, threading
+got = []
+signal.signal(signal.SIGUSR1, lambda s, f: os.write(1, b"handler\n"))
+os.kill(os.getpid(), signal.SIGUSR1)
+def work(i):
+    os.write(1, b"")
+    got.append(i)
+ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(sorted(got), flush=True)
+print(subprocess.run(["/bin/echo", "child"], capture_output=True).stdout.decode().strip(), flush=True)
+subprocess.run(["sh", "-c", "exit 0"])
+"#;
+    check("python", &["/usr/bin/python3", "-c", script], b"");
+}
+
+#[test]
+fn perl_readdir_and_system() {
+    let script = r#"opendir(D, "/usr/share/doc") or die; my @f = readdir(D); print scalar(@f) > 2 ? "many\n" : "few\n"; system("true"); print "status $?\n";"#;
+    check("perl", &["perl", "-e", script], b"");
+}
+
+#[test]
+fn git_init_add_commit_log() {
+    let script = "rm -rf r && git init -q r && cd r && echo x > f && git add f && \
+                  git -c user.email=t@example.invalid -c user.name=t commit -qm first && \
+                  git log --format=%s && git status --short";
+    let dir = scratch("git");
+    assert_transparent(&dir, &["sh", "-c", script], b"");
+    assert_counts_match(
+        &dir,
+        &["sh", "-c", script],
+        b"",
+        &["execve", "wait4", "unlinkat"],
+    );
+}
+
+#[test]
+fn tar_create_and_list_through_a_pipe() {
+    let script = "tar cf - -C /usr/share/doc bash coreutils | tar tf - | sort";
+    check("tar", &["sh", "-c", script], b"");
+}
+
+#[test]
+fn node_jit_runs_unchanged() {
+    let dir = scratch("node");
+    let native = assert_transparent(
+        &dir,
+        &[
+            "node",
+            "-e",
+            "console.log([1, 2, 3].map(x => x * 2).join(','))",
+        ],
+        b"",
+    );
+    assert_eq!(String::from_utf8_lossy(&native.stdout), "2,4,6\n");
+    let counted = syscount(&dir, &["node", "-e", "console.log('x')"], b"");
+    // node runs a thread pool and JIT threads: all of them are counted.
+    assert!(counted.threads > 1, "threads {}", counted.threads);
+    assert!(counted.counts.get("write").copied().unwrap_or(0) >= 1);
+}

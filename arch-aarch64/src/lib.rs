@@ -1,10 +1,30 @@
 //! aarch64 specifics for the sud crates: where a trapped syscall's number,
 //! arguments and result live in a signal context, how `svc #0` is encoded,
-//! and the position-independent gadget words the engine copies into its
-//! excluded region.
+//! the position-independent gadget words the engine copies into its
+//! excluded region, and what a JIT on arm64 needs: selector flips and the
+//! direct-hook stub (`emit`, assembled with dynasmrt), finding `svc #0` in
+//! code (`decode`, with capstone) and instruction-cache maintenance; and the
+//! entry that arms a thread made by a re-issued `clone` (`clone_child`).
 //!
 //! `sud-arch-x86_64` exports the same names with the same meaning; the engine
 //! picks one of the two by `target_arch` and never touches a register itself.
+//! The encoders and the decoder also work on other hosts (a cross JIT, tests).
+
+#[cfg(target_arch = "aarch64")]
+mod clone_child;
+mod decode;
+mod emit;
+mod icache;
+
+#[cfg(target_arch = "aarch64")]
+pub use clone_child::{clone_child_entry, CLONE_CHILD_WORDS};
+
+pub use decode::find_syscalls;
+pub use emit::{
+    direct_call_site, direct_stub, selector_flip, CallAddr, EmitError, SelectorAccess,
+    DIRECT_CALL_SITE_LEN, DIRECT_STUB_STACK,
+};
+pub use icache::flush_icache;
 
 /// `AUDIT_ARCH_AARCH64`: the value the kernel puts in `si_arch` of a dispatch SIGSYS.
 pub const AUDIT_ARCH: u32 = 0xC000_00B7;

@@ -256,7 +256,6 @@ impl Builder {
 /// its caller was foreign, and so is the child. Called by the arch crate's
 /// `clone_child_entry` before the child's first foreign instruction; the
 /// child is not armed yet, so its syscalls here simply run.
-#[cfg(target_arch = "x86_64")]
 pub(crate) extern "C" fn arm_clone_child_own_tls() {
     if let Some(engine) = Engine::installed() {
         // Nothing to report to: a child that cannot be armed runs unarmed,
@@ -270,7 +269,6 @@ pub(crate) extern "C" fn arm_clone_child_own_tls() {
 /// armed on the parent's selector byte, which is already BLOCK (the handler
 /// restored it before re-issuing the clone), and the parent's per-thread
 /// state (`armed_tid`) is left alone because the parent still owns it.
-#[cfg(target_arch = "x86_64")]
 pub(crate) extern "C" fn arm_clone_child_shared_tls() {
     if let Some(engine) = Engine::installed() {
         let selector = with_thread(|t| t.selector.as_ptr().cast::<Selector>());

@@ -247,9 +247,7 @@ impl Executor for TrapExecutor<'_> {
 const SIGCHLD: u64 = libc::SIGCHLD as u64;
 const CLONE_VM: u64 = libc::CLONE_VM as u64;
 const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
-#[cfg(target_arch = "x86_64")]
 const CLONE_THREAD: u64 = libc::CLONE_THREAD as u64;
-#[cfg(target_arch = "x86_64")]
 const CLONE_SETTLS: u64 = libc::CLONE_SETTLS as u64;
 
 impl TrapExecutor<'_> {
@@ -301,9 +299,13 @@ impl TrapExecutor<'_> {
         let syscall6: extern "C" fn(u64, u64, u64, u64, u64, u64, u64) -> i64 =
             unsafe { std::mem::transmute(self.engine.gadgets.syscall6) };
         // The call trapped, so the selector was BLOCK.
-        self.thread.selector.store(Selector::Block as u8, Ordering::Relaxed);
+        self.thread
+            .selector
+            .store(Selector::Block as u8, Ordering::Relaxed);
         let r = syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-        self.thread.selector.store(Selector::Allow as u8, Ordering::Relaxed);
+        self.thread
+            .selector
+            .store(Selector::Allow as u8, Ordering::Relaxed);
         r
     }
 
@@ -390,10 +392,10 @@ impl TrapExecutor<'_> {
 
 impl TrapExecutor<'_> {
     /// Writes what the clone gadget's child path needs below the child's
-    /// stack top: on x86-64 the child first runs the arch crate's
-    /// `clone_child_entry`, which arms it (see `arm_clone_child_*`) before
-    /// it resumes at `resume`; elsewhere it jumps straight to `resume`.
-    #[cfg(target_arch = "x86_64")]
+    /// stack top: the child first runs the arch crate's `clone_child_entry`,
+    /// which arms it (see `arm_clone_child_*`) before it resumes at
+    /// `resume`; a new process the engine does not follow jumps straight to
+    /// `resume`.
     fn prepare_child_stack(&self, flags: u64, child_stack_top: u64, resume: u64) -> bool {
         let new_process = flags & CLONE_THREAD == 0;
         let arm: Option<extern "C" fn()> = if new_process && !self.engine.follows_fork() {
@@ -405,19 +407,16 @@ impl TrapExecutor<'_> {
         };
         match arm {
             Some(arm) => {
-                let words = [arm as usize as u64, resume, arch::clone_child_entry() as u64];
+                let words = [
+                    arm as usize as u64,
+                    resume,
+                    arch::clone_child_entry() as u64,
+                ];
                 const _: () = assert!(arch::CLONE_CHILD_WORDS == 3);
                 write_user(child_stack_top - 24, &words)
             }
             None => write_user(child_stack_top - 8, &[resume]),
         }
-    }
-
-    /// Without a child-side entry for this ISA yet, the child jumps straight
-    /// to `resume` and runs unarmed.
-    #[cfg(not(target_arch = "x86_64"))]
-    fn prepare_child_stack(&self, _flags: u64, child_stack_top: u64, resume: u64) -> bool {
-        write_user(child_stack_top - 8, &[resume])
     }
 }
 
@@ -613,6 +612,19 @@ unsafe extern "C" fn on_app_signal(
         return;
     }
     let interrupted = with_thread(|t| t.selector.swap(Selector::Block as u8, Ordering::Relaxed));
+    call_app_handler(&act, sig, info, ctx);
+    with_thread(|t| t.selector.store(interrupted, Ordering::Relaxed));
+}
+
+/// Calls the application's handler from `act` exactly as the kernel would
+/// have: with siginfo and context for an SA_SIGINFO handler, with the
+/// signal number alone otherwise.
+fn call_app_handler(
+    act: &KernelSigaction,
+    sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) {
     if act.flags & libc::SA_SIGINFO as u64 != 0 {
         // SAFETY: the application registered this address as an SA_SIGINFO
         // handler for `sig`; it gets the kernel's own siginfo and context.
@@ -624,7 +636,6 @@ unsafe extern "C" fn on_app_signal(
         let handler: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(act.handler) };
         handler(sig);
     }
-    with_thread(|t| t.selector.store(interrupted, Ordering::Relaxed));
 }
 
 fn as_words(act: &KernelSigaction) -> [u64; 4] {
@@ -637,7 +648,7 @@ fn forward(engine: &Engine, sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
     engine.counters.forwarded();
     let act = engine.app_sigsys.load();
     let blocked = with_thread(|t| t.app_blocks_sigsys.get());
-    if blocked || act.handler == libc::SIG_DFL || act.handler == libc::SIG_IGN {
+    if blocked || !is_handler(act.handler) {
         // What the kernel does with a forced SIGSYS that is blocked, ignored
         // or defaulted: the process dies of it.
         return die_of_sigsys();
@@ -659,17 +670,7 @@ fn forward(engine: &Engine, sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
             0,
         ],
     );
-    if act.flags & libc::SA_SIGINFO as u64 != 0 {
-        // SAFETY: the application registered this address as an SA_SIGINFO
-        // handler; it is called exactly as the kernel would call it.
-        let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(act.handler) };
-        handler(sig, info, ctx);
-    } else {
-        // SAFETY: a plain handler registered by the application.
-        let handler: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(act.handler) };
-        handler(sig);
-    }
+    call_app_handler(&act, sig, info, ctx);
     let _ = sys::call(
         Sysno::rt_sigprocmask,
         [

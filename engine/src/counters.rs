@@ -14,8 +14,9 @@ pub enum Entrance {
     Direct,
 }
 
+/// The per-number counters count both entrances; the trap total is derived
+/// from them (`sum - direct`) so a trap pays for one locked increment, not two.
 pub(crate) struct Counters {
-    traps: AtomicU64,
     direct: AtomicU64,
     hooked: AtomicU64,
     forwarded: AtomicU64,
@@ -25,7 +26,6 @@ pub(crate) struct Counters {
 impl Counters {
     pub(crate) const fn new() -> Self {
         Counters {
-            traps: AtomicU64::new(0),
             direct: AtomicU64::new(0),
             hooked: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
@@ -35,11 +35,9 @@ impl Counters {
 
     #[inline]
     pub(crate) fn entered(&self, entrance: Entrance, nr: u64) {
-        match entrance {
-            Entrance::Trap => &self.traps,
-            Entrance::Direct => &self.direct,
+        if entrance == Entrance::Direct {
+            self.direct.fetch_add(1, Relaxed);
         }
-        .fetch_add(1, Relaxed);
         self.per_number[slot(nr)].fetch_add(1, Relaxed);
     }
 
@@ -54,9 +52,13 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self) -> CounterSnapshot {
+        // Read the direct total first: a direct call counted in between is
+        // then in the sum but not yet subtracted, never the other way round.
+        let direct = self.direct.load(Relaxed);
+        let all: u64 = self.per_number.iter().map(|c| c.load(Relaxed)).sum();
         CounterSnapshot {
-            traps: self.traps.load(Relaxed),
-            direct: self.direct.load(Relaxed),
+            traps: all.saturating_sub(direct),
+            direct,
             hooked: self.hooked.load(Relaxed),
             forwarded_sigsys: self.forwarded.load(Relaxed),
         }

@@ -44,7 +44,9 @@ mod signal;
 mod sys;
 
 pub use counters::{CounterSnapshot, Entrance};
-pub use engine::{direct_entry, gadget_bytes, Builder, DirectFrame, Engine, Placement, GADGET_IMAGE_LEN};
+pub use engine::{
+    direct_entry, gadget_bytes, Builder, DirectFrame, Engine, Placement, GADGET_IMAGE_LEN,
+};
 pub use error::{Error, RegionProblem, Result};
 pub use filter::{SyscallSet, TRACKED_NUMBERS};
 pub use hooks::{errno_of, PostHook, PreHook, Syscall, Verdict};

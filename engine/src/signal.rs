@@ -166,9 +166,7 @@ unsafe extern "C" fn on_sigsys(
     }
     with_thread(|thread| {
         // Hooks may make syscalls: run them in the host personality.
-        let at_trap = thread
-            .selector
-            .swap(Selector::Allow as u8, Ordering::Relaxed);
+        let at_trap = thread.replace_selector(Selector::Allow as u8);
         // Hooks may call libc, which writes errno; the interrupted code must
         // find its errno unchanged.
         // SAFETY: __errno_location returns this thread's errno slot, valid
@@ -192,7 +190,7 @@ unsafe extern "C" fn on_sigsys(
 
         // SAFETY: as above.
         unsafe { *errno_slot = saved_errno };
-        thread.selector.store(at_trap, Ordering::Relaxed);
+        thread.replace_selector(at_trap as u8);
     })
 }
 
@@ -611,9 +609,9 @@ unsafe extern "C" fn on_app_signal(
         // would have delivered to the old handler, which is gone; drop it.
         return;
     }
-    let interrupted = with_thread(|t| t.selector.swap(Selector::Block as u8, Ordering::Relaxed));
+    let interrupted = with_thread(|t| t.replace_selector(Selector::Block as u8));
     call_app_handler(&act, sig, info, ctx);
-    with_thread(|t| t.selector.store(interrupted, Ordering::Relaxed));
+    with_thread(|t| t.replace_selector(interrupted as u8));
 }
 
 /// Calls the application's handler from `act` exactly as the kernel would

@@ -100,6 +100,16 @@ pub fn clone_gadget(resume_slot_tp_offset: i32) -> [u8; CLONE_GADGET_LEN] {
     ])
 }
 
+/// Adds one to a counter that only the calling thread writes (contract as on
+/// x86-64). aarch64 has no add-to-memory instruction, and a load/add/store
+/// sequence could be split by a signal that counts on the same thread, so
+/// this is an atomic add (one `ldadd` with LSE).
+#[cfg(target_arch = "aarch64")]
+#[inline]
+pub fn bump_owned_counter(counter: &core::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// The registers of a trapped syscall, read from and written to a signal
 /// context (`ucontext_t`), named by their role in the syscall ABI.
 #[cfg(target_arch = "aarch64")]

@@ -1,9 +1,19 @@
-//! Counters the engine keeps on every entrance: relaxed atomics, so they are
-//! readable at any time from any thread without a lock and cost a few
-//! nanoseconds on a path that costs microseconds.
+//! Counters the engine keeps on every entrance, per thread: each thread
+//! counts into its own block with single-instruction increments (no locked
+//! operation, no cache line shared with other threads), and readers sum the
+//! blocks, so the totals are readable at any time from any thread without a
+//! lock.
+//!
+//! Blocks are mmapped (never malloc: the first count of a thread happens on
+//! the trap path) and linked into a push-only list, so a reader never sees
+//! one disappear. A thread that exits through a trapped `exit` hands its
+//! block back for the next new thread; its counts stay in the totals.
 
 use crate::filter::TRACKED_NUMBERS;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::selector::with_thread;
+use crate::sys;
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering::*};
+use syscalls::Sysno;
 
 /// How a syscall reached the dispatch core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -14,36 +24,68 @@ pub enum Entrance {
     Direct,
 }
 
-/// The per-number counters count both entrances; the trap total is derived
-/// from them (`sum - direct`) so a trap pays for one locked increment, not two.
-pub(crate) struct Counters {
+/// One thread's counts. Only the owning thread writes them.
+#[repr(C, align(64))]
+pub(crate) struct CounterBlock {
+    /// The next block in the list; set before the block is published.
+    next: *const CounterBlock,
+    /// The tid counting into this block, 0 when free for reuse.
+    owner: AtomicI32,
     direct: AtomicU64,
     hooked: AtomicU64,
-    forwarded: AtomicU64,
     per_number: [AtomicU64; TRACKED_NUMBERS + 1],
+}
+
+pub(crate) struct Counters {
+    blocks: AtomicPtr<CounterBlock>,
+    /// Counts of threads that could not get a block of their own (mmap
+    /// failed): shared, so incremented with locked operations.
+    overflow: CounterBlock,
+    forwarded: AtomicU64,
+}
+
+// SAFETY: `next` pointers are written once before publication and only
+// read afterwards; every other field is atomic.
+unsafe impl Sync for CounterBlock {}
+// SAFETY: as above.
+unsafe impl Send for CounterBlock {}
+
+impl CounterBlock {
+    const fn new() -> Self {
+        CounterBlock {
+            next: std::ptr::null(),
+            owner: AtomicI32::new(0),
+            direct: AtomicU64::new(0),
+            hooked: AtomicU64::new(0),
+            per_number: [const { AtomicU64::new(0) }; TRACKED_NUMBERS + 1],
+        }
+    }
 }
 
 impl Counters {
     pub(crate) const fn new() -> Self {
         Counters {
-            direct: AtomicU64::new(0),
-            hooked: AtomicU64::new(0),
+            blocks: AtomicPtr::new(std::ptr::null_mut()),
+            overflow: CounterBlock::new(),
             forwarded: AtomicU64::new(0),
-            per_number: [const { AtomicU64::new(0) }; TRACKED_NUMBERS + 1],
         }
     }
 
+    /// Counts one entrance of syscall `nr` on the calling thread.
     #[inline]
     pub(crate) fn entered(&self, entrance: Entrance, nr: u64) {
-        if entrance == Entrance::Direct {
-            self.direct.fetch_add(1, Relaxed);
-        }
-        self.per_number[slot(nr)].fetch_add(1, Relaxed);
+        self.with_block(|block, bump| {
+            if entrance == Entrance::Direct {
+                bump(&block.direct);
+            }
+            bump(&block.per_number[slot(nr)]);
+        })
     }
 
+    /// Counts one call that ran the hooks.
     #[inline]
     pub(crate) fn hooked(&self) {
-        self.hooked.fetch_add(1, Relaxed);
+        self.with_block(|block, bump| bump(&block.hooked))
     }
 
     #[inline]
@@ -51,21 +93,119 @@ impl Counters {
         self.forwarded.fetch_add(1, Relaxed);
     }
 
+    /// Runs `f` on the calling thread's block with the increment that suits
+    /// it: the owner-only one for a thread's own block, a locked one for the
+    /// shared overflow block.
+    #[inline]
+    fn with_block(&self, f: impl FnOnce(&CounterBlock, fn(&AtomicU64))) {
+        let own = with_thread(|t| t.counter_block.get());
+        let own = if own.is_null() {
+            self.claim_block()
+        } else {
+            own
+        };
+        if own.is_null() {
+            f(&self.overflow, |c| {
+                c.fetch_add(1, Relaxed);
+            });
+        } else {
+            // SAFETY: blocks are never unmapped; this one is owned by the
+            // calling thread, the only writer of its counters.
+            f(unsafe { &*own }, crate::arch::bump_owned_counter);
+        }
+    }
+
+    /// Gives the calling thread a block: a free one from the list, or a new
+    /// mapping pushed onto it. Null if no memory could be had.
+    #[cold]
+    fn claim_block(&self) -> *const CounterBlock {
+        let tid = sys::gettid();
+        let mut cursor = self.blocks.load(Acquire) as *const CounterBlock;
+        while !cursor.is_null() {
+            // SAFETY: listed blocks are mapped for the process's life.
+            let block = unsafe { &*cursor };
+            if block
+                .owner
+                .compare_exchange(0, tid, Acquire, Relaxed)
+                .is_ok()
+            {
+                return self.adopt(cursor);
+            }
+            cursor = block.next;
+        }
+        let size = std::mem::size_of::<CounterBlock>() as u64;
+        let Ok(addr) = sys::call(
+            Sysno::mmap,
+            [
+                0,
+                size,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        ) else {
+            return std::ptr::null();
+        };
+        let block = addr as *mut CounterBlock;
+        // SAFETY: a fresh, zeroed, page-aligned mapping of the block's size;
+        // all-zero is a valid CounterBlock (null next, free owner, zero
+        // counts). It is not shared until the push below publishes it.
+        unsafe { (*block).owner.store(tid, Relaxed) };
+        let mut head = self.blocks.load(Relaxed);
+        loop {
+            // SAFETY: as above, the block is still private to this thread.
+            unsafe { (*block).next = head };
+            match self
+                .blocks
+                .compare_exchange_weak(head, block, Release, Relaxed)
+            {
+                Ok(_) => return self.adopt(block),
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    fn adopt(&self, block: *const CounterBlock) -> *const CounterBlock {
+        with_thread(|t| t.counter_block.set(block));
+        block
+    }
+
+    /// The calling thread is about to exit: its block becomes free for the
+    /// next new thread (its counts stay in the totals).
+    pub(crate) fn release_thread_block(&self) {
+        let own = with_thread(|t| t.counter_block.replace(std::ptr::null()));
+        if !own.is_null() {
+            // SAFETY: blocks are never unmapped.
+            unsafe { &*own }.owner.store(0, Release);
+        }
+    }
+
+    fn sum(&self, field: impl Fn(&CounterBlock) -> u64) -> u64 {
+        let mut total = field(&self.overflow);
+        let mut cursor = self.blocks.load(Acquire) as *const CounterBlock;
+        while !cursor.is_null() {
+            // SAFETY: listed blocks are mapped for the process's life.
+            let block = unsafe { &*cursor };
+            total += field(block);
+            cursor = block.next;
+        }
+        total
+    }
+
     pub(crate) fn snapshot(&self) -> CounterSnapshot {
-        // Read the direct total first: a direct call counted in between is
-        // then in the sum but not yet subtracted, never the other way round.
-        let direct = self.direct.load(Relaxed);
-        let all: u64 = self.per_number.iter().map(|c| c.load(Relaxed)).sum();
+        let direct = self.sum(|b| b.direct.load(Relaxed));
+        let all = self.sum(|b| b.per_number.iter().map(|c| c.load(Relaxed)).sum());
         CounterSnapshot {
             traps: all.saturating_sub(direct),
             direct,
-            hooked: self.hooked.load(Relaxed),
+            hooked: self.sum(|b| b.hooked.load(Relaxed)),
             forwarded_sigsys: self.forwarded.load(Relaxed),
         }
     }
 
     pub(crate) fn count(&self, nr: u64) -> u64 {
-        self.per_number[slot(nr)].load(Relaxed)
+        self.sum(|b| b.per_number[slot(nr)].load(Relaxed))
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) struct ThreadState {
     /// Where a re-issued thread-creating clone resumes in the parent; read by
     /// the clone gadget through a thread-pointer-relative load.
     pub(crate) resume_pc: Cell<u64>,
+    /// This thread's counter block (see `counters`), null until its first count.
+    pub(crate) counter_block: Cell<*const crate::counters::CounterBlock>,
 }
 
 thread_local! {
@@ -52,6 +54,7 @@ thread_local! {
             armed_tid: Cell::new(0),
             app_blocks_sigsys: Cell::new(false),
             resume_pc: Cell::new(0),
+            counter_block: Cell::new(std::ptr::null()),
         }
     };
 }

@@ -291,6 +291,9 @@ impl TrapExecutor<'_> {
     /// its parent's TLS, selector included: leaving it on ALLOW would leave
     /// the parent's syscalls uncaught once it resumes.
     fn leaving(&mut self, nr: u64, a: [u64; 6]) -> i64 {
+        if nr == Sysno::exit.id() as u64 {
+            self.engine.counters.release_thread_block();
+        }
         // SAFETY: `syscall6` is the engine's gadget with exactly this C
         // signature (see the arch crate), mapped executable for the
         // process's life; the call's own effects are the program's request.

@@ -135,3 +135,36 @@ impl std::fmt::Write for StackLine {
         Ok(())
     }
 }
+
+#[test]
+fn counts_stay_exact_while_threads_come_and_go() {
+    child_passes(|| {
+        let engine = Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
+            .pre_hook(|_| Verdict::Return(-77))
+            .install()
+            .unwrap();
+        let _foreign = selector::enter(Selector::Block);
+        // Threads made by foreign code are armed, count into their own
+        // blocks, and hand them back when their exit traps; the totals keep
+        // every count.
+        for round in 0..20 {
+            let handles: Vec<_> = (0..3)
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        for _ in 0..10 {
+                            // SAFETY: getppid has no preconditions.
+                            assert_eq!(unsafe { libc::getppid() }, -77);
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            assert_eq!(engine.count(Sysno::getppid), (round + 1) * 30);
+        }
+        drop(_foreign);
+        assert_eq!(engine.counters().hooked, 600);
+    });
+}

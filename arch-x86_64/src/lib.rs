@@ -7,6 +7,7 @@
 //! picks one of the two by `target_arch` and never touches a register itself.
 
 mod clone_child;
+pub mod emit;
 pub use clone_child::{clone_child_entry, CLONE_CHILD_WORDS};
 
 /// `AUDIT_ARCH_X86_64`: the value the kernel puts in `si_arch` of a dispatch SIGSYS.
@@ -72,6 +73,22 @@ pub fn clone_gadget(resume_slot_tp_offset: i32) -> [u8; CLONE_GADGET_LEN] {
         0x64, 0xff, 0x24, 0x25, d[0], d[1], d[2], d[3], // jmp qword ptr fs:[slot]
         0xff, 0x64, 0x24, 0xf8, // child: jmp qword ptr [rsp-8]
     ]
+}
+
+/// Adds one to a counter that only the calling thread writes, with a single
+/// non-locked `add` instruction: other threads may read it at any time (an
+/// aligned 8-byte store is never torn), and a signal arriving on this thread
+/// cannot split the increment, since an instruction is never interrupted
+/// halfway. A locked add costs ~6 ns; this costs ~1.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn bump_owned_counter(counter: &core::sync::atomic::AtomicU64) {
+    // SAFETY: the pointer comes from a live reference to an aligned u64;
+    // the instruction reads and writes only those 8 bytes and the flags,
+    // which are declared clobbered by leaving out preserves_flags.
+    unsafe {
+        core::arch::asm!("add qword ptr [{}], 1", in(reg) counter.as_ptr(), options(nostack))
+    };
 }
 
 /// The registers of a trapped syscall, read from and written to a signal

@@ -65,7 +65,12 @@ fn a_handler_of_foreign_code_traps_and_returns_through_rt_sigreturn() {
         let engine = engine_returning_ppid_marker();
         {
             let _foreign = selector::enter(Selector::Block);
-            set_handler(libc::SIGUSR1, count_and_getppid as usize, 0, false);
+            set_handler(
+                libc::SIGUSR1,
+                count_and_getppid as *const () as usize,
+                0,
+                false,
+            );
         }
         spin_foreign_until_signalled(1, libc::SIGUSR1);
         assert_eq!(
@@ -90,9 +95,19 @@ fn a_handler_whose_sa_mask_blocks_everything_still_traps() {
         // blocked SIGSYS would kill the first trapped syscall inside it.
         {
             let _foreign = selector::enter(Selector::Block);
-            set_handler(libc::SIGUSR2, count_and_getppid as usize, 0, true);
+            set_handler(
+                libc::SIGUSR2,
+                count_and_getppid as *const () as usize,
+                0,
+                true,
+            );
             // The application still sees the mask it asked for.
-            let shown = set_handler(libc::SIGUSR2, count_and_getppid as usize, 0, true);
+            let shown = set_handler(
+                libc::SIGUSR2,
+                count_and_getppid as *const () as usize,
+                0,
+                true,
+            );
             // SAFETY: querying a sigset filled by sigaction.
             assert_eq!(
                 unsafe { libc::sigismember(&shown.sa_mask, libc::SIGSYS) },
@@ -130,7 +145,7 @@ fn a_signal_arriving_while_a_hook_runs_is_handled_and_the_hook_completes() {
         extern "C" fn mark(_: i32) {
             HANDLED.fetch_add(1, SeqCst);
         }
-        set_handler(libc::SIGUSR1, mark as usize, 0, false);
+        set_handler(libc::SIGUSR1, mark as *const () as usize, 0, false);
         // SAFETY: gettid has no preconditions.
         let me = unsafe { libc::gettid() };
         let r = std::thread::scope(|s| {
@@ -232,10 +247,20 @@ fn seccomp_sigsys_reaches_the_application_handler_while_dispatch_keeps_working()
             // The application installs its SIGSYS handler from the foreign
             // side: the engine keeps it virtually.
             let _foreign = selector::enter(Selector::Block);
-            set_handler(libc::SIGSYS, app_sigsys as usize, libc::SA_SIGINFO, false);
-            let again = set_handler(libc::SIGSYS, app_sigsys as usize, libc::SA_SIGINFO, false);
+            set_handler(
+                libc::SIGSYS,
+                app_sigsys as *const () as usize,
+                libc::SA_SIGINFO,
+                false,
+            );
+            let again = set_handler(
+                libc::SIGSYS,
+                app_sigsys as *const () as usize,
+                libc::SA_SIGINFO,
+                false,
+            );
             assert_eq!(
-                again.sa_sigaction, app_sigsys as usize,
+                again.sa_sigaction, app_sigsys as *const () as usize,
                 "the application sees its handler"
             );
         }
@@ -246,7 +271,7 @@ fn seccomp_sigsys_reaches_the_application_handler_while_dispatch_keeps_working()
             libc::sigaction(libc::SIGSYS, std::ptr::null(), &mut old);
             old.sa_sigaction
         };
-        assert_ne!(real, app_sigsys as usize);
+        assert_ne!(real, app_sigsys as *const () as usize);
 
         let nr = libc::SYS_getpriority as u32;
         seccomp_on(nr, None, SECCOMP_RET_TRAP);

@@ -208,7 +208,9 @@ impl CodeCache {
     pub fn write_emitted(&self, addr: usize, bytes: &[u8]) -> Result<(), Error> {
         let mut cursor = self.lock();
         let at = addr.wrapping_sub(self.start);
-        let end = at.checked_add(bytes.len()).filter(|&end| end <= cursor.used);
+        let end = at
+            .checked_add(bytes.len())
+            .filter(|&end| end <= cursor.used);
         let (Some(end), false) = (end, at < GADGET_IMAGE_LEN) else {
             return Err(Error::Os {
                 op: "write_emitted(outside emitted code)",

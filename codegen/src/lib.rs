@@ -33,6 +33,7 @@ pub use sud_engine::{gadget_bytes, selector_location, Selector, SelectorLocation
 
 #[cfg(target_arch = "x86_64")]
 pub mod bench;
+pub mod dbi;
 #[cfg(target_arch = "x86_64")]
 pub mod direct;
 #[cfg(target_arch = "x86_64")]

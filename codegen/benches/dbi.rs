@@ -1,0 +1,126 @@
+//! What running translated costs: compute-heavy corpus functions
+//! (`bench_checksum`: an Adler-style checksum over 64 KiB, 16 rounds;
+//! `bench_sort`: a recursive quicksort of 32768 longs; and, for the worst
+//! case, `recursion`: fib(22), nearly all calls and returns) natively and
+//! translated with an empty transformer, warm (median of 15 runs each);
+//! and what translating costs per block: the translator's own clock
+//! (decode, transform, encode, publish) over every block this run made.
+//!
+//! `cargo bench -p sud-codegen --bench dbi`
+
+#[cfg(target_arch = "x86_64")]
+fn main() {
+    x86::main();
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn main() {
+    eprintln!("dbi bench: the translator is x86-64 only");
+    std::process::exit(2);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+    use sud_codegen::dbi::{Dbi, Library};
+    use sud_engine::Engine;
+
+    const RUNS: usize = 15;
+
+    fn compile_corpus() -> String {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/dbi_corpus.c");
+        let lib = std::env::temp_dir().join(format!("sud-dbi-bench-{}.so", std::process::id()));
+        let compiler = cc::Build::new()
+            .cargo_metadata(false)
+            .target("x86_64-unknown-linux-gnu")
+            .host("x86_64-unknown-linux-gnu")
+            .opt_level(2)
+            .get_compiler();
+        let status = compiler
+            .to_command()
+            .args(["-shared", "-fPIC", "-pthread", "-w", "-o"])
+            .arg(&lib)
+            .arg(&source)
+            .arg("-lm")
+            .status()
+            .expect("a C compiler");
+        assert!(status.success());
+        lib.to_string_lossy().into_owned()
+    }
+
+    fn median(mut samples: Vec<Duration>) -> Duration {
+        samples.sort();
+        samples[samples.len() / 2]
+    }
+
+    fn time(f: impl Fn() -> i64) -> (Duration, i64) {
+        let start = Instant::now();
+        let value = f();
+        (start.elapsed(), value)
+    }
+
+    pub fn main() {
+        let path = compile_corpus();
+        let library = Library::open(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let (_engine, dbi) = Dbi::builder()
+            .install_with_engine(Engine::builder())
+            .unwrap();
+        println!(
+            "{:<16} {:>12} {:>12} {:>7} {:>12} {:>16}",
+            "function", "native", "translated", "ratio", "first run", "blocks made then"
+        );
+        for name in ["bench_checksum", "bench_sort", "recursion"] {
+            let addr = library.symbol(name).unwrap();
+            // SAFETY: corpus functions are `long f(void)`.
+            let native_fn: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
+            // SAFETY: as above.
+            let translated = || unsafe { dbi.call(addr, &[]) }.unwrap() as i64;
+            let expected = native_fn();
+            let blocks_before = dbi.counters().blocks;
+            let (cold, value) = time(translated);
+            assert_eq!(value, expected);
+            let blocks = dbi.counters().blocks - blocks_before;
+            let mut native = Vec::new();
+            let mut warm = Vec::new();
+            for _ in 0..RUNS {
+                native.push(time(|| native_fn()).0);
+                let (t, value) = time(translated);
+                assert_eq!(value, expected);
+                warm.push(t);
+            }
+            let (native, warm) = (median(native), median(warm));
+            println!(
+                "{name:<16} {:>10.3}ms {:>10.3}ms {:>6.2}x {:>10.3}ms {blocks:>16}",
+                native.as_secs_f64() * 1e3,
+                warm.as_secs_f64() * 1e3,
+                warm.as_secs_f64() / native.as_secs_f64(),
+                cold.as_secs_f64() * 1e3,
+            );
+        }
+        // More code to translate for the per-block cost: libc's qsort,
+        // stdio-free syscall wrappers, pthread_create and the new thread.
+        for name in [
+            "qsort_callback",
+            "syscall_pipe_write",
+            "vdso_clock",
+            "thread_create",
+        ] {
+            let addr = library.symbol(name).unwrap();
+            // SAFETY: corpus functions are `long f(void)`.
+            unsafe { dbi.call(addr, &[]) }.unwrap();
+        }
+        let c = dbi.counters();
+        println!(
+            "translator: {} blocks ({} instructions) in {:.1}us: {:.2}us per block; {} exits, {} links, {} lookup misses",
+            c.blocks,
+            c.instructions,
+            c.translate_nanos as f64 / 1e3,
+            c.translate_nanos as f64 / 1e3 / c.blocks.max(1) as f64,
+            c.exits,
+            c.links,
+            c.lookup_misses
+        );
+    }
+}

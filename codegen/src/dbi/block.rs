@@ -1,0 +1,653 @@
+//! Translating one basic block: read the native bytes, decode up to the
+//! first control transfer, let the transformer edit the block, emit the
+//! copy into the translator's arena in the code cache.
+//!
+//! What becomes of each instruction:
+//! - ordinary instructions are re-encoded at their new address by
+//!   iced-x86's encoder, which relocates rip-relative operands; one whose
+//!   target is beyond rel32 reach of the cache gets its address in a
+//!   scratch register the instruction does not use (saved and restored
+//!   around it through the thread's scratch slot);
+//! - direct jumps, conditional branches and calls end the block in
+//!   patchable rel32 jumps, linked straight to the target's translation
+//!   when it exists, else to an exit stub that asks the translator and
+//!   then patches the jump (so a block is chained once both ends exist);
+//! - a call pushes the *native* return address, then jumps;
+//! - indirect jumps and calls and returns load the native target into rax
+//!   (foreign rax parked in the scratch slot) and go to the shared lookup;
+//! - `syscall` becomes a direct-hook call site, except for the numbers
+//!   that create a task on a new stack (`clone`, `vfork`, `clone3`): their
+//!   child must continue right after the instruction on its own stack,
+//!   which a call into Rust cannot give it, so those run as a real
+//!   `syscall` from the cache (the excluded region: it runs), and the
+//!   child, still in translated code, is armed through the host stub;
+//! - what cannot be translated (`int 0x80`, `sysenter`, far transfers,
+//!   transactional memory, undecodable bytes) ends the block before it,
+//!   and a block that starts with it is left native (the selector stays
+//!   BLOCK, so its syscalls still trap).
+//!
+//! Everything here runs under the translator's lock with buffers reserved
+//! at install time: translation allocates nothing of its own.
+
+use super::glue;
+use super::scratch;
+use super::transform::{BlockIterator, Item, INLINE_CAPACITY};
+use super::{Shared, EXIT_DATA_OFFSET, REQ_CALLOUT, REQ_CHILD, REQ_LINK};
+use iced_x86::{
+    Code, ConditionCode, Decoder, DecoderOptions, Encoder, FlowControl, Instruction,
+    InstructionInfoFactory, MemoryOperand, Mnemonic, OpKind, Register,
+};
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Instructions per block at most.
+pub(crate) const MAX_BLOCK_INSNS: usize = 128;
+/// Native bytes read per block: the longest block of the longest
+/// instructions.
+const FOREIGN_WINDOW: usize = MAX_BLOCK_INSNS * 15;
+/// Bytes of translated code one block may take.
+const MAX_BLOCK_CODE: usize = 64 << 10;
+/// Items the transformer may produce per block.
+const MAX_ITEMS: usize = MAX_BLOCK_INSNS * 8;
+
+/// Syscall numbers that create a task continuing on a new stack.
+const CLONE_LIKE: [i32; 3] = [
+    56,  /* clone */
+    58,  /* vfork */
+    435, /* clone3 */
+];
+
+/// Why a block is left native.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LeftNative {
+    StopAddress,
+    Unreadable,
+    Untranslatable,
+    ArenaFull,
+    TooManySites,
+    /// In a forked child: the code cache is shared with the parent, whose
+    /// arena this process must not write.
+    Forked,
+}
+
+struct PendingExit {
+    /// Offset of the rel32 field in the block's code.
+    field: usize,
+    native: u64,
+}
+
+/// The translator's working state; one, behind the translator lock.
+pub(crate) struct Translator {
+    foreign: Vec<u8>,
+    insns: Vec<Instruction>,
+    items: Vec<Item>,
+    inline: Vec<u8>,
+    code: Vec<u8>,
+    exits: Vec<PendingExit>,
+    encoder: Encoder,
+    info: InstructionInfoFactory,
+    arena_next: u64,
+    arena_end: u64,
+}
+
+impl Translator {
+    pub(crate) fn new(arena: u64, arena_len: u64) -> Result<Self, crate::Error> {
+        let encoder =
+            Encoder::try_with_capacity(64, 64).map_err(|e| crate::Error::Encode(e.to_string()))?;
+        Ok(Translator {
+            foreign: vec![0; FOREIGN_WINDOW],
+            insns: Vec::with_capacity(MAX_BLOCK_INSNS),
+            items: Vec::with_capacity(MAX_ITEMS),
+            inline: Vec::with_capacity(INLINE_CAPACITY),
+            // MAX_BLOCK_CODE is checked before each item; one item adds at
+            // most INLINE_CAPACITY bytes and the exit stubs a few KiB more,
+            // so the buffer never grows (growing would allocate).
+            code: Vec::with_capacity(2 * MAX_BLOCK_CODE),
+            exits: Vec::with_capacity(MAX_BLOCK_INSNS * 2 + 2),
+            encoder,
+            info: InstructionInfoFactory::new(),
+            arena_next: arena,
+            arena_end: arena + arena_len,
+        })
+    }
+
+    /// Runs the decoder, encoder and instruction-info paths once, here at
+    /// install time: iced-x86 builds some tables lazily (allocating) on
+    /// first use, which must not happen during a translation.
+    pub(crate) fn warm_up(&mut self) {
+        // mov rax, [rip+0]; vaddpd ymm0, ymm0, ymm1; vzeroall (16 used
+        // registers: grows the info factory's lists to their largest); ret
+        const SAMPLE: [u8; 15] = [
+            0x48, 0x8b, 0x05, 0, 0, 0, 0, 0xc5, 0xfd, 0x58, 0xc1, 0xc5, 0xfc, 0x77, 0xc3,
+        ];
+        let mut insn = Instruction::default();
+        let mut decoder = Decoder::with_ip(64, &SAMPLE, 0x1000, DecoderOptions::NONE);
+        while decoder.can_decode() {
+            decoder.decode_out(&mut insn);
+            let _ = self.encode(&insn, self.arena_next);
+            let _ = self.free_register(&insn);
+        }
+        self.code.clear();
+    }
+
+    /// Translates the block at `native` and publishes it in the block
+    /// map; returns its address in the cache.
+    pub(crate) fn translate(&mut self, dbi: &Shared, native: u64) -> Result<u64, LeftNative> {
+        if dbi.is_stop(native) {
+            return Err(LeftNative::StopAddress);
+        }
+        if dbi.forked.load(Relaxed) {
+            return Err(LeftNative::Forked);
+        }
+        let readable = read_native(native, &mut self.foreign);
+        if readable == 0 {
+            return Err(LeftNative::Unreadable);
+        }
+        self.decode(dbi, native, readable);
+        if self.insns.is_empty() {
+            return Err(LeftNative::Untranslatable);
+        }
+        self.transform(dbi);
+        let at = (self.arena_next + 15) & !15;
+        self.emit_block(dbi, at)?;
+        if at + self.code.len() as u64 > self.arena_end {
+            return Err(LeftNative::ArenaFull);
+        }
+        let registered = self.register_exits(dbi, at)?;
+        dbi.cache
+            .write_emitted(at as usize, &self.code)
+            .map_err(|_| LeftNative::ArenaFull)?;
+        self.arena_next = at + self.code.len() as u64;
+        let c = &dbi.counters;
+        c.blocks.fetch_add(1, Relaxed);
+        c.instructions.fetch_add(self.insns.len() as u64, Relaxed);
+        c.exits.fetch_add(registered, Relaxed);
+        Ok(at)
+    }
+
+    fn decode(&mut self, dbi: &Shared, native: u64, readable: usize) {
+        self.insns.clear();
+        let bytes = &self.foreign[..readable];
+        let mut decoder = Decoder::with_ip(64, bytes, native, DecoderOptions::NONE);
+        let mut insn = Instruction::default();
+        while decoder.can_decode() && self.insns.len() < MAX_BLOCK_INSNS {
+            decoder.decode_out(&mut insn);
+            let first = self.insns.is_empty();
+            if insn.is_invalid() || untranslatable(&insn) || (!first && dbi.is_stop(insn.ip())) {
+                break;
+            }
+            self.insns.push(insn);
+            if ends_block(&insn) {
+                break;
+            }
+        }
+    }
+
+    fn transform(&mut self, dbi: &Shared) {
+        self.items.clear();
+        self.inline.clear();
+        match &dbi.transformer {
+            None => {
+                let kept = (0..self.insns.len() as u16).map(Item::Keep);
+                self.items.extend(kept);
+            }
+            Some(transformer) => {
+                let mut iterator = BlockIterator {
+                    insns: &self.insns,
+                    next_index: 0,
+                    current: None,
+                    items: &mut self.items,
+                    inline: &mut self.inline,
+                    overflowed: 0,
+                };
+                transformer(&mut iterator);
+                let overflowed = iterator.finish();
+                dbi.counters
+                    .dropped_puts
+                    .fetch_add(overflowed as u64, Relaxed);
+            }
+        }
+    }
+
+    fn emit_block(&mut self, dbi: &Shared, at: u64) -> Result<(), LeftNative> {
+        self.code.clear();
+        self.exits.clear();
+        let mut falls_through = true;
+        for i in 0..self.items.len() {
+            if self.code.len() > MAX_BLOCK_CODE {
+                return Err(LeftNative::ArenaFull);
+            }
+            let here = at + self.code.len() as u64;
+            match self.items[i] {
+                Item::Keep(index) => {
+                    let insn = self.insns[index as usize];
+                    self.emit_instruction(dbi, at, &insn)?;
+                    falls_through = !transfers_control(&insn);
+                }
+                Item::Callout { callout, data } => {
+                    let pc = self.items[i..]
+                        .iter()
+                        .find_map(|item| match item {
+                            Item::Keep(k) => Some(self.insns[*k as usize].ip()),
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| self.block_end());
+                    let site = dbi
+                        .sites
+                        .push(&[callout.0 as u64, data, pc])
+                        .ok_or(LeftNative::TooManySites)?;
+                    glue::call_host(
+                        &mut self.code,
+                        here,
+                        dbi.stubs.host as u64,
+                        REQ_CALLOUT | site,
+                    )
+                    .ok_or(LeftNative::Untranslatable)?;
+                }
+                Item::Inline { start, len } => {
+                    let (start, len) = (start as usize, len as usize);
+                    self.code
+                        .extend_from_slice(&self.inline[start..start + len]);
+                }
+                Item::Counter { counter, amount } => {
+                    glue::add_to_counter(&mut self.code, counter, amount);
+                }
+            }
+        }
+        if falls_through {
+            let end = self.block_end();
+            self.patchable(at, &[0xe9], end);
+        }
+        Ok(())
+    }
+
+    /// The native address after the block's last decoded instruction.
+    fn block_end(&self) -> u64 {
+        self.insns.last().map_or(0, Instruction::next_ip)
+    }
+
+    fn emit_instruction(
+        &mut self,
+        dbi: &Shared,
+        at: u64,
+        insn: &Instruction,
+    ) -> Result<(), LeftNative> {
+        if insn.code() == Code::Syscall {
+            return self.emit_syscall_site(dbi, at);
+        }
+        let slot_rax = dbi.scratch + scratch::RAX;
+        match insn.flow_control() {
+            FlowControl::UnconditionalBranch => {
+                self.patchable(at, &[0xe9], insn.near_branch_target());
+            }
+            FlowControl::ConditionalBranch => match jcc_nibble(insn) {
+                Some(cc) => {
+                    self.patchable(at, &[0x0f, 0x80 | cc], insn.near_branch_target());
+                    self.patchable(at, &[0xe9], insn.next_ip());
+                }
+                None => self.emit_counting_branch(at, insn)?,
+            },
+            FlowControl::Call => {
+                glue::push_u64(&mut self.code, insn.next_ip());
+                self.patchable(at, &[0xe9], insn.near_branch_target());
+            }
+            FlowControl::IndirectCall | FlowControl::IndirectBranch => {
+                glue::fs_mov(&mut self.code, 0, slot_rax, true);
+                self.load_target_into_rax(at, insn)?;
+                if insn.flow_control() == FlowControl::IndirectCall {
+                    glue::push_u64(&mut self.code, insn.next_ip());
+                }
+                self.jump_to(at, dbi.stubs.ibl as u64)?;
+            }
+            FlowControl::Return => {
+                glue::fs_mov(&mut self.code, 0, slot_rax, true);
+                glue::load_rax_from_stack_top(&mut self.code);
+                glue::lea_rsp(&mut self.code, 8 + insn.immediate16() as i32);
+                self.jump_to(at, dbi.stubs.ibl as u64)?;
+            }
+            _ => self.copy(dbi, at, insn)?,
+        }
+        Ok(())
+    }
+
+    /// `jrcxz`/`jecxz`/`loop*` have only a rel8 form: the original
+    /// instruction hops over a short jump into one of two patchable jumps.
+    fn emit_counting_branch(&mut self, at: u64, insn: &Instruction) -> Result<(), LeftNative> {
+        let len = insn.len();
+        let offset = insn.ip().wrapping_sub(self.insns[0].ip()) as usize;
+        let opcode = self
+            .foreign
+            .get(offset..offset + len - 1)
+            .ok_or(LeftNative::Untranslatable)?;
+        self.code.extend_from_slice(opcode);
+        self.code.push(2); // over the short jump below
+        self.code.extend_from_slice(&[0xeb, 0]);
+        let short = self.code.len() - 1;
+        self.patchable(at, &[0xe9], insn.near_branch_target());
+        let not_taken = self.code.len();
+        self.code[short] = (not_taken - short - 1) as u8;
+        self.patchable(at, &[0xe9], insn.next_ip());
+        Ok(())
+    }
+
+    /// A syscall site; see the module documentation for the clone family.
+    /// Each clone-like number gets its own raw path, so the child's
+    /// request names the number (the child's rax is 0 by then).
+    fn emit_syscall_site(&mut self, dbi: &Shared, at: u64) -> Result<(), LeftNative> {
+        let mut to_raw = [0usize; CLONE_LIKE.len()];
+        for (slot, nr) in to_raw.iter_mut().zip(CLONE_LIKE) {
+            // lea rcx, [rax - nr]; jrcxz raw (rcx is the syscall's to clobber)
+            self.code.extend_from_slice(&[0x48, 0x8d, 0x88]);
+            self.code.extend_from_slice(&(-nr).to_le_bytes());
+            self.code.extend_from_slice(&[0xe3, 0]);
+            *slot = self.code.len() - 1;
+        }
+        let site = dbi
+            .stub
+            .site((at + self.code.len() as u64) as usize)
+            .map_err(|_| LeftNative::Untranslatable)?;
+        self.code.extend_from_slice(&site);
+        let mut to_done = [0usize; 2 * CLONE_LIKE.len() + 1];
+        let mut jumps = 0;
+        for (i, (rel, nr)) in to_raw.into_iter().zip(CLONE_LIKE).enumerate() {
+            // jmp done (from the direct site or the previous child path)
+            self.code.extend_from_slice(&[0xeb, 0]);
+            to_done[jumps] = self.code.len() - 1;
+            jumps += 1;
+            let raw = self.code.len();
+            self.code[rel] = u8::try_from(raw - rel - 1).map_err(|_| LeftNative::Untranslatable)?;
+            // syscall; mov rcx, rax; jrcxz child (over the short jmp); jmp done
+            self.code
+                .extend_from_slice(&[0x0f, 0x05, 0x48, 0x89, 0xc1, 0xe3, 0x02, 0xeb, 0]);
+            to_done[jumps] = self.code.len() - 1;
+            jumps += 1;
+            let child = at + self.code.len() as u64;
+            glue::call_host(
+                &mut self.code,
+                child,
+                dbi.stubs.host as u64,
+                REQ_CHILD | nr as u32,
+            )
+            .ok_or(LeftNative::Untranslatable)?;
+            debug_assert!(i < CLONE_LIKE.len());
+        }
+        let done = self.code.len();
+        for &rel in &to_done[..jumps] {
+            self.code[rel] =
+                u8::try_from(done - rel - 1).map_err(|_| LeftNative::Untranslatable)?;
+        }
+        dbi.counters.direct_sites.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// A rel32 jump or jcc whose field is 4-byte aligned (so linking it
+    /// later is one atomic store), to be resolved to `native`'s
+    /// translation.
+    fn patchable(&mut self, at: u64, opcode: &[u8], native: u64) {
+        while (at as usize + self.code.len() + opcode.len()) % 4 != 0 {
+            self.code.push(0x90);
+        }
+        self.code.extend_from_slice(opcode);
+        self.exits.push(PendingExit {
+            field: self.code.len(),
+            native,
+        });
+        self.code.extend_from_slice(&[0; 4]);
+    }
+
+    fn jump_to(&mut self, at: u64, target: u64) -> Result<(), LeftNative> {
+        self.code.push(0xe9);
+        let field = at + self.code.len() as u64;
+        let rel = glue::rel32(field, target).ok_or(LeftNative::Untranslatable)?;
+        self.code.extend_from_slice(&rel.to_le_bytes());
+        Ok(())
+    }
+
+    /// `mov rax, <the branch operand>`, evaluated with the foreign
+    /// registers (rax is still the foreign rax) and stack pointer.
+    fn load_target_into_rax(&mut self, at: u64, insn: &Instruction) -> Result<(), LeftNative> {
+        let load = match insn.op0_kind() {
+            OpKind::Register if insn.op0_register() == Register::RAX => return Ok(()),
+            OpKind::Register => {
+                Instruction::with2(Code::Mov_r64_rm64, Register::RAX, insn.op0_register())
+            }
+            OpKind::Memory => {
+                Instruction::with2(Code::Mov_r64_rm64, Register::RAX, memory_operand(insn))
+            }
+            _ => return Err(LeftNative::Untranslatable),
+        }
+        .map_err(|_| LeftNative::Untranslatable)?;
+        if self.far_operand(insn, at) {
+            // Beyond rel32 reach: mov rax, imm64; mov rax, [rax].
+            glue::mov_imm64(&mut self.code, 0, insn.ip_rel_memory_address());
+            self.code.extend_from_slice(&[0x48, 0x8b, 0x00]);
+            return Ok(());
+        }
+        self.encode(&load, at)
+            .map_err(|_| LeftNative::Untranslatable)
+    }
+
+    /// Whether `insn` has a rip-relative operand a rel32 from its new
+    /// place cannot reach. Asked before encoding, because a failed encode
+    /// builds an error message (allocates).
+    fn far_operand(&self, insn: &Instruction, at: u64) -> bool {
+        if !insn.is_ip_rel_memory_operand() {
+            return false;
+        }
+        // Margin: the instruction's own length and what precedes it.
+        let rip = (at + self.code.len() as u64) as i64;
+        let distance = (insn.ip_rel_memory_address() as i64).wrapping_sub(rip);
+        distance.unsigned_abs() > (i32::MAX as u64) - 64
+    }
+
+    /// Copies an ordinary instruction to its new address.
+    fn copy(&mut self, dbi: &Shared, at: u64, insn: &Instruction) -> Result<(), LeftNative> {
+        if !self.far_operand(insn, at) {
+            // An encoding failure here is rare (and allocates its message).
+            return self
+                .encode(insn, at)
+                .map_err(|_| LeftNative::Untranslatable);
+        }
+        let scratch = self.free_register(insn).ok_or(LeftNative::Untranslatable)?;
+        let number = scratch.number() as u8;
+        let slot = dbi.scratch + scratch::RAX;
+        let mut moved = *insn;
+        moved.set_memory_base(scratch);
+        moved.set_memory_index(Register::None);
+        moved.set_memory_displacement64(0);
+        moved.set_memory_displ_size(0);
+        glue::fs_mov(&mut self.code, number, slot, true);
+        glue::mov_imm64(&mut self.code, number, insn.ip_rel_memory_address());
+        self.encode(&moved, at)
+            .map_err(|_| LeftNative::Untranslatable)?;
+        glue::fs_mov(&mut self.code, number, slot, false);
+        dbi.counters.far_operands.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// A general register `insn` neither reads nor writes.
+    fn free_register(&mut self, insn: &Instruction) -> Option<Register> {
+        let used = self.info.info(insn).used_registers();
+        [
+            Register::R11,
+            Register::R10,
+            Register::R9,
+            Register::R8,
+            Register::RSI,
+            Register::RDI,
+        ]
+        .into_iter()
+        .find(|r| used.iter().all(|u| u.register().full_register() != *r))
+    }
+
+    /// Encodes `insn` at the current position, appending to the block.
+    fn encode(&mut self, insn: &Instruction, at: u64) -> Result<(), ()> {
+        let rip = at + self.code.len() as u64;
+        match self.encoder.encode(insn, rip) {
+            Ok(_) => {
+                let bytes = self.encoder.take_buffer();
+                self.code.extend_from_slice(&bytes);
+                let mut bytes = bytes;
+                bytes.clear();
+                self.encoder.set_buffer(bytes);
+                Ok(())
+            }
+            Err(_) => {
+                let mut bytes = self.encoder.take_buffer();
+                bytes.clear();
+                self.encoder.set_buffer(bytes);
+                Err(())
+            }
+        }
+    }
+
+    /// Links every exit of the block about to be written at `at`: straight
+    /// to an existing translation, else through a new exit stub appended
+    /// to the block. Returns how many exit stubs were made.
+    fn register_exits(&mut self, dbi: &Shared, at: u64) -> Result<u64, LeftNative> {
+        let block_native = self.insns[0].ip();
+        let mut made = 0;
+        for i in 0..self.exits.len() {
+            let (field, native) = (self.exits[i].field, self.exits[i].native);
+            let field_addr = at + field as u64;
+            let linked = if native == block_native {
+                Some(at)
+            } else {
+                dbi.map
+                    .get(native)
+                    .filter(|&t| dbi.cache.contains(t as usize))
+            };
+            let target = match linked {
+                Some(target) => target,
+                None => {
+                    // The stub carries its own data after the jump (never
+                    // executed): the host side reads it from the stub's
+                    // return address, so no table entry is needed, and a
+                    // forked child sharing the cache reads the same bytes.
+                    let stub = at + self.code.len() as u64;
+                    glue::call_host(&mut self.code, stub, dbi.stubs.host as u64, REQ_LINK)
+                        .ok_or(LeftNative::Untranslatable)?;
+                    debug_assert_eq!(self.code.len() as u64 - (stub - at), glue::CALL_HOST_LEN);
+                    glue::jmp_fs(&mut self.code, dbi.scratch + scratch::TARGET);
+                    debug_assert_eq!(
+                        self.code.len() as u64 - (stub - at),
+                        EXIT_DATA_OFFSET + glue::CALL_HOST_LEN
+                    );
+                    self.code.extend_from_slice(&native.to_le_bytes());
+                    self.code.extend_from_slice(&field_addr.to_le_bytes());
+                    made += 1;
+                    stub
+                }
+            };
+            let rel = glue::rel32(field_addr, target).ok_or(LeftNative::Untranslatable)?;
+            self.code[field..field + 4].copy_from_slice(&rel.to_le_bytes());
+        }
+        if at + self.code.len() as u64 > self.arena_end {
+            return Err(LeftNative::ArenaFull);
+        }
+        Ok(made)
+    }
+}
+
+/// The instruction's memory operand, as an encoder operand (a rip-relative
+/// one keeps its absolute target, which the encoder re-relativizes).
+fn memory_operand(insn: &Instruction) -> MemoryOperand {
+    MemoryOperand::new(
+        insn.memory_base(),
+        insn.memory_index(),
+        insn.memory_index_scale(),
+        insn.memory_displacement64() as i64,
+        insn.memory_displ_size(),
+        false,
+        insn.segment_prefix(),
+    )
+}
+
+/// Instructions the translator leaves native.
+fn untranslatable(insn: &Instruction) -> bool {
+    let int80 = insn.code() == Code::Int_imm8 && insn.immediate8() == 0x80;
+    int80
+        || matches!(
+            insn.mnemonic(),
+            Mnemonic::Sysenter
+                | Mnemonic::Sysexit
+                | Mnemonic::Sysret
+                | Mnemonic::Retf
+                | Mnemonic::Iret
+                | Mnemonic::Iretd
+                | Mnemonic::Iretq
+                | Mnemonic::Xbegin
+                | Mnemonic::Xabort
+                | Mnemonic::Xend
+        )
+        || insn.is_jmp_far()
+        || insn.is_jmp_far_indirect()
+        || insn.is_call_far()
+        || insn.is_call_far_indirect()
+}
+
+/// Whether the block ends after `insn`.
+fn ends_block(insn: &Instruction) -> bool {
+    insn.code() != Code::Syscall
+        && !matches!(
+            insn.flow_control(),
+            FlowControl::Next | FlowControl::Interrupt
+        )
+}
+
+/// Whether `insn`, once translated, never falls through to what follows.
+fn transfers_control(insn: &Instruction) -> bool {
+    insn.code() != Code::Syscall
+        && matches!(
+            insn.flow_control(),
+            FlowControl::UnconditionalBranch
+                | FlowControl::ConditionalBranch
+                | FlowControl::Call
+                | FlowControl::IndirectCall
+                | FlowControl::IndirectBranch
+                | FlowControl::Return
+        )
+}
+
+/// The condition nibble of a `jcc` (`0F 80+cc rel32`), or None for the
+/// rcx-counting branches that have no such form.
+fn jcc_nibble(insn: &Instruction) -> Option<u8> {
+    let cc = insn.condition_code();
+    if cc == ConditionCode::None || !insn.is_jcc_short_or_near() {
+        return None;
+    }
+    Some(cc as u8 - 1)
+}
+
+/// Copies up to `buf.len()` bytes of native code at `addr` into `buf`
+/// without faulting on unmapped memory; returns how many were readable.
+fn read_native(addr: u64, buf: &mut [u8]) -> usize {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // One remote iovec per page, so a read that stops at an unmapped page
+    // still returns the readable pages before it.
+    let mut remote = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; FOREIGN_WINDOW / 4096 + 2];
+    let mut n = 0;
+    let mut cursor = addr;
+    let end = addr + buf.len() as u64;
+    while cursor < end && n < remote.len() {
+        let page_end = (cursor | 0xfff) + 1;
+        let len = page_end.min(end) - cursor;
+        remote[n] = libc::iovec {
+            iov_base: cursor as *mut libc::c_void,
+            iov_len: len as usize,
+        };
+        n += 1;
+        cursor += len;
+    }
+    // SAFETY: process_vm_readv on our own process writes at most
+    // `buf.len()` bytes into `buf`, and reports unreadable source memory
+    // as a short count or an error instead of faulting.
+    let got =
+        unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, remote.as_ptr(), n as _, 0) };
+    got.max(0) as usize
+}

@@ -1,0 +1,762 @@
+//! A dynamic binary translator for x86-64, in the style of Frida Stalker
+//! and DynamoRIO: any code in the process (a library function, a thread's
+//! entry point) runs translated from the code cache one basic block at a
+//! time, optionally instrumented by a per-block transformer, with its
+//! syscalls reaching the engine's hooks by direct calls.
+//!
+//! ```
+//! use sud_codegen::dbi::Dbi;
+//! use sud_codegen::CodeCache;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! static BLOCKS: AtomicU64 = AtomicU64::new(0);
+//! let cache: &'static CodeCache = Box::leak(Box::new(CodeCache::new(sud_codegen::DEFAULT_CAPACITY)?));
+//! let _engine = sud_engine::Engine::builder().placement(cache.placement()).install()?;
+//! let dbi = Dbi::builder()
+//!     .transformer(|block| block.put_counter(&BLOCKS, 1))
+//!     .install(cache)?;
+//! extern "C" fn answer() -> i64 { 42 }
+//! // SAFETY: `answer` is a C-ABI function that takes no arguments.
+//! let value = unsafe { dbi.call(answer as usize, &[]) }?;
+//! assert_eq!(value, 42);
+//! assert!(BLOCKS.load(Ordering::Relaxed) >= 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How control flows
+//! - [`Dbi::call`] enters a translated function through a trampoline in
+//!   the cache that flips the selector to BLOCK; the function's final
+//!   `ret` finds the trampoline's return address in the block map and
+//!   flips back to ALLOW. Inside translated code the selector is BLOCK.
+//! - Blocks are translated when control first reaches them (see
+//!   the `block` module for what becomes of each instruction). Direct branches are
+//!   chained block to block once both ends exist; indirect jumps, calls
+//!   and returns go through a lookup of translated blocks; calls push the
+//!   native return address, so code that inspects it sees the native one.
+//! - Syscalls in translated code are direct calls of the engine's dispatch
+//!   core (counted as `Entrance::Direct`), no signal involved.
+//! - Code the translator cannot handle, and code at a
+//!   [`DbiBuilder::stop_at`] address, runs native with the selector still
+//!   on BLOCK: the engine's trap path catches its syscalls. Once native, it
+//!   stays native until it returns into translated code's caller; the
+//!   `native_*` counters say how often that happened.
+//! - Threads: a `clone`/`clone3`/`vfork` in translated code runs as a
+//!   real `syscall` from the cache, so the child continues in translated
+//!   code on its own stack (a thread made by `pthread_create` from
+//!   translated code runs its start routine translated), and the child
+//!   arms itself (selector BLOCK) before its next instruction. The engine's
+//!   hooks do not see those three syscalls; [`DbiCounters::direct_sites`]
+//!   counts their sites with the others.
+//!
+//! # When translation runs, and the malloc risk
+//! A lookup miss or an unlinked exit calls into Rust through the host stub
+//! (selector ALLOW, every register and the vector state saved), which
+//! translates the block then and there, on the thread that reached it.
+//! That thread's foreign code may be inside `malloc` holding its lock, so
+//! translation allocates nothing: decoding reads into, and encoding writes
+//! from, buffers reserved at install; blocks go into an arena carved out of
+//! the cache at install; the block map, exit and callout tables are fixed
+//! arrays. Its one lock is the translator's own, which foreign code never
+//! holds. The user's transformer runs there too and must follow the same
+//! rules; callouts likewise (they run wherever the foreign code is).
+//! Nothing unwinds out of the host entry: a panic there aborts.
+//!
+//! # Limits
+//! - Signal handlers run native (selector BLOCK: their syscalls trap);
+//!   returning from one resumes the translated code it interrupted.
+//! - The glue reaches its per-thread slots and the selector through `fs`:
+//!   foreign code that moves the `fs` base breaks it (as it breaks the
+//!   engine's flips).
+//! - Calls are emulated (push, jump) and returns looked up, so user-mode
+//!   CET shadow stacks cannot be enabled for translated code.
+//! - Translations are never invalidated or freed: code that rewrites
+//!   itself is not followed, and a full arena leaves new blocks native
+//!   (counted in [`DbiCounters::native_blocks`]).
+//! - The inline lookup probes one slot of the block map; a collision takes
+//!   the slower path through the translator's lookup.
+//! - A transformer must not call [`Dbi::call`] (the translator lock is
+//!   held while it runs).
+//!
+//! SUD is not a security boundary and neither is this: translated code can
+//! write the selector, or jump anywhere.
+
+#![cfg(target_arch = "x86_64")]
+
+mod block;
+mod glue;
+mod library;
+mod scratch;
+mod stubs;
+mod table;
+mod transform;
+
+pub use iced_x86::{Instruction, Mnemonic};
+pub use library::{Library, LoadError};
+pub use transform::BlockIterator;
+
+use crate::direct::{thread_selector, DirectStub, VectorState};
+use crate::{CodeCache, Error};
+use block::{LeftNative, Translator};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::Mutex;
+use stubs::{SharedStubs, StubParams, VectorSave};
+use table::BlockMap;
+
+/// Host-stub requests: kind in the top nibble, an index below.
+const REQ_RESOLVE: u32 = 1 << 28;
+const REQ_LINK: u32 = 2 << 28;
+const REQ_CALLOUT: u32 = 3 << 28;
+const REQ_CHILD: u32 = 4 << 28;
+const REQ_INDEX: u32 = (1 << 28) - 1;
+
+/// Default size of the translator's arena in the code cache.
+pub const DEFAULT_ARENA: usize = 16 << 20;
+/// Where an exit stub's data (native target, then the address of the
+/// rel32 to patch) starts, from the return address of its host call: after
+/// its `jmp fs:[target]`.
+const EXIT_DATA_OFFSET: u64 = 8;
+/// Callout sites the translator can make.
+const MAX_CALLOUT_SITES: usize = 1 << 18;
+
+/// Why the translator could not be installed or used.
+#[derive(Debug)]
+pub enum DbiError {
+    /// Code generation failed (cache, stub, encoding).
+    Codegen(Error),
+    /// The engine could not be installed.
+    Engine(sud_engine::Error),
+    /// A translator is already installed in this process (one per process,
+    /// like the engine).
+    AlreadyInstalled,
+    /// The engine is installed with an excluded region other than this
+    /// cache: the clone-family syscalls that translated code issues for
+    /// real would trap. Install the engine with `cache.placement()`.
+    NotTheExcludedRegion,
+    /// This crate's thread-local scratch slots are beyond a 32-bit offset
+    /// from the thread pointer (dynamic TLS): link the crate into the
+    /// executable.
+    ScratchOutOfReach,
+    /// More than six integer arguments for [`Dbi::call`].
+    TooManyArguments(usize),
+}
+
+impl std::fmt::Display for DbiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbiError::Codegen(e) => write!(f, "code generation for the translator failed: {e}"),
+            DbiError::Engine(e) => write!(f, "installing the engine failed: {e}"),
+            DbiError::AlreadyInstalled => write!(f, "a translator is already installed in this process"),
+            DbiError::NotTheExcludedRegion => write!(
+                f,
+                "the engine's excluded region is not this code cache; install the engine with cache.placement()"
+            ),
+            DbiError::ScratchOutOfReach => write!(
+                f,
+                "the translator's thread-local slots are not in static TLS; link sud-codegen into the executable"
+            ),
+            DbiError::TooManyArguments(n) => write!(f, "{n} arguments given; at most 6 integer arguments are passed"),
+        }
+    }
+}
+
+impl std::error::Error for DbiError {}
+
+impl From<Error> for DbiError {
+    fn from(e: Error) -> Self {
+        DbiError::Codegen(e)
+    }
+}
+
+/// A callout registered with [`DbiBuilder::callout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalloutId(u32);
+
+/// The foreign CPU state a callout sees and may change: general registers
+/// and flags are written back when the callout returns. The stack pointer
+/// and the program counter are for reading.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct CpuContext {
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rbx: u64,
+    pub rbp: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rflags: u64,
+    rsp: u64,
+    pc: u64,
+}
+
+/// The registers exactly as the host stub pushed them.
+const SAVED_WORDS: usize = 16;
+
+impl CpuContext {
+    /// The foreign stack pointer.
+    pub fn rsp(&self) -> u64 {
+        self.rsp
+    }
+
+    /// The native address of the instruction the callout was put before
+    /// (or of the block's end).
+    pub fn pc(&self) -> u64 {
+        self.pc
+    }
+}
+
+type Transformer = Box<dyn Fn(&mut BlockIterator<'_>) + Send + Sync>;
+type Callout = Box<dyn Fn(&mut CpuContext, u64) + Send + Sync>;
+
+/// Configures the translator. See [`Dbi::builder`].
+pub struct DbiBuilder {
+    transformer: Option<Transformer>,
+    callouts: Vec<Callout>,
+    stops: Vec<u64>,
+    arena: usize,
+}
+
+impl DbiBuilder {
+    /// Sets the per-block transformer (see [`BlockIterator`]). Without one,
+    /// every instruction is kept as it is.
+    pub fn transformer(
+        mut self,
+        f: impl Fn(&mut BlockIterator<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.transformer = Some(Box::new(f));
+        self
+    }
+
+    /// Registers a callout: `f(context, data)` runs wherever a transformer
+    /// put it, with the selector on ALLOW. It runs where the foreign code
+    /// may hold libc's locks: no allocation, no lock foreign code could
+    /// hold, no panic (a panic aborts).
+    pub fn callout(
+        &mut self,
+        f: impl Fn(&mut CpuContext, u64) + Send + Sync + 'static,
+    ) -> CalloutId {
+        self.callouts.push(Box::new(f));
+        CalloutId(self.callouts.len() as u32 - 1)
+    }
+
+    /// Stops following at `native`: control that reaches it runs native
+    /// from there on (selector BLOCK, syscalls trap) until it returns to a
+    /// translated caller's trampoline.
+    pub fn stop_at(mut self, native: usize) -> Self {
+        self.stops.push(native as u64);
+        self
+    }
+
+    /// Bytes of the code cache to reserve for translated blocks.
+    pub fn arena(mut self, bytes: usize) -> Self {
+        self.arena = bytes;
+        self
+    }
+
+    /// Makes a code cache, installs the engine configured by `engine` with
+    /// that cache as its excluded region, then the translator over it.
+    pub fn install_with_engine(
+        self,
+        engine: sud_engine::Builder,
+    ) -> Result<(&'static sud_engine::Engine, &'static Dbi), DbiError> {
+        let cache: &'static CodeCache =
+            Box::leak(Box::new(CodeCache::new(crate::DEFAULT_CAPACITY)?));
+        let engine = engine
+            .placement(cache.placement())
+            .install()
+            .map_err(DbiError::Engine)?;
+        Ok((engine, self.install(cache)?))
+    }
+
+    /// Installs the translator over `cache`, which should be the engine's
+    /// excluded region (`Engine::builder().placement(cache.placement())`).
+    /// Once per process.
+    pub fn install(self, cache: &'static CodeCache) -> Result<&'static Dbi, DbiError> {
+        if INSTALLING.swap(true, Ordering::AcqRel) {
+            return Err(DbiError::AlreadyInstalled);
+        }
+        let installed = self.install_claimed(cache);
+        if installed.is_err() {
+            // Nothing was published: a later attempt may succeed.
+            INSTALLING.store(false, Ordering::Release);
+        }
+        installed
+    }
+
+    fn install_claimed(self, cache: &'static CodeCache) -> Result<&'static Dbi, DbiError> {
+        if let Some(engine) = sud_engine::Engine::installed() {
+            let ours = sud_engine::Region::Exclusive {
+                start: cache.start(),
+                len: cache.capacity(),
+            };
+            if engine.region() != ours {
+                return Err(DbiError::NotTheExcludedRegion);
+            }
+        }
+        let scratch = scratch::tp_offset().ok_or(DbiError::ScratchOutOfReach)?;
+        let access = thread_selector()?;
+        let vectors = if std::arch::is_x86_feature_detected!("xsavec") {
+            VectorState::Full
+        } else {
+            VectorState::Sse
+        };
+        let stub = DirectStub::new(cache, access, vectors)?;
+        let map = BlockMap::new();
+        let stubs = stubs::emit(
+            cache,
+            &StubParams {
+                access,
+                scratch,
+                table: map.base(),
+                host_entry: host_entry as extern "C" fn(*mut u64, u64) as usize as u64,
+                resolve_request: REQ_RESOLVE as i32,
+                vectors: VectorSave::detect(),
+            },
+        )?;
+        map.insert(stubs.enter_return as u64, stubs.enter_return as u64);
+        let arena = cache.emit_with(|_| Ok(vec![0xcc; self.arena]))?;
+        let mut translator = Translator::new(arena as u64, self.arena as u64)?;
+        translator.warm_up();
+        let dbi = Box::leak(Box::new(Dbi {
+            shared: Shared {
+                cache,
+                stub,
+                stubs,
+                scratch,
+                map,
+                sites: Registry::new(MAX_CALLOUT_SITES, 3),
+                transformer: self.transformer,
+                callouts: self.callouts,
+                stops: self.stops,
+                counters: Counters::default(),
+                forked: AtomicBool::new(false),
+                // SAFETY: getpid has no preconditions.
+                pid: std::sync::atomic::AtomicI32::new(unsafe { libc::getpid() }),
+            },
+            translator: Mutex::new(translator),
+        }));
+        DBI.store(dbi, Ordering::Release);
+        Ok(dbi)
+    }
+}
+
+static INSTALLING: AtomicBool = AtomicBool::new(false);
+static DBI: AtomicPtr<Dbi> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The installed translator.
+pub struct Dbi {
+    shared: Shared,
+    translator: Mutex<Translator>,
+}
+
+impl std::fmt::Debug for Dbi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dbi")
+            .field("cache", &self.shared.cache)
+            .field("counters", &self.counters())
+            .finish()
+    }
+}
+
+/// What the translator's parts share (read without the lock).
+pub(crate) struct Shared {
+    pub(crate) cache: &'static CodeCache,
+    pub(crate) stub: DirectStub,
+    pub(crate) stubs: SharedStubs,
+    pub(crate) scratch: i32,
+    pub(crate) map: BlockMap,
+    /// Callout sites: callout, data, pc.
+    pub(crate) sites: Registry,
+    pub(crate) transformer: Option<Transformer>,
+    callouts: Vec<Callout>,
+    stops: Vec<u64>,
+    pub(crate) counters: Counters,
+    /// Set in a forked child (see `adopt_child`): no more translation.
+    pub(crate) forked: AtomicBool,
+    /// The process this copy of the translator belongs to.
+    pid: std::sync::atomic::AtomicI32,
+}
+
+impl Shared {
+    pub(crate) fn is_stop(&self, native: u64) -> bool {
+        self.stops.contains(&native)
+    }
+}
+
+/// A fixed table of records of `width` words, appended under the
+/// translator lock and read without a lock (a record is complete before
+/// the code that names its index is written).
+pub(crate) struct Registry {
+    words: Box<[AtomicU64]>,
+    width: usize,
+    len: AtomicU64,
+}
+
+impl Registry {
+    fn new(capacity: usize, width: usize) -> Self {
+        Registry {
+            words: (0..capacity * width).map(|_| AtomicU64::new(0)).collect(),
+            width,
+            len: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, index: u32) -> Option<&[AtomicU64]> {
+        // A forked child may reach a site its parent made after the fork
+        // (their caches are shared): not in this copy of the table.
+        if u64::from(index) >= self.len.load(Ordering::Acquire) {
+            return None;
+        }
+        let start = index as usize * self.width;
+        self.words.get(start..start + self.width)
+    }
+
+    pub(crate) fn push(&self, values: &[u64]) -> Option<u32> {
+        let index = self.len.load(Ordering::Relaxed);
+        let index32 = u32::try_from(index).ok().filter(|&i| i <= REQ_INDEX)?;
+        let start = index32 as usize * self.width;
+        let record = self.words.get(start..start + self.width)?;
+        for (word, value) in record.iter().zip(values) {
+            word.store(*value, Ordering::Relaxed);
+        }
+        self.len.store(index + 1, Ordering::Release);
+        Some(index as u32)
+    }
+}
+
+/// Counters, relaxed atomics.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) blocks: AtomicU64,
+    pub(crate) instructions: AtomicU64,
+    pub(crate) direct_sites: AtomicU64,
+    pub(crate) exits: AtomicU64,
+    pub(crate) links: AtomicU64,
+    pub(crate) lookup_misses: AtomicU64,
+    pub(crate) native_blocks: AtomicU64,
+    pub(crate) native_entries: AtomicU64,
+    pub(crate) far_operands: AtomicU64,
+    pub(crate) dropped_puts: AtomicU64,
+    pub(crate) callouts: AtomicU64,
+    pub(crate) translate_nanos: AtomicU64,
+}
+
+/// The translator's totals at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DbiCounters {
+    /// Blocks translated.
+    pub blocks: u64,
+    /// Native instructions in them.
+    pub instructions: u64,
+    /// `syscall` instructions turned into direct-hook call sites.
+    pub direct_sites: u64,
+    /// Branch ends that got an exit stub (not yet translated targets).
+    pub exits: u64,
+    /// Exits later patched into direct jumps (block chaining).
+    pub links: u64,
+    /// Indirect transfers whose target was not in the inline lookup.
+    pub lookup_misses: u64,
+    /// Blocks left native (untranslatable, unreadable, stop addresses,
+    /// arena or table full): their syscalls go to the trap path.
+    pub native_blocks: u64,
+    /// Transfers from translated code into native code.
+    pub native_entries: u64,
+    /// Rip-relative operands beyond rel32 reach, rewritten through a
+    /// scratch register.
+    pub far_operands: u64,
+    /// Transformer puts dropped because a block's buffers were full.
+    pub dropped_puts: u64,
+    /// Callout invocations.
+    pub callouts: u64,
+    /// Wall-clock nanoseconds spent translating blocks (decode, transform,
+    /// encode, publish), for the per-block translation cost.
+    pub translate_nanos: u64,
+}
+
+impl Dbi {
+    /// Starts configuring the translator.
+    pub fn builder() -> DbiBuilder {
+        DbiBuilder {
+            transformer: None,
+            callouts: Vec::new(),
+            stops: Vec::new(),
+            arena: DEFAULT_ARENA,
+        }
+    }
+
+    /// The installed translator, if any.
+    pub fn installed() -> Option<&'static Dbi> {
+        let ptr = DBI.load(Ordering::Acquire);
+        // SAFETY: DBI only ever holds null or a leaked, never-freed Dbi.
+        unsafe { ptr.as_ref() }
+    }
+
+    /// Runs `function` translated: `function(args...)` with up to six
+    /// integer arguments, returning rax. Call it from host code (selector
+    /// ALLOW); it returns with the selector on ALLOW.
+    ///
+    /// # Safety
+    /// `function` must be the address of code that is safe to call with
+    /// the C ABI and these arguments: it runs exactly as it would natively.
+    pub unsafe fn call(&self, function: usize, args: &[u64]) -> Result<u64, DbiError> {
+        if args.len() > 6 {
+            return Err(DbiError::TooManyArguments(args.len()));
+        }
+        let mut regs = [0u64; 6];
+        regs[..args.len()].copy_from_slice(args);
+        let start = self.resolve(function as u64);
+        // SAFETY: `enter` is the entry trampoline emitted at install with
+        // this exact C signature; what it runs is the caller's promise.
+        let enter: extern "C" fn(u64, *const [u64; 6]) -> u64 =
+            unsafe { std::mem::transmute(self.shared.stubs.enter) };
+        Ok(enter(start, &regs))
+    }
+
+    /// Where `native` runs now: its translation, or `None` if it has not
+    /// been reached yet or was left native.
+    pub fn translation_of(&self, native: usize) -> Option<usize> {
+        let at = self.shared.map.get(native as u64)? as usize;
+        self.shared.cache.contains(at).then_some(at)
+    }
+
+    /// The counters, read without a lock.
+    pub fn counters(&self) -> DbiCounters {
+        let c = &self.shared.counters;
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DbiCounters {
+            blocks: r(&c.blocks),
+            instructions: r(&c.instructions),
+            direct_sites: r(&c.direct_sites),
+            exits: r(&c.exits),
+            links: r(&c.links),
+            lookup_misses: r(&c.lookup_misses),
+            native_blocks: r(&c.native_blocks),
+            native_entries: r(&c.native_entries),
+            far_operands: r(&c.far_operands),
+            dropped_puts: r(&c.dropped_puts),
+            callouts: r(&c.callouts),
+            translate_nanos: r(&c.translate_nanos),
+        }
+    }
+
+    /// Entries in the block map (translated and native blocks).
+    pub fn mapped_blocks(&self) -> u64 {
+        self.shared.map.len()
+    }
+
+    /// Where control for `native` goes: its translation (made now if
+    /// needed), or `native` itself for code left native.
+    fn resolve(&self, native: u64) -> u64 {
+        let s = &self.shared;
+        if s.cache.contains(native as usize) {
+            return native;
+        }
+        let target = match s.map.get(native) {
+            Some(target) => target,
+            None => {
+                let mut translator = self.translator.lock().unwrap_or_else(|p| p.into_inner());
+                match s.map.get(native) {
+                    Some(target) => target,
+                    None => {
+                        // Instant reads the vDSO clock: no allocation, no lock.
+                        let started = std::time::Instant::now();
+                        let target =
+                            translator
+                                .translate(s, native)
+                                .unwrap_or_else(|_: LeftNative| {
+                                    s.counters.native_blocks.fetch_add(1, Ordering::Relaxed);
+                                    native
+                                });
+                        let spent = started.elapsed().as_nanos() as u64;
+                        s.counters
+                            .translate_nanos
+                            .fetch_add(spent, Ordering::Relaxed);
+                        // A full map only costs speed: the next transfer
+                        // here asks again.
+                        s.map.insert(native, target);
+                        target
+                    }
+                }
+            }
+        };
+        if target == native {
+            s.counters.native_entries.fetch_add(1, Ordering::Relaxed);
+        }
+        target
+    }
+
+    /// An exit stub ran (its host call returns to `resume`): resolve its
+    /// target and patch the branch that led there into a direct jump (when
+    /// the target is translated).
+    fn link(&self, resume: u64) -> u64 {
+        let s = &self.shared;
+        // SAFETY: `resume` is the return address of an exit stub's host
+        // call; the stub's 16 data bytes follow its jump there, inside the
+        // arena (written before the stub could run, never changed).
+        let (native, field) = unsafe {
+            let data = (resume + EXIT_DATA_OFFSET) as *const u64;
+            (data.read_unaligned(), data.add(1).read_unaligned())
+        };
+        let target = self.resolve(native);
+        if s.cache.contains(target as usize) {
+            if let Some(rel) = glue::rel32(field, target) {
+                if s.cache
+                    .write_emitted(field as usize, &rel.to_le_bytes())
+                    .is_ok()
+                {
+                    s.counters.links.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        target
+    }
+
+    /// First thing a task made by a clone-like syscall in translated code
+    /// does (it is still in translated code, before its next instruction):
+    /// arm itself, and if it has an address space of its own (fork), stop
+    /// translating, because the code cache is a shared mapping whose arena
+    /// the parent keeps writing. Such a child runs what was translated
+    /// before the fork and everything else native, under the trap net.
+    ///
+    /// `clone` has its flags in a register the child keeps; `clone3` has
+    /// them in memory its parent may already have reused, so for `clone3`
+    /// the child asks the kernel: same process (a thread), or a process
+    /// sharing our address space (`kcmp(KCMP_VM)`, a vfork-like child).
+    fn adopt_child(&self, nr: u32, saved: &[u64; SAVED_WORDS]) {
+        const RDI: usize = 6;
+        const KCMP_VM: i32 = 1;
+        let s = &self.shared;
+        let flags = match nr {
+            56 => Some(saved[RDI]),
+            58 => Some((libc::CLONE_VM | libc::CLONE_VFORK) as u64),
+            _ => None,
+        };
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let parent = s.pid.load(Ordering::Relaxed);
+        let same_process = pid == parent;
+        let shares_memory = match flags {
+            Some(flags) => flags & libc::CLONE_VM as u64 != 0,
+            // SAFETY: kcmp only compares two tasks' memory descriptors;
+            // failure (no kcmp, no permission) counts as "not shared", the
+            // safe answer (it only stops translation).
+            None => {
+                same_process
+                    || unsafe { libc::syscall(libc::SYS_kcmp, pid, parent, KCMP_VM, 0, 0) } == 0
+            }
+        };
+        let own_tls = match flags {
+            Some(flags) => flags & libc::CLONE_SETTLS as u64 != 0 || !shares_memory,
+            None => same_process || !shares_memory,
+        };
+        if !shares_memory {
+            // Our own copy of the translator's state: the parent never sees it.
+            s.forked.store(true, Ordering::Relaxed);
+            s.pid.store(pid, Ordering::Relaxed);
+        }
+        let Some(engine) = sud_engine::Engine::installed() else {
+            return;
+        };
+        // A child that cannot be armed runs on; only its native escapes
+        // would go uncaught.
+        if own_tls {
+            // ALLOW: this is host code; the host stub sets BLOCK on return.
+            let _ = engine.arm_current_thread(sud_engine::Selector::Allow);
+        } else {
+            // It shares its parent's TLS (a vfork child): arm it on the
+            // parent's selector byte and leave the parent's engine state
+            // alone, as the engine does for trapped clones.
+            let selector = sud_engine::selector_location().address as *mut sud_engine::Selector;
+            // SAFETY: the selector is the parent's static-TLS byte, alive as
+            // long as this child shares the parent's memory, and only ever
+            // written with Selector values.
+            let _ = unsafe { sud_engine::kernel::arm(engine.region(), selector) };
+        }
+    }
+
+    fn run_callout(&self, site: u32, saved: &mut [u64; SAVED_WORDS]) {
+        let s = &self.shared;
+        let Some(record) = s.sites.record(site) else {
+            return;
+        };
+        let callout = record[0].load(Ordering::Relaxed) as usize;
+        let data = record[1].load(Ordering::Relaxed);
+        let pc = record[2].load(Ordering::Relaxed);
+        let Some(f) = s.callouts.get(callout) else {
+            return;
+        };
+        let frame_addr = saved.as_ptr() as u64;
+        let mut ctx = CpuContext {
+            rsp: frame_addr + (SAVED_WORDS * 8) as u64 + stubs::FRAME_TO_FOREIGN_RSP,
+            pc,
+            ..CpuContext::default()
+        };
+        // SAFETY: CpuContext starts with SAVED_WORDS u64 fields in the
+        // order the host stub pushes them (repr(C), no padding).
+        let regs = unsafe { &mut *(&mut ctx as *mut CpuContext).cast::<[u64; SAVED_WORDS]>() };
+        *regs = *saved;
+        f(&mut ctx, data);
+        // SAFETY: as above.
+        let regs = unsafe { &*(&ctx as *const CpuContext).cast::<[u64; SAVED_WORDS]>() };
+        *saved = *regs;
+        s.counters.callouts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The Rust side of the host stub. Runs with the selector on ALLOW, on the
+/// foreign thread, wherever its foreign code was (maybe inside `malloc`
+/// holding its lock): everything reachable from here allocates nothing
+/// and takes only the translator's lock (see the module documentation),
+/// and a panic aborts instead of unwinding into foreign frames.
+extern "C" fn host_entry(saved: *mut u64, request: u64) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let Some(dbi) = Dbi::installed() else { return };
+        let request = request as u32;
+        let index = request & REQ_INDEX;
+        match request & !REQ_INDEX {
+            REQ_RESOLVE => {
+                dbi.shared
+                    .counters
+                    .lookup_misses
+                    .fetch_add(1, Ordering::Relaxed);
+                let native = scratch::with_scratch(|s| s.native.get());
+                let target = dbi.resolve(native);
+                scratch::with_scratch(|s| s.target.set(target));
+            }
+            REQ_LINK => {
+                // SAFETY: as for callouts below; word SAVED_WORDS is the
+                // host call's return address, pushed just above the frame.
+                let resume = unsafe { *saved.add(SAVED_WORDS) };
+                let target = dbi.link(resume);
+                scratch::with_scratch(|s| s.target.set(target));
+            }
+            REQ_CALLOUT => {
+                // SAFETY: the host stub passes the SAVED_WORDS registers it
+                // pushed; they stay on its stack until this returns.
+                let saved = unsafe { &mut *saved.cast::<[u64; SAVED_WORDS]>() };
+                dbi.run_callout(index, saved);
+            }
+            REQ_CHILD => {
+                // SAFETY: as above.
+                let saved = unsafe { &*saved.cast::<[u64; SAVED_WORDS]>() };
+                dbi.adopt_child(index, saved);
+            }
+            _ => {}
+        }
+    }));
+    if outcome.is_err() {
+        let msg = b"sud-codegen dbi: a panic in the translator or a callout; aborting (it cannot unwind through foreign frames)\n";
+        // SAFETY: writing a static buffer to stderr.
+        unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+        std::process::abort();
+    }
+}

@@ -1,0 +1,208 @@
+//! The translator's shared stubs, emitted once into the code cache:
+//!
+//! - the *host stub*, through which translated code calls into Rust (block
+//!   lookup misses, exits to be linked, user callouts, arming a child
+//!   thread): it saves every register, the flags and the whole vector
+//!   state, flips the selector to ALLOW, calls [`super::host_entry`] with a
+//!   writable register frame, flips back to BLOCK and restores everything;
+//! - the *indirect-branch lookup* (`ibl`): native target in rax, foreign
+//!   rax parked in the scratch slot; one flag-free probe of the block map's
+//!   home slot, else a miss through the host stub;
+//! - the *entry trampoline*: host Rust calls it to run a translated
+//!   function, and translated code returns into it (its return address is
+//!   in the block map, mapped to itself), where it flips back to ALLOW.
+//!
+//! Calling convention of the host stub, as every site uses it:
+//! `lea rsp, [rsp-128]` (steps over the foreign red zone), `push imm32`
+//! (the request), `call host`; it returns with `ret 136`, so the site's
+//! stack pointer is back where it was. Nothing in these stubs allocates or
+//! locks; what the Rust side may do is documented at `host_entry`.
+
+use super::scratch;
+use crate::direct::{selector_flip, SelectorAccess};
+use crate::{CodeCache, Error, Selector};
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};
+
+/// Bytes between the register frame the host stub builds and the foreign
+/// stack pointer: return address, request, red zone.
+pub(crate) const FRAME_TO_FOREIGN_RSP: u64 = 8 + 8 + 128;
+
+/// How the host stub saves the vector state around Rust.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum VectorSave {
+    /// `xsavec`/`xrstor` of everything XCR0 enables; bytes of the area.
+    Xsavec(i32),
+    /// `fxsave64`/`fxrstor64`: x87 and SSE only (CPUs without xsavec).
+    Fxsave,
+}
+
+impl VectorSave {
+    pub(crate) fn detect() -> VectorSave {
+        if std::arch::is_x86_feature_detected!("xsavec") {
+            // CPUID.(EAX=0Dh, ECX=1).EBX: compacted size of every enabled
+            // component, an upper bound for what xsavec writes here.
+            let leaf = std::arch::x86_64::__cpuid_count(0xd, 1);
+            VectorSave::Xsavec(((leaf.ebx as i32) + 63) & !63)
+        } else {
+            VectorSave::Fxsave
+        }
+    }
+}
+
+/// Where the shared stubs are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SharedStubs {
+    pub(crate) host: usize,
+    pub(crate) ibl: usize,
+    /// `extern "C" fn(translated: u64, args: *const [u64; 6]) -> u64`.
+    pub(crate) enter: usize,
+    /// The trampoline's return address (in the block map, mapped to itself).
+    pub(crate) enter_return: usize,
+}
+
+/// Everything the stubs bake in.
+pub(crate) struct StubParams {
+    pub(crate) access: SelectorAccess,
+    pub(crate) scratch: i32,
+    pub(crate) table: u64,
+    pub(crate) host_entry: u64,
+    pub(crate) resolve_request: i32,
+    pub(crate) vectors: VectorSave,
+}
+
+pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Error> {
+    let allow = selector_flip(p.access, Selector::Allow)?;
+    let block = selector_flip(p.access, Selector::Block)?;
+    let mut offsets = (0, 0, 0, 0);
+    let base = cache.emit_with(|rip| {
+        let mut a = VecAssembler::<X64Relocation>::new(rip);
+        let s = p.scratch;
+        let (s_rax, s_rcx, s_rdx) = (s + scratch::RAX, s + scratch::RCX, s + scratch::RDX);
+        let (s_native, s_target) = (s + scratch::NATIVE, s + scratch::TARGET);
+
+        // ---- host stub ----
+        let host = a.offset().0;
+        dynasm!(a
+            ; .arch x64
+            ; ->host:
+            ; pushfq
+            ; push r15 ; push r14 ; push r13 ; push r12
+            ; push r11 ; push r10 ; push r9 ; push r8
+            ; push rdi ; push rsi ; push rbp ; push rbx
+            ; push rdx ; push rcx ; push rax
+            // rbx: the register frame (callee-saved, survives the call).
+            ; mov rbx, rsp
+            ; and rsp, -64
+        );
+        match p.vectors {
+            VectorSave::Xsavec(len) => {
+                // xrstor of a compacted area faults unless header bytes
+                // 16-63 are zero; xsavec writes only bytes 0-15.
+                dynasm!(a
+                    ; .arch x64
+                    ; sub rsp, len
+                    ; xor eax, eax
+                    ; mov [rsp + 528], rax ; mov [rsp + 536], rax
+                    ; mov [rsp + 544], rax ; mov [rsp + 552], rax
+                    ; mov [rsp + 560], rax ; mov [rsp + 568], rax
+                    ; mov eax, -1 ; mov edx, -1
+                    ; xsavec64 [rsp]
+                );
+            }
+            VectorSave::Fxsave => {
+                dynasm!(a ; .arch x64 ; sub rsp, 512 ; fxsave64 [rsp]);
+            }
+        }
+        a.extend(allow.iter());
+        dynasm!(a
+            ; .arch x64
+            ; cld
+            ; mov rdi, rbx
+            ; mov rsi, [rbx + 136]
+            ; mov rax, QWORD p.host_entry as i64
+            ; call rax
+        );
+        a.extend(block.iter());
+        match p.vectors {
+            VectorSave::Xsavec(_) => {
+                dynasm!(a ; .arch x64 ; mov eax, -1 ; mov edx, -1 ; xrstor64 [rsp]);
+            }
+            VectorSave::Fxsave => {
+                dynasm!(a ; .arch x64 ; fxrstor64 [rsp]);
+            }
+        }
+        dynasm!(a
+            ; .arch x64
+            ; mov rsp, rbx
+            ; pop rax ; pop rcx ; pop rdx
+            ; pop rbx ; pop rbp ; pop rsi ; pop rdi
+            ; pop r8 ; pop r9 ; pop r10 ; pop r11
+            ; pop r12 ; pop r13 ; pop r14 ; pop r15
+            ; popfq
+            ; ret 136
+        );
+
+        // ---- indirect-branch lookup ----
+        let ibl = a.offset().0;
+        dynasm!(a
+            ; .arch x64
+            ; fs mov [s_rcx], rcx
+            ; fs mov [s_rdx], rdx
+            ; movzx ecx, ax
+            ; mov rdx, QWORD p.table as i64
+            // 16-byte slots: rdx + 8*i + 8*i, no flags touched.
+            ; lea rdx, [rdx + rcx * 8]
+            ; lea rdx, [rdx + rcx * 8]
+            ; mov rcx, [rdx]
+            ; lea rcx, [rcx + rax]
+            ; jrcxz >hit
+            ; fs mov [s_native], rax
+            ; fs mov rax, [s_rax]
+            ; fs mov rcx, [s_rcx]
+            ; fs mov rdx, [s_rdx]
+            ; lea rsp, [rsp - 128]
+            ; push p.resolve_request
+            ; call ->host
+            ; fs jmp QWORD [s_target]
+            ; hit:
+            ; mov rax, [rdx + 8]
+            ; fs mov [s_target], rax
+            ; fs mov rax, [s_rax]
+            ; fs mov rcx, [s_rcx]
+            ; fs mov rdx, [s_rdx]
+            ; fs jmp QWORD [s_target]
+        );
+
+        // ---- entry trampoline ----
+        let enter = a.offset().0;
+        dynasm!(a
+            ; .arch x64
+            ; push rbx ; push rbp ; push r12 ; push r13 ; push r14 ; push r15
+            ; sub rsp, 8
+            ; mov rax, rdi
+            ; mov r11, rsi
+            ; mov rdi, [r11] ; mov rsi, [r11 + 8] ; mov rdx, [r11 + 16]
+            ; mov rcx, [r11 + 24] ; mov r8, [r11 + 32] ; mov r9, [r11 + 40]
+        );
+        a.extend(block.iter());
+        dynasm!(a ; .arch x64 ; call rax);
+        let enter_return = a.offset().0;
+        a.extend(allow.iter());
+        dynasm!(a
+            ; .arch x64
+            ; add rsp, 8
+            ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbp ; pop rbx
+            ; ret
+        );
+        offsets = (host, ibl, enter, enter_return);
+        a.finalize()
+            .map_err(|e| Error::Encode(format!("shared DBI stubs: {e:?}")))
+    })?;
+    Ok(SharedStubs {
+        host: base + offsets.0,
+        ibl: base + offsets.1,
+        enter: base + offsets.2,
+        enter_return: base + offsets.3,
+    })
+}

@@ -463,7 +463,7 @@ impl Engine {
             tid: with_thread(|t| t.armed_tid.get()),
             entrance: Entrance::Direct,
         };
-        match dispatch(self, &mut call, &mut DirectExecutor) {
+        match dispatch(self, &mut call, &mut DirectExecutor { engine: self }) {
             Execution::Returned(value) => value,
             Execution::Resumes => unreachable!("the direct executor never redirects"),
         }
@@ -505,12 +505,35 @@ pub extern "C" fn direct_entry(frame: &DirectFrame) -> i64 {
     result
 }
 
-/// Executes direct-entrance calls: no signal frame is involved, so every
-/// call simply runs.
-struct DirectExecutor;
+/// Executes direct-entrance calls: no signal frame is involved, so calls
+/// run as they are, except those that create a process or thread.
+struct DirectExecutor<'a> {
+    engine: &'a Engine,
+}
 
-impl Executor for DirectExecutor {
+impl Executor for DirectExecutor<'_> {
     fn execute(&mut self, call: &Syscall) -> Execution {
-        Execution::Returned(sys::raw6(call.nr, call.args))
+        let Some(sysno) = call.sysno().filter(|&s| signal::is_clone_family(s)) else {
+            return Execution::Returned(sys::raw6(call.nr, call.args));
+        };
+        let mut clone3_copy = [0u64; signal::CLONE_ARGS_WORDS];
+        Execution::Returned(
+            match signal::classify_clone(sysno, call.args, &mut clone3_copy) {
+                // The child would start inside the engine's frames, on a stack
+                // that holds none of them: refuse (glibc then reports EAGAIN)
+                // rather than crash. Generated code issues thread-creating
+                // clones as real syscalls from the code cache instead, as
+                // sud-codegen's translator does.
+                signal::CloneRequest::NewStack { .. } => -(libc::ENOSYS as i64),
+                signal::CloneRequest::ForkLike { nr, args } => {
+                    let r = sys::raw6(nr, args);
+                    if r == 0 {
+                        with_thread(|t| self.engine.rearm_forked_child(t));
+                    }
+                    r
+                }
+                signal::CloneRequest::Fault => -(libc::EFAULT as i64),
+            },
+        )
     }
 }

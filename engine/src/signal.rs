@@ -223,16 +223,16 @@ impl Executor for TrapExecutor<'_> {
                 done(with_sigsys_unblocked(call.nr, a, 4))
             }
             Some(Sysno::pselect6) => done(pselect6(call.nr, a)),
-            Some(Sysno::clone) => self.clone(call, a[0], a[1], None),
-            Some(Sysno::clone3) => self.clone3(call),
-            #[cfg(target_arch = "x86_64")]
-            Some(Sysno::vfork) => {
-                // A vfork child would return through this handler's frame
-                // and wreck it for the parent: give it fork semantics.
-                self.fork_like(Sysno::clone.id() as u64, [SIGCHLD, 0, 0, 0, 0, 0])
+            Some(sysno) if is_clone_family(sysno) => {
+                let mut clone3_copy = [0u64; CLONE_ARGS_WORDS];
+                match classify_clone(sysno, a, &mut clone3_copy) {
+                    CloneRequest::NewStack { flags, stack_top } => {
+                        self.reissue_clone(call, flags, stack_top)
+                    }
+                    CloneRequest::ForkLike { nr, args } => self.fork_like(nr, args),
+                    CloneRequest::Fault => done(-(libc::EFAULT as i64)),
+                }
             }
-            #[cfg(target_arch = "x86_64")]
-            Some(Sysno::fork) => self.fork_like(call.nr, a),
             Some(Sysno::execve | Sysno::execveat | Sysno::exit | Sysno::exit_group) => {
                 done(self.leaving(call.nr, a))
             }
@@ -310,57 +310,6 @@ impl TrapExecutor<'_> {
         r
     }
 
-    /// Thread-creating clones (a new stack) are re-issued from the excluded
-    /// region so the child starts on its stack with the interrupted
-    /// registers; clones that share the stack get fork semantics; the rest
-    /// run here.
-    fn clone(
-        &mut self,
-        call: &Syscall,
-        flags: u64,
-        stack: u64,
-        clone3_args: Option<u64>,
-    ) -> Execution {
-        if stack != 0 {
-            return self.reissue_clone(call, flags, stack);
-        }
-        if flags & (CLONE_VM | CLONE_VFORK) != 0 {
-            let stripped = flags & !(CLONE_VM | CLONE_VFORK);
-            return match clone3_args {
-                None => {
-                    let mut a = call.args;
-                    a[0] = stripped;
-                    self.fork_like(call.nr, a)
-                }
-                Some(ptr) => {
-                    let mut args = [0u64; 11];
-                    let size = (call.args[1] as usize).min(std::mem::size_of_val(&args));
-                    if !read_user(ptr, &mut args[..size / 8]) {
-                        return Execution::Returned(-(libc::EFAULT as i64));
-                    }
-                    args[0] = stripped;
-                    self.fork_like(call.nr, [args.as_ptr() as u64, size as u64, 0, 0, 0, 0])
-                }
-            };
-        }
-        self.fork_like(call.nr, call.args)
-    }
-
-    fn clone3(&mut self, call: &Syscall) -> Execution {
-        // struct clone_args: flags, pidfd, child_tid, parent_tid,
-        // exit_signal, stack, stack_size, ...
-        let mut head = [0u64; 7];
-        if call.args[1] < 56 || !read_user(call.args[0], &mut head) {
-            return Execution::Returned(raw6(call.nr, call.args));
-        }
-        let stack_top = if head[5] != 0 {
-            head[5].wrapping_add(head[6])
-        } else {
-            0
-        };
-        self.clone(call, head[0], stack_top, Some(call.args[0]))
-    }
-
     /// Runs a fork-like call here; the child (which shares nothing with the
     /// parent but a copy of memory) is armed again when the engine follows
     /// forks, since the kernel disarms every child.
@@ -418,6 +367,95 @@ impl TrapExecutor<'_> {
             }
             None => write_user(child_stack_top - 8, &[resume]),
         }
+    }
+}
+
+/// Words of `struct clone_args` the engine copies (up to `cgroup`, VER2).
+pub(crate) const CLONE_ARGS_WORDS: usize = 11;
+
+/// Whether `sysno` creates a process or thread.
+pub(crate) fn is_clone_family(sysno: Sysno) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(sysno, Sysno::fork | Sysno::vfork) {
+        return true;
+    }
+    matches!(sysno, Sysno::clone | Sysno::clone3)
+}
+
+/// Where a process- or thread-creating call may run.
+pub(crate) enum CloneRequest {
+    /// The child gets a stack of its own (a thread, posix_spawn's child):
+    /// it must start at the call site with the caller's registers, so the
+    /// call cannot run inside the engine's frames.
+    NewStack { flags: u64, stack_top: u64 },
+    /// The call can run right here: a fork, or a call whose child would
+    /// share the caller's stack (vfork), rewritten with fork semantics,
+    /// because that child would return through the engine's frames and
+    /// wreck them for the parent.
+    ForkLike { nr: u64, args: [u64; 6] },
+    /// clone3's argument block could not be read.
+    Fault,
+}
+
+/// Classifies a clone-family call. A clone3 rewritten with fork semantics
+/// points at `clone3_copy`, which must outlive the call.
+pub(crate) fn classify_clone(
+    sysno: Sysno,
+    args: [u64; 6],
+    clone3_copy: &mut [u64; CLONE_ARGS_WORDS],
+) -> CloneRequest {
+    let nr = sysno.id() as u64;
+    let shares_stack = |flags: u64| flags & (CLONE_VM | CLONE_VFORK) != 0;
+    let fork_flags = |flags: u64| flags & !(CLONE_VM | CLONE_VFORK);
+    match sysno {
+        Sysno::clone => {
+            let (flags, stack) = (args[0], args[1]);
+            if stack != 0 {
+                CloneRequest::NewStack {
+                    flags,
+                    stack_top: stack,
+                }
+            } else if shares_stack(flags) {
+                let mut forked = args;
+                forked[0] = fork_flags(flags);
+                CloneRequest::ForkLike { nr, args: forked }
+            } else {
+                CloneRequest::ForkLike { nr, args }
+            }
+        }
+        Sysno::clone3 => {
+            // struct clone_args: flags, pidfd, child_tid, parent_tid,
+            // exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup.
+            let size = (args[1] as usize).min(8 * CLONE_ARGS_WORDS);
+            if size < 56 {
+                // Too small for the kernel as well: let it answer.
+                return CloneRequest::ForkLike { nr, args };
+            }
+            if !read_user(args[0], &mut clone3_copy[..size / 8]) {
+                return CloneRequest::Fault;
+            }
+            let (flags, stack, stack_size) = (clone3_copy[0], clone3_copy[5], clone3_copy[6]);
+            if stack != 0 {
+                CloneRequest::NewStack {
+                    flags,
+                    stack_top: stack.wrapping_add(stack_size),
+                }
+            } else if shares_stack(flags) {
+                clone3_copy[0] = fork_flags(flags);
+                CloneRequest::ForkLike {
+                    nr,
+                    args: [clone3_copy.as_ptr() as u64, size as u64, 0, 0, 0, 0],
+                }
+            } else {
+                CloneRequest::ForkLike { nr, args }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Sysno::vfork => CloneRequest::ForkLike {
+            nr: Sysno::clone.id() as u64,
+            args: [SIGCHLD, 0, 0, 0, 0, 0],
+        },
+        _ => CloneRequest::ForkLike { nr, args },
     }
 }
 

@@ -246,3 +246,35 @@ fn another_tasks_inclusive_configuration_round_trips_through_ptrace() {
         |pid, report| check_round_trip(pid, report, 2),
     );
 }
+
+#[test]
+fn the_direct_entrance_forks_but_refuses_clones_that_need_the_call_site() {
+    child_passes(|| {
+        let engine = Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
+            .pre_hook(|_| Verdict::Return(-77))
+            .install()
+            .unwrap();
+        // A thread clone with a stack of its own: its child would start in
+        // the engine's frames, so the direct entrance refuses it.
+        let mut stack = vec![0u8; 64 * 1024];
+        let flags = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+        let top = stack.as_mut_ptr() as u64 + stack.len() as u64;
+        let r = engine.dispatch_direct(Sysno::clone.id() as u64, [flags, top, 0, 0, 0, 0], 0);
+        assert_eq!(sud_engine::errno_of(r), Some(sud_engine::Errno::ENOSYS));
+        // A fork runs, and its child is armed again.
+        let pid = engine.dispatch_direct(
+            Sysno::clone.id() as u64,
+            [libc::SIGCHLD as u64, 0, 0, 0, 0, 0],
+            0,
+        );
+        if pid == 0 {
+            let _foreign = selector::enter(Selector::Block);
+            // SAFETY: getppid has no preconditions; _exit ends the child.
+            unsafe { libc::_exit(if libc::getppid() == -77 { 42 } else { 1 }) };
+        }
+        assert!(pid > 0);
+        assert_eq!(wait_for(pid as i32), Ended::Exited(42));
+        assert_eq!(engine.counters().direct, 2);
+    });
+}

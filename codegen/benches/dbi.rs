@@ -20,8 +20,12 @@ fn main() {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[path = "../tests/corpus/compile.rs"]
+mod corpus;
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::path::Path;
+    use super::corpus;
     use std::time::{Duration, Instant};
     use sud_codegen::dbi::{Dbi, Library};
     use sud_engine::Engine;
@@ -29,23 +33,8 @@ mod x86 {
     const RUNS: usize = 15;
 
     fn compile_corpus() -> String {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/dbi_corpus.c");
         let lib = std::env::temp_dir().join(format!("sud-dbi-bench-{}.so", std::process::id()));
-        let compiler = cc::Build::new()
-            .cargo_metadata(false)
-            .target("x86_64-unknown-linux-gnu")
-            .host("x86_64-unknown-linux-gnu")
-            .opt_level(2)
-            .get_compiler();
-        let status = compiler
-            .to_command()
-            .args(["-shared", "-fPIC", "-pthread", "-w", "-o"])
-            .arg(&lib)
-            .arg(&source)
-            .arg("-lm")
-            .status()
-            .expect("a C compiler");
-        assert!(status.success());
+        corpus::compile_shared_library(&corpus::corpus_source(env!("CARGO_MANIFEST_DIR")), &lib);
         lib.to_string_lossy().into_owned()
     }
 

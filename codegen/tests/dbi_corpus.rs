@@ -6,6 +6,8 @@
 #![cfg(target_arch = "x86_64")]
 
 mod common;
+#[path = "corpus/compile.rs"]
+mod corpus;
 
 use common::*;
 use std::ffi::CString;
@@ -42,26 +44,11 @@ const CORPUS: &[(&str, u64, bool)] = &[
 pub fn corpus_library() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/dbi_corpus.c");
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("dbi-corpus-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let lib = dir.join("libdbi_corpus.so");
-        let compiler = cc::Build::new()
-            .cargo_metadata(false)
-            .target("x86_64-unknown-linux-gnu")
-            .host("x86_64-unknown-linux-gnu")
-            .opt_level(2)
-            .get_compiler();
-        let status = compiler
-            .to_command()
-            .args(["-shared", "-fPIC", "-pthread", "-w", "-o"])
-            .arg(&lib)
-            .arg(&source)
-            .arg("-lm")
-            .status()
-            .expect("a C compiler");
-        assert!(status.success(), "compiling {}", source.display());
+        corpus::compile_shared_library(&corpus::corpus_source(env!("CARGO_MANIFEST_DIR")), &lib);
         lib
     })
 }

@@ -4,6 +4,9 @@
 //! the figures it reports.
 #![cfg(target_arch = "x86_64")]
 
+#[path = "../../codegen/tests/corpus/compile.rs"]
+mod corpus;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -14,25 +17,9 @@ const DBI_BBCOUNT: &str = env!("CARGO_BIN_EXE_dbi-bbcount");
 fn corpus() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let source =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../codegen/tests/corpus/dbi_corpus.c");
         let lib = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("libdbi_corpus-{}.so", std::process::id()));
-        let compiler = cc::Build::new()
-            .cargo_metadata(false)
-            .target("x86_64-unknown-linux-gnu")
-            .host("x86_64-unknown-linux-gnu")
-            .opt_level(2)
-            .get_compiler();
-        let status = compiler
-            .to_command()
-            .args(["-shared", "-fPIC", "-pthread", "-w", "-o"])
-            .arg(&lib)
-            .arg(&source)
-            .arg("-lm")
-            .status()
-            .expect("a C compiler");
-        assert!(status.success(), "compiling {}", source.display());
+        corpus::compile_shared_library(&corpus::corpus_source(env!("CARGO_MANIFEST_DIR")), &lib);
         lib
     })
 }

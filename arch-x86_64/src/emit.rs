@@ -151,11 +151,16 @@ pub enum VectorSave {
 /// Bytes the stub pushes before its 64-byte aligned save area, after the
 /// return address: flags, rbp, six saved argument registers, the frame.
 const SAVED_GPRS: i32 = 6;
+/// Where the stub's DirectFrame (8 words, pushed after the saved registers)
+/// starts below rbp.
+const DIRECT_FRAME_BELOW_RBP: i32 = (SAVED_GPRS + 8) * 8;
 
 /// The direct-call stub: called by a site ([`direct_call_site`]) that
 /// stands in for a `syscall` instruction, it hands the syscall registers
-/// to `entry` (an `extern "C" fn(&DirectFrame) -> i64`, the engine's
-/// direct entrance) and returns with the result in rax.
+/// to `entry` (an `extern "C" fn(&mut DirectFrame) -> i64`, the engine's
+/// `direct_entry_deferring`) and returns with the result in rax. When
+/// `entry` answers `i64::MIN` (the engine's `EXECUTE_IN_STUB`), the stub
+/// executes the syscall the frame then describes itself, from the cache.
 ///
 /// It keeps what `syscall` keeps: every general register but rax (the
 /// result), rcx and r11 (which `syscall` also clobbers); the status flags
@@ -306,6 +311,29 @@ pub fn direct_call_stub(
             );
         }
     }
+    // An entry that answers EXECUTE_IN_STUB (i64::MIN, which no syscall
+    // returns) leaves the call to us: run it here, from the code cache (the
+    // excluded region, so it does not trap), with the number and arguments
+    // the hooks settled on, read back from the DirectFrame. One `ret` away
+    // from the site instead of deep in the entry's frames, whose returns
+    // all mispredict after a kernel entry. rcx and r11 are the syscall's
+    // own clobbers; the argument registers are restored below.
+    dynasm!(a
+        ; .arch x64
+        ; mov rcx, QWORD i64::MIN
+        ; cmp rax, rcx
+        ; jne >executed
+        ; lea rcx, [rbp - DIRECT_FRAME_BELOW_RBP]
+        ; mov rax, [rcx]
+        ; mov rdi, [rcx + 8]
+        ; mov rsi, [rcx + 16]
+        ; mov rdx, [rcx + 24]
+        ; mov r10, [rcx + 32]
+        ; mov r8, [rcx + 40]
+        ; mov r9, [rcx + 48]
+        ; syscall
+        ; executed:
+    );
     // The flags pushed at entry are at [rbp + 8]. rdx is scratch until it
     // is popped; the result waits in rcx. Nothing after `sahf` touches the
     // flags (mov, lea, pop and ret do not).

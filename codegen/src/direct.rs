@@ -8,11 +8,13 @@
 //! A direct stub ([`DirectStub`]) stands in for the `syscall` instruction:
 //! a translated site is `lea rsp,[rsp-128]; call stub` (10 bytes, in place
 //! of the 2-byte `syscall`), and the stub enters the engine's dispatch core
-//! through [`sud_engine::direct_entry`], counted as `Entrance::Direct`. The
+//! through [`sud_engine::direct_entry_deferring`], counted as
+//! `Entrance::Direct`; a call the hooks let run is then executed by the stub
+//! itself, from the cache, one `ret` away from the site. The
 //! stub runs where foreign code may hold libc's locks: it allocates
 //! nothing, takes no lock, and keeps every register the `syscall`
 //! instruction keeps (see [`VectorState`] for the vector registers);
-//! `direct_entry` never unwinds (hook panics abort).
+//! the entrance never unwinds (hook panics abort).
 
 use crate::{CodeCache, Error};
 use sud_arch_x86_64::emit;
@@ -84,18 +86,19 @@ impl DirectStub {
         access: SelectorAccess,
         vectors: VectorState,
     ) -> Result<Self, Error> {
-        Self::with_entry(cache, access, vectors, sud_engine::direct_entry)
+        Self::with_entry(cache, access, vectors, sud_engine::direct_entry_deferring)
     }
 
     /// A stub that calls `entry` instead of the engine's direct entrance:
     /// for an embedder that wraps the entrance (the wrapper keeps the same
-    /// rules: no allocation, no lock foreign code could hold, no unwinding),
-    /// and for measuring the stub alone.
+    /// rules: no allocation, no lock foreign code could hold, no unwinding,
+    /// and answers `sud_engine::EXECUTE_IN_STUB` to have the stub execute
+    /// the frame's call), and for measuring the stub alone.
     pub fn with_entry(
         cache: &CodeCache,
         access: SelectorAccess,
         vectors: VectorState,
-        entry: extern "C" fn(&DirectFrame) -> i64,
+        entry: extern "C" fn(&mut DirectFrame) -> i64,
     ) -> Result<Self, Error> {
         let code = emit::direct_call_stub(access, entry as usize as u64, vectors.for_emitter()?)?;
         Ok(DirectStub {

@@ -486,3 +486,63 @@ fn the_full_stub_keeps_ymm_too() {
     }
     child_passes(|| registers_survive_a_direct_call(VectorState::Full, true));
 }
+
+/// Without post-hooks the engine leaves calls the hooks let run to the stub
+/// (`EXECUTE_IN_STUB`), which executes them from the cache with the
+/// arguments the hooks settled on: same results, same counts.
+#[test]
+fn the_stub_executes_what_the_hooks_let_run() {
+    child_passes(|| {
+        let (redirect_r, redirect_w) = pipe();
+        let (orig_r, orig_w) = pipe();
+        REDIRECT_TO.store(redirect_w as u64, Relaxed);
+        ORIG_FD.store(orig_w as u64, Relaxed);
+        let cache = leaked_cache();
+        let engine = Engine::builder()
+            .placement(cache.placement())
+            .watch(SyscallSet::from_sysnos(&[Sysno::write, Sysno::getppid]))
+            .pre_hook(|call| match call.sysno() {
+                Some(Sysno::write) if call.args[0] == ORIG_FD.load(Relaxed) => {
+                    let mut args = call.args;
+                    args[0] = REDIRECT_TO.load(Relaxed);
+                    Verdict::RunWith(args)
+                }
+                _ => Verdict::Run,
+            })
+            .install()
+            .unwrap();
+        let stub = DirectStub::new(cache, thread_selector().unwrap(), VectorState::Sse).unwrap();
+        let paths = paths(cache, stub);
+        let msg = b"deferred";
+        // SAFETY: plain libc calls.
+        let (ppid, uid) = unsafe { (libc::getppid() as i64, libc::getuid() as i64) };
+        let nr = |s: Sysno| s.id() as u64;
+        let write = [
+            nr(Sysno::write),
+            orig_w as u64,
+            msg.as_ptr() as u64,
+            msg.len() as u64,
+            0,
+            0,
+            0,
+        ];
+        assert_eq!((paths.direct)(&write), msg.len() as i64);
+        assert_eq!(
+            drain(redirect_r),
+            msg,
+            "the stub ran the call with the hook's arguments"
+        );
+        // SAFETY: closing our own write end so the drain below sees EOF.
+        unsafe { libc::close(orig_w) };
+        assert_eq!(drain(orig_r), b"", "nothing reached the original fd");
+        assert_eq!(
+            (paths.direct)(&[nr(Sysno::getppid), 0, 0, 0, 0, 0, 0]),
+            ppid
+        );
+        assert_eq!((paths.direct)(&[nr(Sysno::getuid), 0, 0, 0, 0, 0, 0]), uid);
+        let bad_fd = [nr(Sysno::write), u64::MAX, 0, 0, 0, 0, 0];
+        assert_eq!((paths.direct)(&bad_fd), -(libc::EBADF as i64));
+        let c = engine.counters();
+        assert_eq!((c.direct, c.traps, c.hooked), (4, 0, 3));
+    });
+}

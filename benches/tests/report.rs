@@ -111,7 +111,9 @@ fn report_has_a_row_per_probe_with_ratios_and_the_targets() {
     );
     assert_eq!(
         TARGETS.len(),
-        text.matches("| **no** |").count() + text.matches("| yes |").count()
+        text.matches("| **no** |").count()
+            + text.matches("| yes |").count()
+            + text.matches("| not measured |").count()
     );
 }
 

@@ -193,12 +193,17 @@ fn a_thread_created_by_translated_code_runs_translated() {
         // Which threads made a gettid, and how it reached the engine.
         static DIRECT_GETTID_TID: AtomicU64 = AtomicU64::new(0);
         static TRAPPED_GETTIDS: AtomicU64 = AtomicU64::new(0);
+        static DIRECT_CLONES: AtomicU64 = AtomicU64::new(0);
         let cache: &'static CodeCache = Box::leak(Box::new(
             CodeCache::new(sud_codegen::DEFAULT_CAPACITY).unwrap(),
         ));
         let engine = Engine::builder()
             .placement(cache.placement())
             .pre_hook(|call| {
+                let clones = [libc::SYS_clone as u64, libc::SYS_clone3 as u64];
+                if clones.contains(&call.nr) && call.entrance == Entrance::Direct {
+                    DIRECT_CLONES.fetch_add(1, Relaxed);
+                }
                 if call.nr == libc::SYS_gettid as u64 {
                     match call.entrance {
                         Entrance::Direct => DIRECT_GETTID_TID.store(call.tid as u64, Relaxed),
@@ -231,6 +236,9 @@ fn a_thread_created_by_translated_code_runs_translated() {
             "thread tid {thread_tid}, main {main_tid}"
         );
         assert_eq!(TRAPPED_GETTIDS.load(Relaxed), 0);
+        // The thread-creating call itself reached the hooks as a direct call
+        // (then ran at the site, so the thread started on its own stack).
+        assert_eq!(DIRECT_CLONES.load(Relaxed), 1);
         assert!(after.direct - before.direct >= 3);
         assert_eq!(dbi.counters().native_entries, 0, "{:?}", dbi.counters());
     });

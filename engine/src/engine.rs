@@ -461,14 +461,12 @@ impl Engine {
             args,
             call_addr,
         };
-        self.dispatch_frame(&mut frame, false)
+        self.dispatch_frame(&mut frame, DirectMode::Execute)
     }
 
-    /// The direct entrance on a stub's frame. With `defer`, a call that
-    /// should simply run (and that no post-hook waits for) is left to the
-    /// stub: the frame gets the final number and arguments and the answer
-    /// is [`EXECUTE_IN_STUB`].
-    fn dispatch_frame(&self, frame: &mut DirectFrame, defer: bool) -> i64 {
+    /// The direct entrance on a stub's frame, executing or leaving calls to
+    /// the stub or the site as `mode` says.
+    fn dispatch_frame(&self, frame: &mut DirectFrame, mode: DirectMode) -> i64 {
         let mut call = Syscall {
             nr: frame.nr,
             args: frame.args,
@@ -476,15 +474,13 @@ impl Engine {
             tid: with_thread(|t| t.armed_tid.get()),
             entrance: Entrance::Direct,
         };
-        let defer_into = (defer && self.post_hooks.is_empty()).then_some(frame);
-        match dispatch(
-            self,
-            &mut call,
-            &mut DirectExecutor {
-                engine: self,
-                defer_into,
-            },
-        ) {
+        let defer = mode != DirectMode::Execute && self.post_hooks.is_empty();
+        let mut exec = DirectExecutor {
+            engine: self,
+            defer_into: defer.then_some(frame),
+            clones_at_site: mode == DirectMode::ClonesAtSite,
+        };
+        match dispatch(self, &mut call, &mut exec) {
             Execution::Returned(value) => value,
             Execution::Resumes => unreachable!("the direct executor never redirects"),
         }
@@ -512,7 +508,7 @@ pub struct DirectFrame {
 pub extern "C" fn direct_entry(frame: &DirectFrame) -> i64 {
     let mut frame = *frame;
     with_errno_kept(|| match Engine::installed() {
-        Some(engine) => engine.dispatch_frame(&mut frame, false),
+        Some(engine) => engine.dispatch_frame(&mut frame, DirectMode::Execute),
         None => sys::raw6(frame.nr, frame.args),
     })
 }
@@ -531,9 +527,48 @@ pub const EXECUTE_IN_STUB: i64 = i64::MIN;
 /// kernel entry (the return stack buffer is flushed): ~20 ns per call here.
 pub extern "C" fn direct_entry_deferring(frame: &mut DirectFrame) -> i64 {
     with_errno_kept(|| match Engine::installed() {
-        Some(engine) => engine.dispatch_frame(frame, true),
+        Some(engine) => engine.dispatch_frame(frame, DirectMode::Defer),
         None => EXECUTE_IN_STUB,
     })
+}
+
+/// What [`direct_entry_clones_at_site`] answers for a process- or
+/// thread-creating call the hooks let run: the site must now issue it
+/// itself. Neither an errno nor a pid, and small enough for a flag-free
+/// `lea rcx, [rax + 0x10000]; jrcxz` test.
+pub const EXECUTE_AT_SITE: i64 = -0x10000;
+
+/// [`direct_entry_deferring`] for translators that issue clone-family
+/// calls themselves, as a real `syscall` at the site, so that a child with
+/// its own stack starts there with the site's registers (sud-codegen's
+/// DBI). The hooks still see the call first and may emulate or fail it;
+/// if they let it run, the answer is [`EXECUTE_AT_SITE`] (post-hooks do not
+/// see its result, as for a clone re-issued on the trap path, and
+/// arguments changed by a hook are not applied).
+pub extern "C" fn direct_entry_clones_at_site(frame: &mut DirectFrame) -> i64 {
+    with_errno_kept(|| match Engine::installed() {
+        Some(engine) => engine.dispatch_frame(frame, DirectMode::ClonesAtSite),
+        None if is_clone_call(frame.nr) => EXECUTE_AT_SITE,
+        None => EXECUTE_IN_STUB,
+    })
+}
+
+fn is_clone_call(nr: u64) -> bool {
+    usize::try_from(nr)
+        .ok()
+        .and_then(Sysno::new)
+        .is_some_and(signal::is_clone_family)
+}
+
+/// How the direct entrance treats a call the hooks let run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirectMode {
+    /// Execute it here.
+    Execute,
+    /// Leave plain calls to the stub ([`EXECUTE_IN_STUB`]).
+    Defer,
+    /// As `Defer`, and leave clone-family calls to the site ([`EXECUTE_AT_SITE`]).
+    ClonesAtSite,
 }
 
 /// Runs `f` and puts the thread's errno back as it was: hooks may call
@@ -557,6 +592,8 @@ struct DirectExecutor<'a> {
     engine: &'a Engine,
     /// The stub's frame, when the stub executes plain calls itself.
     defer_into: Option<&'a mut DirectFrame>,
+    /// Whether the site issues clone-family calls itself.
+    clones_at_site: bool,
 }
 
 impl Executor for DirectExecutor<'_> {
@@ -569,6 +606,9 @@ impl Executor for DirectExecutor<'_> {
             }
             return Execution::Returned(sys::raw6(call.nr, call.args));
         };
+        if self.clones_at_site {
+            return Execution::Returned(EXECUTE_AT_SITE);
+        }
         let mut clone3_copy = [0u64; signal::CLONE_ARGS_WORDS];
         Execution::Returned(
             match signal::classify_clone(sysno, call.args, &mut clone3_copy) {

@@ -45,8 +45,8 @@ mod sys;
 
 pub use counters::{CounterSnapshot, Entrance};
 pub use engine::{
-    direct_entry, direct_entry_deferring, gadget_bytes, Builder, DirectFrame, Engine, Placement,
-    EXECUTE_IN_STUB, GADGET_IMAGE_LEN,
+    direct_entry, direct_entry_clones_at_site, direct_entry_deferring, gadget_bytes, Builder,
+    DirectFrame, Engine, Placement, EXECUTE_AT_SITE, EXECUTE_IN_STUB, GADGET_IMAGE_LEN,
 };
 pub use error::{Error, RegionProblem, Result};
 pub use filter::{SyscallSet, TRACKED_NUMBERS};

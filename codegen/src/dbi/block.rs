@@ -15,10 +15,11 @@
 //! - a call pushes the *native* return address, then jumps;
 //! - indirect jumps and calls and returns load the native target into rax
 //!   (foreign rax parked in the scratch slot) and go to the shared lookup;
-//! - `syscall` becomes a direct-hook call site, except for the numbers
-//!   that create a task on a new stack (`clone`, `vfork`, `clone3`): their
-//!   child must continue right after the instruction on its own stack,
-//!   which a call into Rust cannot give it, so those run as a real
+//! - `syscall` becomes a direct-hook call site. The numbers that create a
+//!   task (`clone`, `vfork`, `clone3`) reach the hooks that way too, but
+//!   their child must continue right after the instruction on its own
+//!   stack, which a call into Rust cannot give it: when the hooks let them
+//!   run, the engine answers `EXECUTE_AT_SITE` and they run as a real
 //!   `syscall` from the cache (the excluded region: it runs), and the
 //!   child, still in translated code, is armed through the host stub;
 //! - what cannot be translated (`int 0x80`, `sysenter`, far transfers,
@@ -330,36 +331,51 @@ impl Translator {
     }
 
     /// A syscall site; see the module documentation for the clone family.
-    /// Each clone-like number gets its own raw path, so the child's
-    /// request names the number (the child's rax is 0 by then).
+    /// Each clone-like number gets its own path: the direct site first (the
+    /// hooks see the call and may emulate or fail it; the engine answers
+    /// `EXECUTE_AT_SITE` if it should run), then the real `syscall` from the
+    /// cache, and the child's request naming the number (its rax is 0 by
+    /// then). Only flag-free instructions test and branch (lea, jrcxz, jmp),
+    /// and only rcx, which the syscall clobbers anyway, is used.
     fn emit_syscall_site(&mut self, dbi: &Shared, at: u64) -> Result<(), LeftNative> {
-        let mut to_raw = [0usize; CLONE_LIKE.len()];
-        for (slot, nr) in to_raw.iter_mut().zip(CLONE_LIKE) {
-            // lea rcx, [rax - nr]; jrcxz raw (rcx is the syscall's to clobber)
+        // rel32 fields that jump to the end of the site.
+        let mut to_done = [0usize; 3 * CLONE_LIKE.len()];
+        let mut dones = 0;
+        let mut to_path = [0usize; CLONE_LIKE.len()];
+        for (slot, nr) in to_path.iter_mut().zip(CLONE_LIKE) {
+            // lea rcx, [rax - nr]; jrcxz +2; jmp +5; jmp rel32 path
             self.code.extend_from_slice(&[0x48, 0x8d, 0x88]);
             self.code.extend_from_slice(&(-nr).to_le_bytes());
-            self.code.extend_from_slice(&[0xe3, 0]);
-            *slot = self.code.len() - 1;
+            self.code.extend_from_slice(&[0xe3, 0x02, 0xeb, 0x05, 0xe9]);
+            *slot = self.code.len();
+            self.code.extend_from_slice(&[0; 4]);
         }
-        let site = dbi
-            .stub
-            .site((at + self.code.len() as u64) as usize)
-            .map_err(|_| LeftNative::Untranslatable)?;
-        self.code.extend_from_slice(&site);
-        let mut to_done = [0usize; 2 * CLONE_LIKE.len() + 1];
-        let mut jumps = 0;
-        for (i, (rel, nr)) in to_raw.into_iter().zip(CLONE_LIKE).enumerate() {
+        self.direct_site(dbi, at)?;
+        for (rel, nr) in to_path.into_iter().zip(CLONE_LIKE) {
             // jmp done (from the direct site or the previous child path)
-            self.code.extend_from_slice(&[0xeb, 0]);
-            to_done[jumps] = self.code.len() - 1;
-            jumps += 1;
-            let raw = self.code.len();
-            self.code[rel] = u8::try_from(raw - rel - 1).map_err(|_| LeftNative::Untranslatable)?;
-            // syscall; mov rcx, rax; jrcxz child (over the short jmp); jmp done
+            self.code.push(0xe9);
+            to_done[dones] = self.code.len();
+            dones += 1;
+            self.code.extend_from_slice(&[0; 4]);
+            self.resolve((rel, self.code.len()))?;
+            self.direct_site(dbi, at)?;
+            // lea rcx, [rax + 0x10000]; jrcxz run (over the jmp); jmp done
+            let sentinel = -i32::try_from(sud_engine::EXECUTE_AT_SITE)
+                .map_err(|_| LeftNative::Untranslatable)?;
+            self.code.extend_from_slice(&[0x48, 0x8d, 0x88]);
+            self.code.extend_from_slice(&sentinel.to_le_bytes());
+            self.code.extend_from_slice(&[0xe3, 0x05, 0xe9]);
+            to_done[dones] = self.code.len();
+            dones += 1;
+            self.code.extend_from_slice(&[0; 4]);
+            // mov eax, nr; syscall; mov rcx, rax; jrcxz child; jmp done
+            self.code.push(0xb8);
+            self.code.extend_from_slice(&nr.to_le_bytes());
             self.code
-                .extend_from_slice(&[0x0f, 0x05, 0x48, 0x89, 0xc1, 0xe3, 0x02, 0xeb, 0]);
-            to_done[jumps] = self.code.len() - 1;
-            jumps += 1;
+                .extend_from_slice(&[0x0f, 0x05, 0x48, 0x89, 0xc1, 0xe3, 0x05, 0xe9]);
+            to_done[dones] = self.code.len();
+            dones += 1;
+            self.code.extend_from_slice(&[0; 4]);
             let child = at + self.code.len() as u64;
             glue::call_host(
                 &mut self.code,
@@ -368,14 +384,31 @@ impl Translator {
                 REQ_CHILD | nr as u32,
             )
             .ok_or(LeftNative::Untranslatable)?;
-            debug_assert!(i < CLONE_LIKE.len());
         }
         let done = self.code.len();
-        for &rel in &to_done[..jumps] {
-            self.code[rel] =
-                u8::try_from(done - rel - 1).map_err(|_| LeftNative::Untranslatable)?;
+        for &field in &to_done[..dones] {
+            self.resolve((field, done))?;
         }
         dbi.counters.direct_sites.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// The direct-call site of the DBI's stub at the current position.
+    fn direct_site(&mut self, dbi: &Shared, at: u64) -> Result<(), LeftNative> {
+        let site = dbi
+            .stub
+            .site((at + self.code.len() as u64) as usize)
+            .map_err(|_| LeftNative::Untranslatable)?;
+        self.code.extend_from_slice(&site);
+        Ok(())
+    }
+
+    /// Writes the rel32 field at `field` so it jumps to `target` (both
+    /// offsets in this block's code).
+    fn resolve(&mut self, (field, target): (usize, usize)) -> Result<(), LeftNative> {
+        let rel = i32::try_from(target as i64 - (field as i64 + 4))
+            .map_err(|_| LeftNative::Untranslatable)?;
+        self.code[field..field + 4].copy_from_slice(&rel.to_le_bytes());
         Ok(())
     }
 

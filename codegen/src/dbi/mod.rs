@@ -309,7 +309,14 @@ impl DbiBuilder {
         } else {
             VectorState::Sse
         };
-        let stub = DirectStub::new(cache, access, vectors)?;
+        // Clone-family calls are issued at the site itself (see block.rs),
+        // after the hooks have seen them through this entrance.
+        let stub = DirectStub::with_entry(
+            cache,
+            access,
+            vectors,
+            sud_engine::direct_entry_clones_at_site,
+        )?;
         let map = BlockMap::new();
         let stubs = stubs::emit(
             cache,

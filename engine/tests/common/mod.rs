@@ -14,19 +14,13 @@ pub enum Ended {
 /// Runs `body` in a forked child and returns how the child ended. A panic in
 /// the child (a failed assertion) ends it with exit code 101.
 pub fn in_child(body: impl FnOnce()) -> Ended {
+    report_child_panics_without_locks();
     // SAFETY: the child only runs `body` and then _exit()s; glibc's fork
     // resets malloc's locks in the child, so the test harness's other threads
     // cannot leave it holding one.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
-        // The default panic hook takes locks that another harness thread may
-        // have held at the fork; report the failure with one raw write.
-        std::panic::set_hook(Box::new(|info| {
-            let msg = format!("child process: {info}\n");
-            // SAFETY: writing a valid buffer to stderr.
-            unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
-        }));
         let code = match catch_unwind(AssertUnwindSafe(body)) {
             Ok(()) => 0,
             Err(_) => 101,
@@ -36,6 +30,33 @@ pub fn in_child(body: impl FnOnce()) -> Ended {
         unsafe { libc::_exit(code) };
     }
     wait_for(pid)
+}
+
+/// Installs, once and before any fork, a panic hook that reports a child's
+/// panic with one raw write. The default hook takes the backtrace and
+/// stderr locks, and setting a hook in the child takes the hook lock: any
+/// of them may have been held by another harness thread at the fork, and
+/// the child would hang. The parent's panics still go to the harness's hook.
+fn report_child_panics_without_locks() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    static PARENT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+    INSTALL.call_once(|| {
+        // SAFETY: getpid has no preconditions.
+        PARENT.store(
+            unsafe { libc::getpid() },
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let harness = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // SAFETY: getpid has no preconditions.
+            if unsafe { libc::getpid() } == PARENT.load(std::sync::atomic::Ordering::Relaxed) {
+                return harness(info);
+            }
+            let msg = format!("child process: {info}\n");
+            // SAFETY: writing a valid buffer to stderr.
+            unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+        }));
+    });
 }
 
 /// Waits for child `pid` and says how it ended.

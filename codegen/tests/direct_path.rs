@@ -78,20 +78,6 @@ static LAST_ENTRANCE: AtomicU8 = AtomicU8::new(0);
 static SELECTOR_IN_HOOK: AtomicU8 = AtomicU8::new(0xff);
 static LAST_CALL_ADDR: AtomicU64 = AtomicU64::new(0);
 
-fn pipe() -> (i32, i32) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe writes two fds into a valid array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    (fds[0], fds[1])
-}
-
-fn drain(fd: i32) -> Vec<u8> {
-    let mut buf = [0u8; 256];
-    // SAFETY: reading into a local buffer of its size.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    buf[..n.max(0) as usize].to_vec()
-}
-
 #[test]
 fn direct_and_trap_paths_agree_on_every_hook_decision() {
     child_passes(|| {
@@ -237,7 +223,7 @@ fn direct_and_trap_paths_agree_on_every_hook_decision() {
                 }
                 if frame[0] == nr(Sysno::write) {
                     assert_eq!(
-                        drain(redirect_r),
+                        read_available(redirect_r),
                         msg,
                         "{what} via {entrance:?}: the write went to the new fd"
                     );
@@ -247,7 +233,7 @@ fn direct_and_trap_paths_agree_on_every_hook_decision() {
         // SAFETY: closing our own fds; nothing was ever written to orig_w.
         unsafe {
             libc::close(orig_w);
-            assert!(drain(orig_r).is_empty());
+            assert!(read_available(orig_r).is_empty());
         }
     });
 }
@@ -528,13 +514,17 @@ fn the_stub_executes_what_the_hooks_let_run() {
         ];
         assert_eq!((paths.direct)(&write), msg.len() as i64);
         assert_eq!(
-            drain(redirect_r),
+            read_available(redirect_r),
             msg,
             "the stub ran the call with the hook's arguments"
         );
         // SAFETY: closing our own write end so the drain below sees EOF.
         unsafe { libc::close(orig_w) };
-        assert_eq!(drain(orig_r), b"", "nothing reached the original fd");
+        assert_eq!(
+            read_available(orig_r),
+            b"",
+            "nothing reached the original fd"
+        );
         assert_eq!(
             (paths.direct)(&[nr(Sysno::getppid), 0, 0, 0, 0, 0, 0]),
             ppid

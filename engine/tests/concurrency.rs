@@ -139,11 +139,7 @@ impl std::fmt::Write for StackLine {
 #[test]
 fn counts_stay_exact_while_threads_come_and_go() {
     child_passes(|| {
-        let engine = Engine::builder()
-            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
-            .pre_hook(|_| Verdict::Return(-77))
-            .install()
-            .unwrap();
+        let engine = engine_answering_getppid();
         let _foreign = selector::enter(Selector::Block);
         // Threads made by foreign code are armed, count into their own
         // blocks, and hand them back when their exit traps; the totals keep

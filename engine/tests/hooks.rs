@@ -15,20 +15,6 @@ fn foreign<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-fn pipe() -> (i32, i32) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe writes two fds into a valid array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    (fds[0], fds[1])
-}
-
-fn read_all_available(fd: i32) -> Vec<u8> {
-    let mut buf = [0u8; 256];
-    // SAFETY: reading into a local buffer of the given size.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    buf[..n.max(0) as usize].to_vec()
-}
-
 #[test]
 fn emulate_redirect_errno_and_post_hook_change() {
     child_passes(|| {
@@ -75,14 +61,14 @@ fn emulate_redirect_errno_and_post_hook_change() {
         assert_ne!(std::process::id(), 4242);
         assert_eq!(written, 5);
         assert_eq!(
-            read_all_available(redirect_r),
+            read_available(redirect_r),
             b"hello",
             "redirected to the other pipe"
         );
         // SAFETY: closing our own write end so the read below cannot block.
         unsafe { libc::close(orig_w) };
         assert_eq!(
-            read_all_available(orig_r),
+            read_available(orig_r),
             b"",
             "nothing reached the original fd"
         );
@@ -232,7 +218,7 @@ fn a_panicking_hook_aborts_with_a_message_naming_the_syscall() {
     unsafe { libc::close(w) };
     let mut out = Vec::new();
     loop {
-        let chunk = read_all_available(r);
+        let chunk = read_available(r);
         if chunk.is_empty() {
             break;
         }

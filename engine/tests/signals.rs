@@ -51,18 +51,10 @@ fn spin_foreign_until_signalled(target: u64, sig: i32) {
     });
 }
 
-fn engine_returning_ppid_marker() -> &'static Engine {
-    Engine::builder()
-        .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
-        .pre_hook(|_| Verdict::Return(-77))
-        .install()
-        .unwrap()
-}
-
 #[test]
 fn a_handler_of_foreign_code_traps_and_returns_through_rt_sigreturn() {
     child_passes(|| {
-        let engine = engine_returning_ppid_marker();
+        let engine = engine_answering_getppid();
         {
             let _foreign = selector::enter(Selector::Block);
             set_handler(
@@ -90,7 +82,7 @@ fn a_handler_of_foreign_code_traps_and_returns_through_rt_sigreturn() {
 #[test]
 fn a_handler_whose_sa_mask_blocks_everything_still_traps() {
     child_passes(|| {
-        let engine = engine_returning_ppid_marker();
+        let engine = engine_answering_getppid();
         // dash installs its SIGCHLD handler with every signal in sa_mask; a
         // blocked SIGSYS would kill the first trapped syscall inside it.
         {
@@ -171,7 +163,7 @@ fn a_signal_arriving_while_a_hook_runs_is_handled_and_the_hook_completes() {
 #[test]
 fn blocking_sigsys_is_virtual_and_other_signals_are_blocked_for_real() {
     child_passes(|| {
-        let engine = engine_returning_ppid_marker();
+        let engine = engine_answering_getppid();
         // SAFETY (block): sigprocmask with valid sets, from the foreign side.
         let shown_blocked = unsafe {
             let _foreign = selector::enter(Selector::Block);
@@ -242,7 +234,7 @@ extern "C" fn app_sigsys(_sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc:
 #[test]
 fn seccomp_sigsys_reaches_the_application_handler_while_dispatch_keeps_working() {
     child_passes(|| {
-        let engine = engine_returning_ppid_marker();
+        let engine = engine_answering_getppid();
         {
             // The application installs its SIGSYS handler from the foreign
             // side: the engine keeps it virtually.
@@ -299,7 +291,7 @@ fn seccomp_sigsys_reaches_the_application_handler_while_dispatch_keeps_working()
 fn seccomp_sigsys_without_an_application_handler_kills_with_sigsys() {
     let ended = in_child(|| {
         no_core_dumps();
-        engine_returning_ppid_marker();
+        engine_answering_getppid();
         seccomp_on(libc::SYS_getpriority as u32, None, SECCOMP_RET_TRAP);
         // SAFETY: getpriority with valid arguments.
         unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };

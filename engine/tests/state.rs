@@ -117,11 +117,7 @@ fn avx_upper_halves_survive_a_trapped_syscall() {
 #[test]
 fn a_forked_child_of_foreign_code_is_armed_again() {
     child_passes(|| {
-        let engine = Engine::builder()
-            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
-            .pre_hook(|_| Verdict::Return(-77))
-            .install()
-            .unwrap();
+        let engine = engine_answering_getppid();
         let pid = {
             let _foreign = selector::enter(Selector::Block);
             // SAFETY: the child only makes a syscall and _exits.
@@ -250,11 +246,7 @@ fn another_tasks_inclusive_configuration_round_trips_through_ptrace() {
 #[test]
 fn the_direct_entrance_forks_but_refuses_clones_that_need_the_call_site() {
     child_passes(|| {
-        let engine = Engine::builder()
-            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
-            .pre_hook(|_| Verdict::Return(-77))
-            .install()
-            .unwrap();
+        let engine = engine_answering_getppid();
         // A thread clone with a stack of its own: its child would start in
         // the engine's frames, so the direct entrance refuses it.
         let mut stack = vec![0u8; 64 * 1024];

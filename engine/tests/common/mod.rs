@@ -286,3 +286,33 @@ pub fn proc_status_mask(field: &str) -> u64 {
 pub fn bit(sig: i32) -> u64 {
     1 << (sig - 1)
 }
+
+/// A pipe: (read end, write end).
+pub fn pipe() -> (i32, i32) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two fds into a valid array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    (fds[0], fds[1])
+}
+
+/// One read of what `fd` has (up to 256 bytes; empty at end of file).
+pub fn read_available(fd: i32) -> Vec<u8> {
+    let mut buf = [0u8; 256];
+    // SAFETY: reading into a local buffer of its size.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    buf[..n.max(0) as usize].to_vec()
+}
+
+/// What [`engine_answering_getppid`]'s hook makes getppid return.
+pub const GETPPID_MARKER: i64 = -77;
+
+/// Installs an engine whose only watched syscall, getppid, is answered with
+/// [`GETPPID_MARKER`]: a trapped (or direct) getppid is then recognisable.
+pub fn engine_answering_getppid() -> &'static sud_engine::Engine {
+    use sud_engine::{Engine, SyscallSet, Sysno, Verdict};
+    Engine::builder()
+        .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
+        .pre_hook(|_| Verdict::Return(GETPPID_MARKER))
+        .install()
+        .unwrap()
+}

@@ -37,21 +37,10 @@ pub fn raw0(nr: u64) -> i64 {
 pub(crate) fn call(nr: Sysno, a: [u64; 6]) -> std::result::Result<u64, Errno> {
     // SAFETY: as for `raw0`; every caller in this crate passes arguments
     // that are valid for `nr` (pointers to live locals), as its call site says.
-    let ret = unsafe {
-        syscalls::raw::syscall6(
-            nr.id() as usize,
-            a[0] as usize,
-            a[1] as usize,
-            a[2] as usize,
-            a[3] as usize,
-            a[4] as usize,
-            a[5] as usize,
-        ) as i64
-    };
-    if (-4095..0).contains(&ret) {
-        Err(Errno::new(-ret as i32))
-    } else {
-        Ok(ret as u64)
+    let ret = unsafe { sud_engine::raw_syscall(nr.id() as u64, a) };
+    match sud_engine::errno_of(ret) {
+        Some(errno) => Err(errno),
+        None => Ok(ret as u64),
     }
 }
 

@@ -75,6 +75,15 @@ impl Region {
     /// Whether a syscall whose instruction *ends* at `after` (the address the
     /// kernel checks: the instruction pointer after the syscall instruction)
     /// is subject to the selector.
+    ///
+    /// ```
+    /// use sud_engine::Region;
+    /// let excluded = Region::Exclusive { start: 0x1000, len: 0x1000 };
+    /// assert!(excluded.governs(0xfff) && !excluded.governs(0x1000));
+    /// assert!(!excluded.governs(0x1fff) && excluded.governs(0x2000));
+    /// let included = Region::Inclusive { start: 0x1000, len: 0x1000 };
+    /// assert!(!included.governs(0xfff) && included.governs(0x1000));
+    /// ```
     pub fn governs(&self, after: usize) -> bool {
         match *self {
             Region::Exclusive { start, len } => after.wrapping_sub(start) >= len,

@@ -53,4 +53,5 @@ pub use filter::{SyscallSet, TRACKED_NUMBERS};
 pub use hooks::{errno_of, PostHook, PreHook, Syscall, Verdict};
 pub use kernel::{Region, Support};
 pub use selector::{selector_location, Selector, SelectorLocation};
+pub use sys::raw_syscall;
 pub use syscalls::{Errno, Sysno};

@@ -5,15 +5,17 @@
 use syscalls::{Errno, Sysno};
 
 /// Executes syscall `nr` with six arguments and returns the kernel's raw
-/// answer (a negative errno on failure).
+/// answer (a negative errno on failure): no libc wrapper, no errno write,
+/// so hooks and code that runs where libc may be mid-update can use it.
+/// From a hook it runs directly (the selector is ALLOW while hooks run).
 ///
-/// The caller must make sure the call does not trap: the thread's selector
-/// is ALLOW, or the thread is not armed.
+/// # Safety
+/// The arguments must be valid for `nr`: whatever memory the call reads or
+/// writes must be memory the caller may hand to the kernel for that.
 #[inline]
-pub(crate) fn raw6(nr: u64, a: [u64; 6]) -> i64 {
-    // SAFETY: a raw syscall instruction touches only the registers the
-    // syscall ABI names; what the call itself does to memory is the caller's
-    // contract, which every caller states at its own call site.
+pub unsafe fn raw_syscall(nr: u64, a: [u64; 6]) -> i64 {
+    // SAFETY: the caller vouches for the arguments; the syscall instruction
+    // itself touches only the registers the syscall ABI names.
     unsafe {
         syscalls::raw::syscall6(
             nr as usize,
@@ -27,6 +29,18 @@ pub(crate) fn raw6(nr: u64, a: [u64; 6]) -> i64 {
     }
 }
 
+/// [`raw_syscall`] for the engine's own calls.
+///
+/// The caller must make sure the call does not trap: the thread's selector
+/// is ALLOW, or the thread is not armed.
+#[inline]
+pub(crate) fn raw6(nr: u64, a: [u64; 6]) -> i64 {
+    // SAFETY: every caller in the engine passes arguments valid for `nr`
+    // (pointers to live locals or to memory the kernel validates), as its
+    // call site says.
+    unsafe { raw_syscall(nr, a) }
+}
+
 /// [`raw6`] with a typed number and the answer split into value and errno.
 #[inline]
 pub(crate) fn call(nr: Sysno, a: [u64; 6]) -> Result<u64, Errno> {
@@ -36,10 +50,9 @@ pub(crate) fn call(nr: Sysno, a: [u64; 6]) -> Result<u64, Errno> {
 /// Splits a raw kernel answer into value and errno.
 #[inline]
 pub(crate) fn to_result(ret: i64) -> Result<u64, Errno> {
-    if (-4095..0).contains(&ret) {
-        Err(Errno::new(-ret as i32))
-    } else {
-        Ok(ret as u64)
+    match crate::hooks::errno_of(ret) {
+        Some(errno) => Err(errno),
+        None => Ok(ret as u64),
     }
 }
 

@@ -210,26 +210,14 @@ fn map_shared(fd: i32) -> Option<&'static SharedArea> {
     }
 }
 
-/// The raw syscall, for hooks (the selector is ALLOW while hooks run) and
-/// for the constructor: no libc wrapper, no errno.
+/// [`sud_engine::raw_syscall`] with a typed number, for hooks (the selector
+/// is ALLOW while hooks run) and for the constructor.
 ///
 /// # Safety
-/// The arguments must be valid for `nr`: whatever memory the call reads or
-/// writes must be memory the caller may hand to the kernel for that.
+/// As for `raw_syscall`: the arguments must be valid for `nr`.
 unsafe fn raw(nr: Sysno, a: [u64; 6]) -> i64 {
-    // SAFETY: the caller vouches for the arguments; the syscall
-    // instruction itself touches only the registers the ABI names.
-    unsafe {
-        syscalls::raw::syscall6(
-            nr as usize,
-            a[0] as usize,
-            a[1] as usize,
-            a[2] as usize,
-            a[3] as usize,
-            a[4] as usize,
-            a[5] as usize,
-        ) as i64
-    }
+    // SAFETY: the caller vouches for the arguments.
+    unsafe { sud_engine::raw_syscall(nr.id() as u64, a) }
 }
 
 /// getpid, without libc.

@@ -77,28 +77,26 @@ pub const GADGET_SYSCALL6: usize = 0;
 pub const GADGET_RESTORER: usize = 36;
 
 /// Length of [`clone_gadget`]'s code.
-pub const CLONE_GADGET_LEN: usize = 36;
+pub const CLONE_GADGET_LEN: usize = 20;
 
 /// The gadget that re-issues a trapped thread-creating `clone`/`clone3` from
-/// the excluded region (contract as on x86-64). The parent resumes at the
-/// address in its TLS slot at `resume_slot_tp_offset` from `tpidr_el0`
-/// (positive: TLS variant I); the child at the address stored at `[sp-8]` of
-/// its new stack. Clobbers x16 and x17 (IP0/IP1), which the AAPCS64 leaves
-/// to veneers and which no syscall site can expect to survive a call.
-pub fn clone_gadget(resume_slot_tp_offset: i32) -> [u8; CLONE_GADGET_LEN] {
-    let off = resume_slot_tp_offset as u32;
+/// the excluded region (contract as on x86-64). The engine enters it with
+/// the parent's resume address in x16 (IP0, which the AAPCS64 leaves to
+/// veneers and which no syscall site can expect to survive a call; `svc`
+/// keeps it), so no thread-local slot is involved; the child resumes at
+/// the address stored at `[sp-8]` of its new stack.
+pub fn clone_gadget() -> [u8; CLONE_GADGET_LEN] {
     words_to_bytes([
-        0xd400_0001,                         // svc #0
-        0xb400_00c0,                         // cbz x0, child (+24)
-        0xd53b_d050,                         // mrs x16, tpidr_el0
-        0xd280_0011 | ((off & 0xffff) << 5), // movz x17, #lo16
-        0xf2a0_0011 | ((off >> 16) << 5),    // movk x17, #hi16, lsl #16
-        0xf871_6a10,                         // ldr x16, [x16, x17]
-        0xd61f_0200,                         // br x16
-        0xf85f_83f0,                         // child: ldur x16, [sp, #-8]
-        0xd61f_0200,                         // br x16
+        0xd400_0001, // svc #0
+        0xb400_0040, // cbz x0, child (+8)
+        0xd61f_0200, // br x16
+        0xf85f_83f0, // child: ldur x16, [sp, #-8]
+        0xd61f_0200, // br x16
     ])
 }
+
+/// The register that carries the parent's resume address into [`clone_gadget`].
+pub const CLONE_RESUME_REG: usize = 16;
 
 /// Adds one to a counter that only the calling thread writes (contract as on
 /// x86-64). aarch64 has no add-to-memory instruction, and a load/add/store
@@ -123,6 +121,19 @@ impl<'a> SyscallRegs<'a> {
     pub fn new(uc: &'a mut libc::ucontext_t) -> Self {
         SyscallRegs {
             mc: &mut uc.uc_mcontext,
+        }
+    }
+
+    /// Wraps the register file of the context a signal handler was given.
+    ///
+    /// # Safety
+    /// `uc` points to a signal frame's context that outlives `'a`, and
+    /// nothing else accesses its registers meanwhile.
+    pub unsafe fn from_raw(uc: *mut libc::ucontext_t) -> Self {
+        SyscallRegs {
+            // SAFETY: the caller's contract; on aarch64 glibc's ucontext_t
+            // is the kernel's layout.
+            mc: unsafe { &mut *core::ptr::addr_of_mut!((*uc).uc_mcontext) },
         }
     }
 
@@ -172,6 +183,11 @@ impl<'a> SyscallRegs<'a> {
     pub fn set_sp(&mut self, sp: u64) {
         self.mc.sp = sp
     }
+
+    /// Sets the register [`clone_gadget`] resumes the parent through.
+    pub fn set_clone_resume(&mut self, pc: u64) {
+        self.mc.regs[CLONE_RESUME_REG] = pc;
+    }
 }
 
 /// Reads the thread pointer (`tpidr_el0`).
@@ -196,12 +212,11 @@ mod tests {
         assert_eq!(word(GADGET_SYSCALL6 + 28), 0xd400_0001);
         assert_eq!(word(GADGET_RESTORER), 0xd280_1168);
         assert_eq!(word(GADGET_RESTORER + 4), 0xd400_0001);
-        let clone = clone_gadget(0x12_3456);
+        let clone = clone_gadget();
         assert_eq!(&clone[..4], &SYSCALL_INSN);
         let w = |i: usize| u32::from_le_bytes(clone[4 * i..4 * i + 4].try_into().unwrap());
-        // movz/movk carry the two halves of the slot offset in bits 5..21.
-        assert_eq!((w(3) >> 5) & 0xffff, 0x3456);
-        assert_eq!((w(4) >> 5) & 0xffff, 0x12);
+        // The parent branches through the resume register (br x16: Rn in bits 5..10).
+        assert_eq!((w(2) >> 5) & 0x1f, CLONE_RESUME_REG as u32);
     }
 
     #[cfg(target_arch = "aarch64")]

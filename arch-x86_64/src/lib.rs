@@ -28,8 +28,11 @@ pub const NR_RT_SIGRETURN: u32 = 15;
 /// `syscall6` is an `extern "C" fn(nr, a0, a1, a2, a3, a4, a5) -> i64`: it
 /// moves the System V argument registers into the syscall registers and
 /// executes the call. `restorer` is the `SA_RESTORER` target: `rt_sigreturn`
-/// (also where the engine re-issues a trapped `rt_sigreturn`).
-pub const GADGETS: [u8; 35] = [
+/// (also where the engine re-issues a trapped `rt_sigreturn`), spelled
+/// exactly as glibc's `__restore_rt` (`mov rax, 15; syscall`): unwinders
+/// (libgcc's `x86_64_fallback_frame_state`, libunwind) recognise a signal
+/// frame by these bytes at the return address.
+pub const GADGETS: [u8; 37] = [
     // syscall6 (offset 0)
     0x48, 0x89, 0xf8, // mov rax, rdi
     0x48, 0x89, 0xf7, // mov rdi, rsi
@@ -41,7 +44,7 @@ pub const GADGETS: [u8; 35] = [
     0x0f, 0x05, // syscall
     0xc3, // ret
     // restorer (offset 26)
-    0xb8, 0x0f, 0x00, 0x00, 0x00, // mov eax, 15 (rt_sigreturn)
+    0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, // mov rax, 15 (rt_sigreturn)
     0x0f, 0x05, // syscall
     0x0f, 0x0b, // ud2: rt_sigreturn does not return
 ];
@@ -51,26 +54,63 @@ pub const GADGET_SYSCALL6: usize = 0;
 /// Offset of the `rt_sigreturn` restorer in [`GADGETS`].
 pub const GADGET_RESTORER: usize = 26;
 
-/// Length of [`clone_gadget`]'s code.
-pub const CLONE_GADGET_LEN: usize = 19;
+/// The bytes of a signal restorer that unwinders recognise (see [`GADGETS`]).
+pub const RESTORER_BYTES: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
 
-/// The gadget that re-issues a trapped thread-creating `clone`/`clone3` from
-/// the excluded region, with the interrupted registers intact, so parent and
-/// child both continue where the foreign code issued it.
+/// Length of [`clone_gadget`]'s code.
+pub const CLONE_GADGET_LEN: usize = 14;
+
+/// How far below the interrupted stack pointer the engine stores the
+/// parent's resume address for [`clone_gadget`]: past the 128-byte red
+/// zone, which the interrupted code may be using.
+pub const CLONE_RESUME_BELOW_SP: u64 = 136;
+
+/// The gadget that re-issues a trapped thread-creating `clone`/`clone3` (or
+/// a `vfork`-like call) from the excluded region, with the interrupted
+/// registers intact, so parent and child both continue where the foreign
+/// code issued it.
 ///
-/// The parent (and a failed call) jumps to the address in the calling
-/// thread's TLS slot at `resume_slot_tp_offset` from the thread pointer; the
-/// child, which runs on the new stack the call named, jumps to the address
-/// the engine stored just below that stack's top (`[rsp-8]`, inside the red
-/// zone, which signal delivery skips). Only rcx, which a syscall clobbers
-/// anyway, is used; flags are untouched.
-pub fn clone_gadget(resume_slot_tp_offset: i32) -> [u8; CLONE_GADGET_LEN] {
-    let d = resume_slot_tp_offset.to_le_bytes();
+/// The engine enters it with the stack pointer lowered by
+/// [`CLONE_RESUME_BELOW_SP`] and the resume address stored there: the
+/// parent (and a failed call) returns through it with `ret 128`, which
+/// also puts the stack pointer back, so no thread-local slot (and no `fs`)
+/// is involved. The child, which runs on the new stack the call named,
+/// jumps to the address the engine stored just below that stack's top
+/// (`[rsp-8]`). Only rcx, which a syscall clobbers anyway, is used; flags
+/// are untouched.
+pub fn clone_gadget() -> [u8; CLONE_GADGET_LEN] {
     [
         0x0f, 0x05, // syscall
         0x48, 0x89, 0xc1, // mov rcx, rax
-        0xe3, 0x08, // jrcxz child (+8)
-        0x64, 0xff, 0x24, 0x25, d[0], d[1], d[2], d[3], // jmp qword ptr fs:[slot]
+        0xe3, 0x03, // jrcxz child (+3)
+        0xc2, 0x80, 0x00, // ret 128
+        0xff, 0x64, 0x24, 0xf8, // child: jmp qword ptr [rsp-8]
+    ]
+}
+
+/// Where the `ret 128` of [`clone_gadget`] is: a `vfork` child, which
+/// shares its parent's stack, returns to the call site through it.
+pub const CLONE_GADGET_RET_OFFSET: usize = 7;
+
+/// Length of [`vfork_gadget`]'s code.
+pub const VFORK_GADGET_LEN: usize = 16;
+
+/// The gadget that re-issues a trapped `vfork` (or a `clone` with
+/// `CLONE_VM | CLONE_VFORK` and no stack of its own) from the excluded
+/// region, so the child runs on its parent's stack with vfork semantics.
+/// The engine enters it as [`clone_gadget`], with the child's words below
+/// the lowered stack pointer. The parent cannot return through memory on
+/// that stack (the child has written over it meanwhile), so its path jumps
+/// to a `syscall` at `trapback_rel` bytes from the end of the `jmp` (a page
+/// outside the excluded region): that syscall traps with the call's result
+/// in rax, and the engine resumes the parent from its own records.
+pub fn vfork_gadget(trapback_rel: i32) -> [u8; VFORK_GADGET_LEN] {
+    let d = trapback_rel.to_le_bytes();
+    [
+        0x0f, 0x05, // syscall
+        0x48, 0x89, 0xc1, // mov rcx, rax
+        0xe3, 0x05, // jrcxz child (+5)
+        0xe9, d[0], d[1], d[2], d[3], // jmp trapback
         0xff, 0x64, 0x24, 0xf8, // child: jmp qword ptr [rsp-8]
     ]
 }
@@ -105,6 +145,22 @@ impl<'a> SyscallRegs<'a> {
     pub fn new(uc: &'a mut libc::ucontext_t) -> Self {
         SyscallRegs {
             gregs: &mut uc.uc_mcontext.gregs,
+        }
+    }
+
+    /// Wraps the register file of the context a signal handler was given.
+    /// Only the registers are borrowed: the kernel's `ucontext` is shorter
+    /// than glibc's `ucontext_t` (its siginfo follows at `uc_sigmask + 8`),
+    /// so a reference to the whole `ucontext_t` would overlap the siginfo.
+    ///
+    /// # Safety
+    /// `uc` points to a signal frame's context that outlives `'a`, and
+    /// nothing else accesses its registers meanwhile.
+    pub unsafe fn from_raw(uc: *mut libc::ucontext_t) -> Self {
+        SyscallRegs {
+            // SAFETY: the caller's contract; the register array lies inside
+            // the kernel's ucontext.
+            gregs: unsafe { &mut *core::ptr::addr_of_mut!((*uc).uc_mcontext.gregs) },
         }
     }
 
@@ -226,17 +282,39 @@ mod tests {
         );
         assert_eq!(
             disassemble(&GADGETS[GADGET_RESTORER..]),
-            ["mov eax,0Fh", "syscall", "ud2"]
+            ["mov rax,0Fh", "syscall", "ud2"]
         );
         assert_eq!(
-            disassemble(&clone_gadget(-0x1234)),
+            GADGETS[GADGET_RESTORER..GADGET_RESTORER + 9],
+            RESTORER_BYTES
+        );
+        assert_eq!(
+            disassemble(&clone_gadget()),
             [
                 "syscall",
                 "mov rcx,rax",
-                "jrcxz 000000000000000Fh",
-                "jmp qword [fs:0FFFFFFFFFFFFEDCCh]",
+                "jrcxz 000000000000000Ah",
+                "ret 80h",
                 "jmp qword [rsp-8]"
             ]
+        );
+    }
+
+    #[test]
+    fn vfork_gadget_decodes_to_its_two_paths() {
+        assert_eq!(
+            disassemble(&vfork_gadget(0x1000)),
+            [
+                "syscall",
+                "mov rcx,rax",
+                "jrcxz 000000000000000Ch",
+                "jmp 000000000000100Ch",
+                "jmp qword [rsp-8]"
+            ]
+        );
+        assert_eq!(
+            disassemble(&clone_gadget()[CLONE_GADGET_RET_OFFSET..CLONE_GADGET_RET_OFFSET + 3]),
+            ["ret 80h"]
         );
     }
 

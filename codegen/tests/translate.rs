@@ -103,6 +103,13 @@ fn translated_code_reaches_the_same_hooks_without_traps() {
 
 #[test]
 fn the_translator_refuses_what_it_cannot_keep_hooked() {
+    // In a child too: a fork while this thread is inside iced's one-time
+    // table setup (a `Once`) would leave the other test's child waiting on
+    // it forever.
+    child_passes(refusals);
+}
+
+fn refusals() {
     let cache = sud_codegen::CodeCache::new(1 << 20).unwrap();
     let access = thread_selector().unwrap();
     let stub = DirectStub::new(&cache, access, VectorState::Sse).unwrap();

@@ -10,8 +10,8 @@
 //! block back for the next new thread; its counts stay in the totals.
 
 use crate::filter::TRACKED_NUMBERS;
-use crate::selector::with_thread;
 use crate::sys;
+use crate::thread::ThreadState;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering::*};
 use syscalls::Sysno;
 
@@ -42,6 +42,7 @@ pub(crate) struct Counters {
     /// failed): shared, so incremented with locked operations.
     overflow: CounterBlock,
     forwarded: AtomicU64,
+    compat: AtomicU64,
 }
 
 // SAFETY: `next` pointers are written once before publication and only
@@ -68,13 +69,14 @@ impl Counters {
             blocks: AtomicPtr::new(std::ptr::null_mut()),
             overflow: CounterBlock::new(),
             forwarded: AtomicU64::new(0),
+            compat: AtomicU64::new(0),
         }
     }
 
     /// Counts one entrance of syscall `nr` on the calling thread.
     #[inline]
-    pub(crate) fn entered(&self, entrance: Entrance, nr: u64) {
-        self.with_block(|block, bump| {
+    pub(crate) fn entered(&self, thread: &ThreadState, entrance: Entrance, nr: u64) {
+        self.with_block(thread, |block, bump| {
             if entrance == Entrance::Direct {
                 bump(&block.direct);
             }
@@ -84,8 +86,14 @@ impl Counters {
 
     /// Counts one call that ran the hooks.
     #[inline]
-    pub(crate) fn hooked(&self) {
-        self.with_block(|block, bump| bump(&block.hooked))
+    pub(crate) fn hooked(&self, thread: &ThreadState) {
+        self.with_block(thread, |block, bump| bump(&block.hooked))
+    }
+
+    /// Counts one 32-bit (`int 0x80`) syscall, run without hooks.
+    #[inline]
+    pub(crate) fn compat(&self) {
+        self.compat.fetch_add(1, Relaxed);
     }
 
     #[inline]
@@ -97,10 +105,10 @@ impl Counters {
     /// it: the owner-only one for a thread's own block, a locked one for the
     /// shared overflow block.
     #[inline]
-    fn with_block(&self, f: impl FnOnce(&CounterBlock, fn(&AtomicU64))) {
-        let own = with_thread(|t| t.counter_block.get());
+    fn with_block(&self, thread: &ThreadState, f: impl FnOnce(&CounterBlock, fn(&AtomicU64))) {
+        let own = thread.counter_block.get();
         let own = if own.is_null() {
-            self.claim_block()
+            self.claim_block(thread)
         } else {
             own
         };
@@ -118,7 +126,7 @@ impl Counters {
     /// Gives the calling thread a block: a free one from the list, or a new
     /// mapping pushed onto it. Null if no memory could be had.
     #[cold]
-    fn claim_block(&self) -> *const CounterBlock {
+    fn claim_block(&self, thread: &ThreadState) -> *const CounterBlock {
         let tid = sys::gettid();
         let mut cursor = self.blocks.load(Acquire) as *const CounterBlock;
         while !cursor.is_null() {
@@ -129,7 +137,7 @@ impl Counters {
                 .compare_exchange(0, tid, Acquire, Relaxed)
                 .is_ok()
             {
-                return self.adopt(cursor);
+                return adopt(thread, cursor);
             }
             cursor = block.next;
         }
@@ -160,21 +168,16 @@ impl Counters {
                 .blocks
                 .compare_exchange_weak(head, block, Release, Relaxed)
             {
-                Ok(_) => return self.adopt(block),
+                Ok(_) => return adopt(thread, block),
                 Err(now) => head = now,
             }
         }
     }
 
-    fn adopt(&self, block: *const CounterBlock) -> *const CounterBlock {
-        with_thread(|t| t.counter_block.set(block));
-        block
-    }
-
     /// The calling thread is about to exit: its block becomes free for the
     /// next new thread (its counts stay in the totals).
-    pub(crate) fn release_thread_block(&self) {
-        let own = with_thread(|t| t.counter_block.replace(std::ptr::null()));
+    pub(crate) fn release_thread_block(&self, thread: &ThreadState) {
+        let own = thread.counter_block.replace(std::ptr::null());
         if !own.is_null() {
             // SAFETY: blocks are never unmapped.
             unsafe { &*own }.owner.store(0, Release);
@@ -201,6 +204,7 @@ impl Counters {
             direct,
             hooked: self.sum(|b| b.hooked.load(Relaxed)),
             forwarded_sigsys: self.forwarded.load(Relaxed),
+            compat: self.compat.load(Relaxed),
         }
     }
 
@@ -226,4 +230,12 @@ pub struct CounterSnapshot {
     /// SIGSYS signals that did not come from dispatch (seccomp) and were
     /// handed to the application's handler or default action.
     pub forwarded_sigsys: u64,
+    /// 32-bit syscalls (`int 0x80` from 64-bit code) that trapped: they
+    /// run as natively, without hooks, which speak the 64-bit table.
+    pub compat: u64,
+}
+
+fn adopt(thread: &ThreadState, block: *const CounterBlock) -> *const CounterBlock {
+    thread.counter_block.set(block);
+    block
 }

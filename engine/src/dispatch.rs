@@ -9,6 +9,7 @@
 
 use crate::engine::Engine;
 use crate::hooks::{Syscall, Verdict};
+use crate::thread::ThreadState;
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -29,17 +30,26 @@ pub(crate) trait Executor {
 
 /// Runs one syscall through the filter, the hooks and the executor.
 #[inline]
-pub(crate) fn dispatch(engine: &Engine, call: &mut Syscall, exec: &mut impl Executor) -> Execution {
-    engine.counters.entered(call.entrance, call.nr);
+pub(crate) fn dispatch(
+    engine: &Engine,
+    thread: &ThreadState,
+    call: &mut Syscall,
+    exec: &mut impl Executor,
+) -> Execution {
+    engine.counters.entered(thread, call.entrance, call.nr);
     if !engine.filter.contains(call.nr) {
         return exec.execute(call);
     }
-    engine.counters.hooked();
+    engine.counters.hooked(thread);
+    // The panic guard (see `install_panic_guard`) reads which call this is.
+    let outer = thread.in_hook.replace(call.nr);
     // Unwinding out of a signal handler is undefined; a hook's panic stops here.
-    match catch_unwind(AssertUnwindSafe(|| run_hooks(engine, call, exec))) {
+    let execution = match catch_unwind(AssertUnwindSafe(|| run_hooks(engine, call, exec))) {
         Ok(execution) => execution,
-        Err(_) => hook_panicked(call),
-    }
+        Err(_) => hook_panicked(call.nr, call.tid),
+    };
+    thread.in_hook.set(outer);
+    execution
 }
 
 fn run_hooks(engine: &Engine, call: &mut Syscall, exec: &mut impl Executor) -> Execution {
@@ -92,16 +102,44 @@ impl<const N: usize> std::fmt::Write for StackText<N> {
     }
 }
 
+/// Makes a hook's panic abort before std's panic machinery runs: the
+/// default panic hook formats the message into a `String` and locks
+/// stderr, which deadlocks when the trapped thread holds malloc's lock.
+/// The guard is a panic hook that, on a thread inside a hook, writes a
+/// fixed message from a stack buffer and aborts; elsewhere it hands over to
+/// the hook that was there before. Installed once, at install time (it
+/// allocates then, as `set_hook` does).
+pub(crate) fn install_panic_guard() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some((nr, tid)) = in_hook_on_this_thread() {
+            hook_panicked(nr, tid);
+        }
+        previous(info)
+    }));
+}
+
+/// The call the calling thread's hooks are handling, if any. Found from
+/// the thread's engine stack, not its TLS: a hook runs in the SIGSYS
+/// handler, on that stack.
+fn in_hook_on_this_thread() -> Option<(u64, i32)> {
+    let here = 0u8;
+    let thread = crate::thread::containing(&here as *const u8 as usize)?;
+    let nr = thread.in_hook.get();
+    (nr != u64::MAX).then(|| (nr, thread.armed_tid.get()))
+}
+
 #[cold]
-fn hook_panicked(call: &Syscall) -> ! {
+fn hook_panicked(nr: u64, tid: i32) -> ! {
+    let name = usize::try_from(nr)
+        .ok()
+        .and_then(syscalls::Sysno::new)
+        .map_or("?", |s| s.name());
     let mut msg = StackText::<200>::new();
     let _ = writeln!(
         msg,
-        "sud-engine: a hook panicked while handling syscall {} ({}) on thread {}; aborting, \
-         because a panic cannot unwind through a signal frame",
-        call.name(),
-        call.nr,
-        call.tid
+        "sud-engine: a hook panicked while handling syscall {name} ({nr}) on thread {tid}; \
+         aborting, because a panic cannot unwind through a signal frame",
     );
     crate::sys::write_all(2, msg.as_bytes());
     std::process::abort()

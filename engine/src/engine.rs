@@ -2,15 +2,17 @@
 //! and the state the dispatch core reads on every trap.
 
 use crate::arch;
+use crate::clone;
 use crate::counters::{CounterSnapshot, Counters, Entrance};
 use crate::dispatch::{dispatch, Execution, Executor};
 use crate::error::{Error, RegionProblem, Result};
 use crate::filter::SyscallSet;
 use crate::hooks::{PostHook, PreHook, Syscall, Verdict};
 use crate::kernel::{self, Region, Support};
-use crate::selector::{self, tp_offset_of, with_thread, Selector, ThreadState};
-use crate::signal::{self, VirtualSigaction};
+use crate::selector::{self, Selector};
+use crate::sigaction::{self, VirtualSigaction, SIGSET_SIZE, SIGSYS_BIT};
 use crate::sys;
+use crate::thread::{self, ThreadState};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use syscalls::Sysno;
 
@@ -24,31 +26,52 @@ const PAGE: usize = 4096;
 pub(crate) struct Gadgets {
     pub(crate) syscall6: usize,
     pub(crate) restorer: usize,
-    clone: usize,
-    /// The thread-pointer offset of the resume slot baked into the clone
-    /// gadget (the same in every thread when the engine's TLS is static).
-    resume_slot_tp_offset: isize,
+    pub(crate) clone: usize,
+    /// The restorer of frames the engine builds for the program's handlers:
+    /// outside the excluded region, so their `rt_sigreturn` traps (see
+    /// `deliver`). None where no such place exists (inclusive mode).
+    pub(crate) app_restorer: Option<usize>,
+    /// The vfork gadget, and the address just after its trap-back
+    /// `syscall` (see `trap`), where the engine owns both pages.
+    pub(crate) vfork: Option<usize>,
+    pub(crate) vfork_return: Option<usize>,
 }
 
 impl Gadgets {
-    fn at(base: usize, resume_slot_tp_offset: isize) -> Self {
+    fn at(base: usize, app_restorer: Option<usize>) -> Self {
         Gadgets {
             syscall6: base + arch::GADGET_SYSCALL6,
             restorer: base + arch::GADGET_RESTORER,
             clone: base + CLONE_GADGET_OFFSET,
-            resume_slot_tp_offset,
+            app_restorer,
+            vfork: None,
+            vfork_return: None,
         }
-    }
-
-    /// The clone gadget, if it can find this thread's resume slot.
-    pub(crate) fn clone_for_this_thread(&self) -> Option<usize> {
-        let here = with_thread(|t| tp_offset_of(t.resume_pc.as_ptr() as usize));
-        (here == self.resume_slot_tp_offset).then_some(self.clone)
     }
 }
 
-fn resume_slot_tp_offset() -> isize {
-    with_thread(|t| tp_offset_of(t.resume_pc.as_ptr() as usize))
+/// Where the trap-back `syscall` sits in the engine's second page.
+const TRAPBACK_OFFSET: usize = 64;
+/// Where the vfork gadget sits in the engine's gadget page (x86-64).
+const VFORK_GADGET_OFFSET: usize = GADGET_IMAGE_LEN;
+
+/// The engine's own two pages for the default placement: the gadget page
+/// (the excluded region) and, right after it, a page outside the region
+/// whose `rt_sigreturn` and `syscall` trap: the restorer of frames built
+/// for the program's handlers and the vfork gadget's trap-back site.
+fn engine_pages() -> [u8; 2 * PAGE] {
+    let mut pages = [0xcc; 2 * PAGE];
+    pages[..GADGET_IMAGE_LEN].copy_from_slice(&gadget_bytes());
+    let restorer = &arch::GADGETS[arch::GADGET_RESTORER..];
+    pages[PAGE..PAGE + restorer.len()].copy_from_slice(restorer);
+    pages[PAGE + TRAPBACK_OFFSET..PAGE + TRAPBACK_OFFSET + 2].copy_from_slice(&arch::SYSCALL_INSN);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let jmp_end = VFORK_GADGET_OFFSET + 12;
+        let vfork = arch::vfork_gadget((PAGE + TRAPBACK_OFFSET - jmp_end) as i32);
+        pages[VFORK_GADGET_OFFSET..VFORK_GADGET_OFFSET + vfork.len()].copy_from_slice(&vfork);
+    }
+    pages
 }
 
 /// The bytes of the engine's gadgets, ready to be copied into executable
@@ -58,8 +81,7 @@ pub fn gadget_bytes() -> [u8; GADGET_IMAGE_LEN] {
     // int3 padding: a stray jump into the image stops at once.
     let mut image = [0xcc; GADGET_IMAGE_LEN];
     image[..arch::GADGETS.len()].copy_from_slice(&arch::GADGETS);
-    let offset = i32::try_from(resume_slot_tp_offset()).unwrap_or(0);
-    let clone = arch::clone_gadget(offset);
+    let clone = arch::clone_gadget();
     image[CLONE_GADGET_OFFSET..CLONE_GADGET_OFFSET + clone.len()].copy_from_slice(&clone);
     image
 }
@@ -180,7 +202,7 @@ impl Builder {
         }
         let (region, gadget_base) = match self.placement {
             Placement::GadgetPage => {
-                let page = map_gadget_page()?;
+                let page = map_code_page(&engine_pages(), "mmap(gadget pages)")?;
                 (
                     Region::Exclusive {
                         start: page,
@@ -212,7 +234,7 @@ impl Builder {
             Placement::Inclusive { start, len } => {
                 let region = Region::Inclusive { start, len };
                 region.validate()?;
-                let page = map_gadget_page()?;
+                let page = map_code_page(&gadget_bytes(), "mmap(gadget page)")?;
                 if page < start + len && start < page + PAGE {
                     unmap(page);
                     return Err(Error::BadRegion {
@@ -224,25 +246,42 @@ impl Builder {
                 (region, page)
             }
         };
+        // Frames built for the program's handlers return through a copy of
+        // the restorer outside the excluded region, so that their
+        // rt_sigreturn traps. In inclusive mode every place outside the
+        // range runs syscalls unchecked: the handlers are called instead.
+        let own_pages = self.placement == Placement::GadgetPage;
+        let app_restorer = match region {
+            Region::Exclusive { .. } if own_pages => Some(gadget_base + PAGE),
+            Region::Exclusive { .. } => Some(map_code_page(
+                &arch::GADGETS[arch::GADGET_RESTORER..],
+                "mmap(restorer page)",
+            )?),
+            Region::Inclusive { .. } => None,
+        };
+        let mut gadgets = Gadgets::at(gadget_base, app_restorer);
+        if own_pages && cfg!(target_arch = "x86_64") {
+            gadgets.vfork = Some(gadget_base + VFORK_GADGET_OFFSET);
+            gadgets.vfork_return =
+                Some(gadget_base + PAGE + TRAPBACK_OFFSET + arch::SYSCALL_INSN_LEN);
+        }
         let engine: &'static Engine = Box::leak(Box::new(Engine {
             pre_hooks: self.pre_hooks,
             post_hooks: self.post_hooks,
             filter: self.filter,
             counters: Counters::new(),
             region,
-            gadgets: Gadgets::at(gadget_base, resume_slot_tp_offset()),
+            gadgets,
             follow_fork: self.follow_fork,
             foreign_signal_handlers: self.foreign_signal_handlers,
             app_sigsys: VirtualSigaction::new(),
             sa_mask_sigsys: AtomicU64::new(0),
             support,
         }));
-        let previous =
-            signal::install_handler(engine.gadgets.restorer).map_err(|errno| Error::Os {
-                op: "rt_sigaction(SIGSYS)",
-                errno,
-            })?;
+        let previous = engine.reinstall_sigsys_handler()?;
         engine.app_sigsys.store(previous);
+        engine.adopt_inherited_sigsys_mask();
+        crate::dispatch::install_panic_guard();
         ENGINE.store(engine as *const Engine as *mut Engine, Ordering::Release);
         engine.arm_current_thread(self.initial)?;
         Ok(engine)
@@ -260,7 +299,16 @@ pub(crate) extern "C" fn arm_clone_child_own_tls() {
     if let Some(engine) = Engine::installed() {
         // Nothing to report to: a child that cannot be armed runs unarmed,
         // as it would without the engine.
-        let _ = engine.arm_current_thread(Selector::Block);
+        let _ = engine.arm_clone_child(false);
+    }
+}
+
+/// As [`arm_clone_child_own_tls`] for a new process made with
+/// `CLONE_CLEAR_SIGHAND` (see [`Engine::after_handlers_cleared`]).
+pub(crate) extern "C" fn arm_clone_child_cleared_handlers() {
+    if let Some(engine) = Engine::installed() {
+        engine.after_handlers_cleared();
+        let _ = engine.arm_clone_child(false);
     }
 }
 
@@ -271,38 +319,34 @@ pub(crate) extern "C" fn arm_clone_child_own_tls() {
 /// state (`armed_tid`) is left alone because the parent still owns it.
 pub(crate) extern "C" fn arm_clone_child_shared_tls() {
     if let Some(engine) = Engine::installed() {
-        let selector = with_thread(|t| t.selector.as_ptr().cast::<Selector>());
-        // SAFETY: the selector is the shared static-TLS byte of the parent,
-        // which lives at least as long as this child shares its memory (a
-        // vfork parent waits; a CLONE_VM thread without its own TLS lives in
-        // the parent's); it only ever holds Selector values.
-        let _ = unsafe { kernel::arm(engine.region, selector) };
+        let _ = engine.arm_clone_child(true);
     }
 }
 
-fn map_gadget_page() -> Result<usize> {
+/// Maps `code` into fresh pages, read and execute only.
+fn map_code_page(code: &[u8], op: &'static str) -> Result<usize> {
     let os = |op| move |errno| Error::Os { op, errno };
+    let len = code.len().div_ceil(PAGE) * PAGE;
     let page = sys::call(
         Sysno::mmap,
         [
             0,
-            PAGE as u64,
+            len as u64,
             (libc::PROT_READ | libc::PROT_WRITE) as u64,
             (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
             u64::MAX,
             0,
         ],
     )
-    .map_err(os("mmap(gadget page)"))? as usize;
-    let image = gadget_bytes();
-    // SAFETY: `page` is a fresh private RW mapping of PAGE bytes, larger than the image.
-    unsafe { std::ptr::copy_nonoverlapping(image.as_ptr(), page as *mut u8, image.len()) };
+    .map_err(os(op))? as usize;
+    // SAFETY: `page` is a fresh private RW mapping of `len` bytes, at least the code's length.
+    unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), page as *mut u8, code.len()) };
     // W^X: the page is never writable and executable at once.
     sys::call(
         Sysno::mprotect,
         [
             page as u64,
-            PAGE as u64,
+            len as u64,
             (libc::PROT_READ | libc::PROT_EXEC) as u64,
             0,
             0,
@@ -377,28 +421,112 @@ impl Engine {
 
     /// Arms Syscall User Dispatch for the calling thread, with its selector
     /// set to `initial` afterwards. Arming an armed thread re-arms it.
+    ///
+    /// The thread gets the engine's per-thread block (see the crate
+    /// documentation): its real alternate signal stack becomes the
+    /// engine's.
     pub fn arm_current_thread(&self, initial: Selector) -> Result<()> {
         selector::set(Selector::Allow);
-        let selector = with_thread(|t| t.selector.as_ptr().cast::<Selector>());
-        // SAFETY: the selector is this thread's static-TLS byte: valid for
-        // the thread's whole life, written only through `Selector` values.
-        unsafe { kernel::arm(self.region, selector) }?;
-        with_thread(|t| t.armed_tid.set(sys::gettid()));
+        let state = thread::ensure_block(selector::thread_byte()).map_err(|errno| Error::Os {
+            op: "mmap/sigaltstack(thread block)",
+            errno,
+        })?;
+        self.arm_on(state)?;
+        state.armed_tid.set(sys::gettid());
         selector::set(initial);
         Ok(())
+    }
+
+    /// Arms the calling thread on `state`'s selector.
+    fn arm_on(&self, state: &ThreadState) -> Result<()> {
+        let selector = state.selector() as *const _ as *mut Selector;
+        // SAFETY: the selector is the thread-local byte of this thread or
+        // its block's own byte: valid for the thread's whole life, written
+        // only with Selector values.
+        unsafe { kernel::arm(self.region, selector) }
+    }
+
+    /// Arms a child made by a re-issued clone, before its first
+    /// instruction, on BLOCK: the clone trapped, so its caller was foreign,
+    /// and so is the child. `shared_tls`: its TLS is its parent's.
+    fn arm_clone_child(&self, shared_tls: bool) -> Result<()> {
+        let state = thread::adopt_clone_child(shared_tls).map_err(|errno| Error::Os {
+            op: "mmap/sigaltstack(thread block)",
+            errno,
+        })?;
+        // A vfork child shares its parent's block and selector (the parent
+        // waits, with the selector on BLOCK); its state, armed_tid
+        // included, stays the parent's.
+        let vfork_child = state.armed_tid.get() != 0 && shared_tls;
+        state.replace_selector(Selector::Block as u8);
+        self.arm_on(state)?;
+        if !vfork_child {
+            state.armed_tid.set(sys::gettid());
+        }
+        Ok(())
+    }
+
+    /// In a new process made with `CLONE_CLEAR_SIGHAND`: the kernel reset
+    /// every handler, the engine's SIGSYS handler included, so it comes
+    /// back, and the program's virtual actions are reset as the kernel
+    /// reset the real ones (the child's memory is its own copy).
+    pub(crate) fn after_handlers_cleared(&self) {
+        let _ = self.reinstall_sigsys_handler();
+        if self.app_sigsys.load().is_handler() {
+            self.app_sigsys.store(sigaction::KernelSigaction::default());
+        }
+        for action in &sigaction::APP_ACTIONS {
+            if action.load().is_handler() {
+                action.store(sigaction::KernelSigaction::default());
+            }
+        }
+    }
+
+    /// Installs the engine's SIGSYS handler; returns the action it replaced.
+    pub(crate) fn reinstall_sigsys_handler(&self) -> Result<sigaction::KernelSigaction> {
+        sigaction::install_sigsys_handler(
+            crate::trap::on_sigsys as *const () as usize,
+            self.gadgets.restorer,
+        )
+        .map_err(|errno| Error::Os {
+            op: "rt_sigaction(SIGSYS)",
+            errno,
+        })
+    }
+
+    /// A SIGSYS the installing thread finds blocked was blocked by the
+    /// program (inherited over execve): the program keeps that view, and
+    /// the real mask lets dispatch through.
+    fn adopt_inherited_sigsys_mask(&self) {
+        let mut mask = 0u64;
+        let unblock = SIGSYS_BIT;
+        let r = sys::raw6(
+            Sysno::rt_sigprocmask.id() as u64,
+            [
+                libc::SIG_UNBLOCK as u64,
+                &unblock as *const _ as u64,
+                &mut mask as *mut _ as u64,
+                SIGSET_SIZE,
+                0,
+                0,
+            ],
+        );
+        if r == 0 && mask & SIGSYS_BIT != 0 {
+            thread::current().app_blocks_sigsys.set(true);
+        }
     }
 
     /// Switches dispatch off for the calling thread.
     pub fn disarm_current_thread(&self) -> Result<()> {
         let _host = selector::enter(Selector::Allow);
         kernel::disarm()?;
-        with_thread(|t| t.armed_tid.set(0));
+        thread::current().armed_tid.set(0);
         Ok(())
     }
 
     /// Whether the calling thread is armed.
     pub fn is_current_thread_armed(&self) -> bool {
-        with_thread(|t| t.armed_tid.get() == sys::gettid())
+        thread::current().armed_tid.get() == sys::gettid()
     }
 
     /// Whether children made by trapped forks and clones are armed.
@@ -411,10 +539,9 @@ impl Engine {
             thread.armed_tid.set(0);
             return;
         }
-        let selector = thread.selector.as_ptr().cast::<Selector>();
-        // SAFETY: the child's copy of this thread's TLS is the child's own
-        // memory; the byte is the same static-TLS selector as the parent's.
-        let armed = unsafe { kernel::arm(self.region, selector) };
+        // The child's copy of the parent's block and selector is its own
+        // memory, at the same addresses.
+        let armed = self.arm_on(thread);
         thread
             .armed_tid
             .set(if armed.is_ok() { sys::gettid() } else { 0 });
@@ -467,11 +594,14 @@ impl Engine {
     /// The direct entrance on a stub's frame, executing or leaving calls to
     /// the stub or the site as `mode` says.
     fn dispatch_frame(&self, frame: &mut DirectFrame, mode: DirectMode) -> i64 {
+        // Not a signal handler: the thread-local pointer to the block is
+        // fine here (generated code calls this from a host-linked stub).
+        let thread = thread::current();
         let mut call = Syscall {
             nr: frame.nr,
             args: frame.args,
             call_addr: frame.call_addr,
-            tid: with_thread(|t| t.armed_tid.get()),
+            tid: thread.armed_tid.get(),
             entrance: Entrance::Direct,
         };
         let defer = mode != DirectMode::Execute && self.post_hooks.is_empty();
@@ -480,7 +610,7 @@ impl Engine {
             defer_into: defer.then_some(frame),
             clones_at_site: mode == DirectMode::ClonesAtSite,
         };
-        match dispatch(self, &mut call, &mut exec) {
+        match dispatch(self, thread, &mut call, &mut exec) {
             Execution::Returned(value) => value,
             Execution::Resumes => unreachable!("the direct executor never redirects"),
         }
@@ -557,7 +687,7 @@ fn is_clone_call(nr: u64) -> bool {
     usize::try_from(nr)
         .ok()
         .and_then(Sysno::new)
-        .is_some_and(signal::is_clone_family)
+        .is_some_and(clone::is_clone_family)
 }
 
 /// How the direct entrance treats a call the hooks let run.
@@ -598,7 +728,7 @@ struct DirectExecutor<'a> {
 
 impl Executor for DirectExecutor<'_> {
     fn execute(&mut self, call: &Syscall) -> Execution {
-        let Some(sysno) = call.sysno().filter(|&s| signal::is_clone_family(s)) else {
+        let Some(sysno) = call.sysno().filter(|&s| clone::is_clone_family(s)) else {
             if let Some(frame) = self.defer_into.as_deref_mut() {
                 frame.nr = call.nr;
                 frame.args = call.args;
@@ -609,23 +739,23 @@ impl Executor for DirectExecutor<'_> {
         if self.clones_at_site {
             return Execution::Returned(EXECUTE_AT_SITE);
         }
-        let mut clone3_copy = [0u64; signal::CLONE_ARGS_WORDS];
+        let mut clone3_copy = [0u64; clone::CLONE_ARGS_WORDS];
         Execution::Returned(
-            match signal::classify_clone(sysno, call.args, &mut clone3_copy) {
+            match clone::classify_clone(sysno, call.args, &mut clone3_copy) {
                 // The child would start inside the engine's frames, on a stack
                 // that holds none of them: refuse (glibc then reports EAGAIN)
                 // rather than crash. Generated code issues thread-creating
                 // clones as real syscalls from the code cache instead, as
                 // sud-codegen's translator does.
-                signal::CloneRequest::NewStack { .. } => -(libc::ENOSYS as i64),
-                signal::CloneRequest::ForkLike { nr, args } => {
+                clone::CloneRequest::NewStack { .. } => -(libc::ENOSYS as i64),
+                clone::CloneRequest::ForkLike { nr, args, .. } => {
                     let r = sys::raw6(nr, args);
                     if r == 0 {
-                        with_thread(|t| self.engine.rearm_forked_child(t));
+                        self.engine.rearm_forked_child(thread::current());
                     }
                     r
                 }
-                signal::CloneRequest::Fault => -(libc::EFAULT as i64),
+                clone::CloneRequest::Fault => -(libc::EFAULT as i64),
             },
         )
     }

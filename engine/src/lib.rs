@@ -29,19 +29,81 @@
 //!
 //! SUD is not a security boundary: code in the process can flip the
 //! selector or jump into the excluded region. Use seccomp to enforce.
+//!
+//! # What the program sees, and what it cannot see
+//!
+//! Every armed thread gets an engine-owned *thread block*: its SIGSYS stack
+//! (the kernel's alternate stack for the thread, `SA_ONSTACK`) with the
+//! thread's engine state at a fixed place after it. The trap path finds
+//! that state from the stack it runs on, never through the program's TLS or
+//! `fs`, and writes nothing on the interrupted stack (a trap's frame and the
+//! hooks live on the engine's stack). What the program asks of the kernel
+//! objects the engine needs is kept virtually, with the kernel's checks and
+//! answers: its SIGSYS action and mask, its alternate stack
+//! (`sigaltstack`), its own Syscall User Dispatch (`prctl`; dispatched calls
+//! reach its SIGSYS handler after the engine's hooks), and with
+//! [`Builder::foreign_signal_handlers`] its signal handlers, which are
+//! entered through a frame built where the kernel would have put it (on the
+//! program's alternate stack for `SA_ONSTACK`), returning through a
+//! restorer that unwinders recognise. `vfork` keeps vfork semantics,
+//! `CLONE_CLEAR_SIGHAND` children keep the engine's handler, a `CLONE_VM`
+//! child without TLS of its own gets a selector of its own, and SIGSYS
+//! ignored or blocked is passed on over `execve`.
+//!
+//! What cannot be made transparent, and why:
+//! - The engine's mappings (two gadget pages, one 256 KiB block per armed
+//!   thread, counter pages) appear in `/proc/self/maps`, and the real
+//!   alternate stack seen from outside (a debugger, `/proc`) is the engine's.
+//! - A signal that arrives while the engine runs a blocking call for the
+//!   program (`futex`, `read`, `wait4` execute inside the SIGSYS handler)
+//!   interrupts the engine: the handler's context (`uc_mcontext`) holds the
+//!   engine's registers, not the program's syscall site with `-EINTR`, and a
+//!   handler without `SA_ONSTACK` runs on the engine's stack. Handlers that
+//!   only read `si_*`, or that modify the context of faults they caused
+//!   themselves, are unaffected.
+//! - A ptracer (gdb, strace) sees the SIGSYS stops of every trap.
+//! - A vfork child's calls are reported with its parent's tid (it runs on
+//!   its parent's state while the parent waits); with a code cache as the
+//!   excluded region ([`Placement::Excluded`]) or in inclusive mode, vfork
+//!   runs with fork semantics (the trap-back page it needs is the engine's
+//!   own two-page placement). Post-hooks do not see the result of calls
+//!   re-issued at their site (thread clones, vfork, `rt_sigreturn`).
+//! - `int 0x80` from 64-bit code runs as natively but without hooks (the
+//!   hooks speak the 64-bit table); it is counted in
+//!   [`CounterSnapshot::compat`].
+//! - Signal actions set in a `CLONE_VM` child that does not share its
+//!   parent's handler table (a vfork child calling `sigaction`) change the
+//!   engine's record of the parent's wrapped handlers, which live in the
+//!   shared memory.
+//! - Handing an ignored SIGSYS over `execve` sets the real action to
+//!   "ignore" for the duration of the call: a dispatch trap in another
+//!   thread during that window kills the process.
+//! - Without `foreign_signal_handlers`, the program's handlers are not
+//!   wrapped: an `SA_ONSTACK` handler runs on the engine's stack.
 
+// Leaves first: raw syscalls, the ISA, the filter, per-thread state, user
+// memory; then the dispatch core; then the entrances (trap, direct) and
+// the kernel objects the engine virtualizes (signal actions, alternate
+// stacks, clone); `engine` (builder, install) on top.
+mod altstack;
 mod arch;
+mod clone;
 mod counters;
+mod deliver;
 mod dispatch;
 mod engine;
 mod error;
 mod filter;
 mod hooks;
 pub mod kernel;
+mod nested;
 pub mod ptrace;
 pub mod selector;
-mod signal;
+mod sigaction;
 mod sys;
+mod thread;
+mod trap;
+mod usermem;
 
 pub use counters::{CounterSnapshot, Entrance};
 pub use engine::{

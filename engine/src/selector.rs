@@ -3,7 +3,6 @@
 //! trap). Only the two values the kernel accepts can be written through this
 //! API; any other value would make the kernel kill the thread.
 
-use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -28,48 +27,24 @@ impl Selector {
     }
 }
 
-/// Per-thread engine state. It lives in static TLS so the signal handler can
-/// reach it without a lock or an allocation; it has no destructor, so a
-/// thread's exit never touches it.
-pub(crate) struct ThreadState {
-    /// The byte the kernel reads at every syscall of an armed thread.
-    pub(crate) selector: AtomicU8,
-    /// Whether this thread is armed, and the tid it was armed under (a forked
-    /// child inherits the memory but not the arming).
-    pub(crate) armed_tid: Cell<i32>,
-    /// The application's view of whether SIGSYS is blocked in this thread
-    /// (the real mask never blocks it: a blocked SIGSYS kills on dispatch).
-    pub(crate) app_blocks_sigsys: Cell<bool>,
-    /// Where a re-issued thread-creating clone resumes in the parent; read by
-    /// the clone gadget through a thread-pointer-relative load.
-    pub(crate) resume_pc: Cell<u64>,
-    /// This thread's counter block (see `counters`), null until its first count.
-    pub(crate) counter_block: Cell<*const crate::counters::CounterBlock>,
-}
-
 thread_local! {
-    pub(crate) static THREAD: ThreadState = const {
-        ThreadState {
-            selector: AtomicU8::new(Selector::Allow as u8),
-            armed_tid: Cell::new(0),
-            app_blocks_sigsys: Cell::new(false),
-            resume_pc: Cell::new(0),
-            counter_block: Cell::new(std::ptr::null()),
-        }
-    };
+    /// The selector byte of threads armed by host code. Static TLS in an
+    /// executable, so its offset from the thread pointer is the same in
+    /// every thread and generated code can flip it `fs`-relative. The trap
+    /// path never reaches it through TLS: each thread's block holds a
+    /// pointer to it (see `thread`).
+    static SELECTOR: AtomicU8 = const { AtomicU8::new(Selector::Allow as u8) };
 }
 
-/// Runs `f` on this thread's state. Cheap: the state needs no lazy
-/// initialisation and has no destructor.
-#[inline]
-pub(crate) fn with_thread<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
-    THREAD.with(f)
+/// The calling thread's selector byte.
+pub(crate) fn thread_byte() -> *const AtomicU8 {
+    SELECTOR.with(|s| s as *const AtomicU8)
 }
 
 /// Reads the calling thread's selector.
 #[inline]
 pub fn current() -> Selector {
-    with_thread(|t| Selector::from_byte(t.selector.load(Ordering::Relaxed)))
+    SELECTOR.with(|s| Selector::from_byte(s.load(Ordering::Relaxed)))
 }
 
 /// Sets the calling thread's selector and returns the previous value.
@@ -78,20 +53,14 @@ pub fn current() -> Selector {
 /// the previous value back.
 #[inline]
 pub fn set(value: Selector) -> Selector {
-    with_thread(|t| t.replace_selector(value as u8))
-}
-
-impl ThreadState {
-    /// Stores a new selector byte and returns the old one. Only the owning
-    /// thread ever writes its selector (the kernel only reads it), so a
-    /// plain load and store suffice; an atomic swap would be a locked
-    /// `xchg`, ~6 ns on a path that should cost nothing.
-    #[inline]
-    pub(crate) fn replace_selector(&self, value: u8) -> Selector {
-        let previous = self.selector.load(Ordering::Relaxed);
-        self.selector.store(value, Ordering::Relaxed);
+    // Only the owning thread writes its selector (the kernel only reads
+    // it), so a plain load and store suffice; an atomic swap would be a
+    // locked `xchg`, ~6 ns on a path that should cost nothing.
+    SELECTOR.with(|s| {
+        let previous = s.load(Ordering::Relaxed);
+        s.store(value as u8, Ordering::Relaxed);
         Selector::from_byte(previous)
-    }
+    })
 }
 
 /// A personality guard: the selector holds a value while the guard lives
@@ -154,7 +123,7 @@ pub(crate) fn tp_offset_of(addr: usize) -> isize {
 
 /// The calling thread's [`SelectorLocation`].
 pub fn selector_location() -> SelectorLocation {
-    let address = with_thread(|t| t.selector.as_ptr() as usize);
+    let address = thread_byte() as usize;
     SelectorLocation {
         address,
         tp_offset: tp_offset_of(address),

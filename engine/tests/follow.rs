@@ -77,8 +77,10 @@ fn threads_made_by_foreign_code_are_armed_on_block() {
 }
 
 static HANDLER_SAW_BLOCK: AtomicBool = AtomicBool::new(false);
+static HANDLER_RAN: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_usr1(_: libc::c_int) {
+    HANDLER_RAN.store(true, Relaxed);
     HANDLER_SAW_BLOCK.store(selector::current() == Selector::Block, Relaxed);
     getppid();
 }
@@ -137,6 +139,7 @@ fn without_the_option_handlers_run_with_the_interrupted_selector() {
         install_handler_as_foreign_code();
         // SAFETY: as above.
         unsafe { libc::raise(libc::SIGUSR1) };
+        assert!(HANDLER_RAN.load(Relaxed), "the handler never ran");
         assert!(!HANDLER_SAW_BLOCK.load(Relaxed));
         assert_eq!(GETPPID_SEEN.load(Relaxed), 0);
     });

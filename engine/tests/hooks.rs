@@ -201,18 +201,31 @@ fn a_panicking_hook_aborts_with_a_message_naming_the_syscall() {
     let (r, w) = pipe();
     let ended = in_child(|| {
         no_core_dumps();
+        // A hang (the default panic hook allocating inside malloc) fails
+        // the test with SIGALRM instead of stalling it.
+        // SAFETY: alarm has no preconditions.
+        unsafe { libc::alarm(20) };
         // SAFETY: fd juggling in the child: stderr now goes to the pipe.
         unsafe {
             libc::dup2(w, 2);
             libc::close(r);
         }
         Engine::builder()
-            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
-            .pre_hook(|_| panic!("deliberate"))
+            .watch(SyscallSet::from_sysnos(&[Sysno::mmap]))
+            .pre_hook(|call| {
+                if call.args[1] >= 64 << 20 {
+                    panic!("deliberate");
+                }
+                Verdict::Run
+            })
             .install()
             .unwrap();
-        // SAFETY: getppid has no preconditions.
-        foreign(|| unsafe { libc::getppid() });
+        // Another thread makes malloc take its locks for real (a process
+        // that never had a second thread skips them); then a large
+        // allocation calls mmap from inside malloc, with the arena locked.
+        std::thread::spawn(|| ()).join().unwrap();
+        let v = foreign(|| Vec::<u8>::with_capacity(64 << 20));
+        std::hint::black_box(v);
     });
     // SAFETY: closing our copy of the write end so reading ends at EOF.
     unsafe { libc::close(w) };
@@ -227,7 +240,7 @@ fn a_panicking_hook_aborts_with_a_message_naming_the_syscall() {
     let text = String::from_utf8_lossy(&out);
     assert_eq!(ended, Ended::Killed(libc::SIGABRT), "{text}");
     assert!(
-        text.contains("hook panicked while handling syscall getppid (110)"),
+        text.contains("hook panicked while handling syscall mmap (9)"),
         "{text}"
     );
 }

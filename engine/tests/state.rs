@@ -86,11 +86,8 @@ fn registers_and_sse_state_survive_a_trapped_syscall() {
 }
 
 #[test]
+#[cfg_attr(not(sud_host_avx), ignore = "this CPU has no AVX")]
 fn avx_upper_halves_survive_a_trapped_syscall() {
-    if !std::is_x86_feature_detected!("avx") {
-        eprintln!("skipped: this CPU has no AVX");
-        return;
-    }
     child_passes(|| {
         clobbering_engine();
         let input: [[u8; 32]; 2] = [[0x5a; 32], [0xa5; 32]];

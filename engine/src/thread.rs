@@ -1,0 +1,405 @@
+//! Per-thread engine state, reached without the program's TLS.
+//!
+//! Every armed thread gets a *thread block*: one mapping of [`BLOCK_SIZE`]
+//! bytes, aligned to its size, that is both the thread's SIGSYS stack and
+//! the home of its [`ThreadState`]:
+//!
+//! ```text
+//! base                 base+PAGE                      base+BLOCK_SIZE-PAGE   base+BLOCK_SIZE
+//! | guard (PROT_NONE)  | signal stack (sigaltstack)   | ThreadState page     |
+//! ```
+//!
+//! SIGSYS is installed with `SA_ONSTACK`, so the kernel writes a trap's
+//! frame on this stack, not on the interrupted code's, and the handler
+//! finds its state from the stack it runs on: the kernel reports the
+//! thread's alternate stack in the frame (`uc_stack`), and the state sits
+//! at a fixed place after it. No `fs`, no `__tls_get_addr` (which in a
+//! `cdylib` may run glibc's DTV catch-up and call `free()` while the
+//! trapped thread holds malloc's lock), nothing the program could hold.
+//!
+//! Host code (arming, the direct entrance, the selector API) reaches the
+//! same state through a thread-local pointer: it never runs in a signal
+//! handler on the trap path. Threads that were never armed use a
+//! thread-local fallback state.
+
+use crate::counters::CounterBlock;
+use crate::sys;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use syscalls::Sysno;
+
+/// Size and alignment of a thread block. Hooks run on its stack, so it is
+/// generous; untouched pages cost no memory.
+pub(crate) const BLOCK_SIZE: usize = 256 * 1024;
+const PAGE: usize = 4096;
+/// The signal stack: everything between the guard page and the state page.
+pub(crate) const STACK_LEN: usize = BLOCK_SIZE - 2 * PAGE;
+const MAGIC: u64 = 0x5355_445f_5448_5244; // "SUD_THRD"
+
+/// The program's view of its alternate signal stack (the real one is the
+/// engine's): what it set with `sigaltstack`, with the kernel's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AltStack {
+    pub(crate) sp: u64,
+    pub(crate) flags: i32,
+    pub(crate) size: u64,
+}
+
+impl AltStack {
+    pub(crate) const DISABLED: AltStack = AltStack {
+        sp: 0,
+        flags: libc::SS_DISABLE,
+        size: 0,
+    };
+
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.flags & libc::SS_DISABLE == 0
+    }
+
+    /// Whether `sp` is on this stack, as the kernel's `on_sig_stack` decides.
+    pub(crate) fn contains(&self, sp: u64) -> bool {
+        self.is_enabled() && sp > self.sp && sp - self.sp <= self.size
+    }
+}
+
+/// One thread's engine state. Only its own thread reads or writes it (a
+/// forked child gets a copy with the memory).
+#[repr(C)]
+pub(crate) struct ThreadState {
+    magic: u64,
+    /// The selector byte the kernel reads for this thread: the thread-local
+    /// byte of [`crate::selector`] for threads armed by host code (so code
+    /// generators can flip it `fs`-relative), or `own_selector`.
+    selector: Cell<*const AtomicU8>,
+    own_selector: AtomicU8,
+    /// Whether this thread is armed, and the tid it was armed under (a forked
+    /// child inherits the memory but not the arming).
+    pub(crate) armed_tid: Cell<i32>,
+    /// The program's view of whether SIGSYS is blocked in this thread (the
+    /// real mask never blocks it: a blocked SIGSYS kills on dispatch).
+    pub(crate) app_blocks_sigsys: Cell<bool>,
+    /// A SIGSYS sent by kill/tgkill while the program blocked it: raised
+    /// again when it unblocks.
+    pub(crate) app_sigsys_pending: Cell<bool>,
+    /// The program's alternate signal stack.
+    pub(crate) app_stack: Cell<AltStack>,
+    /// This thread's counter block (see `counters`), null until its first count.
+    pub(crate) counter_block: Cell<*const CounterBlock>,
+    /// The syscall the hooks are handling, for the panic message; `u64::MAX`
+    /// when no hook runs.
+    pub(crate) in_hook: Cell<u64>,
+    /// The program's own Syscall User Dispatch configuration (see `nested`).
+    pub(crate) program_dispatch: Cell<crate::nested::ProgramDispatch>,
+    /// Where the parent of a re-issued vfork resumes (see `trap`).
+    pub(crate) vfork_resume: Cell<u64>,
+    /// The block this state lives in (null for the thread-local fallback).
+    block: Cell<usize>,
+}
+
+impl ThreadState {
+    const fn new() -> Self {
+        ThreadState {
+            magic: MAGIC,
+            selector: Cell::new(std::ptr::null()),
+            own_selector: AtomicU8::new(0),
+            armed_tid: Cell::new(0),
+            app_blocks_sigsys: Cell::new(false),
+            app_sigsys_pending: Cell::new(false),
+            app_stack: Cell::new(AltStack::DISABLED),
+            counter_block: Cell::new(std::ptr::null()),
+            in_hook: Cell::new(u64::MAX),
+            program_dispatch: Cell::new(crate::nested::ProgramDispatch::OFF),
+            vfork_resume: Cell::new(0),
+            block: Cell::new(0),
+        }
+    }
+
+    /// The byte the kernel reads at every syscall of this thread.
+    #[inline]
+    pub(crate) fn selector(&self) -> &AtomicU8 {
+        let p = self.selector.get();
+        if p.is_null() {
+            &self.own_selector
+        } else {
+            // SAFETY: a non-null pointer is set by `use_selector` to the
+            // calling thread's thread-local selector, which lives as long
+            // as the thread, the only user of this state.
+            unsafe { &*p }
+        }
+    }
+
+    /// Makes `byte` the selector of this thread (before arming it).
+    pub(crate) fn use_selector(&self, byte: *const AtomicU8) {
+        self.selector.set(byte);
+    }
+
+    /// Gives this thread a selector byte of its own, in its block: for a
+    /// child that shares its parent's TLS (CLONE_VM without CLONE_SETTLS),
+    /// where the thread-local byte is the parent's.
+    pub(crate) fn use_own_selector(&self) {
+        self.own_selector
+            .store(self.selector().load(Ordering::Relaxed), Ordering::Relaxed);
+        self.selector.set(std::ptr::null());
+    }
+
+    /// Stores a new selector byte and returns the old one. Only the owning
+    /// thread writes its selector (the kernel only reads it), so a plain
+    /// load and store suffice.
+    #[inline]
+    pub(crate) fn replace_selector(&self, value: u8) -> u8 {
+        let selector = self.selector();
+        let previous = selector.load(Ordering::Relaxed);
+        selector.store(value, Ordering::Relaxed);
+        previous
+    }
+
+    /// The engine's alternate stack for this thread, as `sigaltstack` takes it.
+    pub(crate) fn signal_stack(&self) -> Option<AltStack> {
+        let block = self.block.get();
+        (block != 0).then_some(AltStack {
+            sp: (block + PAGE) as u64,
+            flags: 0,
+            size: STACK_LEN as u64,
+        })
+    }
+}
+
+thread_local! {
+    /// The state of a thread that has no block (never armed).
+    static FALLBACK: ThreadState = const { ThreadState::new() };
+    /// The calling thread's block state, for host code.
+    static CURRENT: Cell<*const ThreadState> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The calling thread's state, for code that does not run in a signal
+/// handler on the trap path (it goes through the program's TLS).
+pub(crate) fn current() -> &'static ThreadState {
+    let p = CURRENT.with(Cell::get);
+    if p.is_null() {
+        // SAFETY: a thread-local lives as long as its thread, and this
+        // reference never leaves the thread (ThreadState is not Sync).
+        FALLBACK.with(|f| unsafe { &*(f as *const ThreadState) })
+    } else {
+        // SAFETY: blocks are never unmapped while their thread lives.
+        unsafe { &*p }
+    }
+}
+
+/// The state of the thread a signal handler runs on, found from the signal
+/// frame: `uc_stack` is the thread's real alternate stack at delivery, and
+/// when the handler runs on it and it is a thread block, the state is in
+/// the block's last page. Otherwise (a thread without a block) the
+/// thread-local state.
+///
+/// # Safety
+/// `uc` must be the context the kernel passed to the running handler.
+pub(crate) unsafe fn in_handler(uc: *const libc::ucontext_t) -> &'static ThreadState {
+    // SAFETY: the caller passes the live frame's context.
+    let ss = unsafe { std::ptr::addr_of!((*uc).uc_stack).read() };
+    let here = &ss as *const _ as usize;
+    let base = (ss.ss_sp as usize).wrapping_sub(PAGE);
+    // The kernel's stack may be the block's whole stack or its lower part
+    // (see `deliver`: below handler frames that are still live).
+    let ours = ss.ss_flags & libc::SS_DISABLE == 0
+        && ss.ss_size <= STACK_LEN
+        && base % BLOCK_SIZE == 0
+        && here >= ss.ss_sp as usize
+        && here < ss.ss_sp as usize + STACK_LEN;
+    if ours {
+        let state = (base + BLOCK_SIZE - PAGE) as *const ThreadState;
+        // SAFETY: the handler's own stack is this alternate stack, which
+        // has the thread block's size and alignment, so the block's state
+        // page right above it is mapped; the magic word confirms the
+        // mapping is a block (it is never written after init).
+        if unsafe { (*state).magic } == MAGIC {
+            // SAFETY: as above; the state belongs to this thread.
+            return unsafe { &*state };
+        }
+    }
+    current()
+}
+
+/// Blocks that threads gave back at a trapped `exit`: reusable once the
+/// kernel says their thread is gone.
+static RETIRED: AtomicPtr<Retired> = AtomicPtr::new(std::ptr::null_mut());
+
+/// A retired block's link, at the bottom of its signal stack, which the
+/// exiting thread's handler (at the top) does not reach.
+#[repr(C)]
+struct Retired {
+    next: *mut Retired,
+    tid: i32,
+}
+
+/// Gives the calling thread a block, makes it the thread's real alternate
+/// signal stack and returns its state, with its selector on `selector`
+/// (null: the block's own byte). An existing block is kept.
+pub(crate) fn ensure_block(
+    selector: *const AtomicU8,
+) -> Result<&'static ThreadState, syscalls::Errno> {
+    let existing = CURRENT.with(Cell::get);
+    let state = if existing.is_null() {
+        let state = new_block()?;
+        let fallback = current();
+        // What the thread-local fallback knew before arming carries over.
+        state
+            .app_blocks_sigsys
+            .set(fallback.app_blocks_sigsys.get());
+        state.counter_block.set(fallback.counter_block.get());
+        fallback.counter_block.set(std::ptr::null());
+        CURRENT.with(|c| c.set(state));
+        state
+    } else {
+        // SAFETY: blocks are never unmapped while their thread lives.
+        unsafe { &*existing }
+    };
+    state.use_selector(selector);
+    install_signal_stack(state)?;
+    Ok(state)
+}
+
+/// A thread made by a re-issued clone: it has no block of its own yet
+/// (the kernel cleared a CLONE_VM child's alternate stack) unless it is a
+/// new process or a vfork child, which keep the parent's (a copy, or
+/// memory the suspended parent does not use meanwhile). `shared_tls`:
+/// its TLS is its parent's, so its selector must be its own.
+pub(crate) fn adopt_clone_child(shared_tls: bool) -> Result<&'static ThreadState, syscalls::Errno> {
+    if let Some(state) = kernel_signal_stack_state() {
+        // A new process (its own copy of the block) or a vfork child (the
+        // parent's block, which the suspended parent does not use): the
+        // selector stays the one the block names.
+        return Ok(state);
+    }
+    let state = new_block()?;
+    if shared_tls {
+        state.use_own_selector();
+    } else {
+        state.use_selector(crate::selector::thread_byte());
+        CURRENT.with(|c| c.set(state));
+    }
+    install_signal_stack(state)?;
+    Ok(state)
+}
+
+/// The calling thread's block state if `addr` (on the calling thread's
+/// current stack) lies on the block's signal stack: the thread runs a
+/// handler there. Asks the kernel, so it serves cold paths only.
+pub(crate) fn containing(addr: usize) -> Option<&'static ThreadState> {
+    let state = kernel_signal_stack_state()?;
+    let stack = state.signal_stack()?;
+    stack.contains(addr as u64).then_some(state)
+}
+
+/// The block state of the kernel's current alternate stack for this
+/// thread, if it is a thread block.
+fn kernel_signal_stack_state() -> Option<&'static ThreadState> {
+    let mut ss = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: 0,
+        ss_size: 0,
+    };
+    sys::call(
+        Sysno::sigaltstack,
+        [0, &mut ss as *mut _ as u64, 0, 0, 0, 0],
+    )
+    .ok()?;
+    let base = (ss.ss_sp as usize).wrapping_sub(PAGE);
+    if ss.ss_flags & libc::SS_DISABLE != 0 || ss.ss_size > STACK_LEN || base % BLOCK_SIZE != 0 {
+        return None;
+    }
+    let state = (base + BLOCK_SIZE - PAGE) as *const ThreadState;
+    // SAFETY: an alternate stack that starts where a block's does, no
+    // longer than a block's, is a block the engine mapped (the engine maps them and hides the
+    // real stack from the program), so its state page is mapped.
+    let state = unsafe { &*state };
+    (state.magic == MAGIC).then_some(state)
+}
+
+fn install_signal_stack(state: &ThreadState) -> Result<(), syscalls::Errno> {
+    let ss = state.signal_stack().expect("a block state has a block");
+    let stack = libc::stack_t {
+        ss_sp: ss.sp as *mut libc::c_void,
+        ss_flags: 0,
+        ss_size: ss.size as usize,
+    };
+    sys::call(
+        Sysno::sigaltstack,
+        [&stack as *const _ as u64, 0, 0, 0, 0, 0],
+    )
+    .map(drop)
+}
+
+/// The calling thread is about to exit: its block may serve a later
+/// thread once this one is gone (see [`new_block`]).
+pub(crate) fn retire(state: &ThreadState) {
+    let block = state.block.get();
+    if block == 0 {
+        return;
+    }
+    let link = (block + PAGE) as *mut Retired;
+    let tid = sys::gettid();
+    let mut head = RETIRED.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the bottom of this thread's own signal stack, mapped
+        // read-write; the handler running now is near its top.
+        unsafe { link.write(Retired { next: head, tid }) };
+        match RETIRED.compare_exchange_weak(head, link, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => head = now,
+        }
+    }
+}
+
+/// A block for the calling thread: a retired one whose thread is gone, or
+/// a new mapping.
+fn new_block() -> Result<&'static ThreadState, syscalls::Errno> {
+    let base = reuse_retired().map_or_else(map_block, Ok)?;
+    let state = (base + BLOCK_SIZE - PAGE) as *mut ThreadState;
+    // SAFETY: the state page is mapped read-write and owned by the calling
+    // thread (a fresh mapping, or a retired block whose thread has exited).
+    unsafe {
+        state.write(ThreadState::new());
+        (*state).block.set(base);
+        Ok(&*state)
+    }
+}
+
+/// Takes a retired block off the list if its thread no longer exists.
+/// Only the head is tried: threads come and go in order often enough, and
+/// a list walk would race with other claimers.
+fn reuse_retired() -> Option<usize> {
+    let head = RETIRED.load(Ordering::Acquire);
+    if head.is_null() {
+        return None;
+    }
+    // SAFETY: listed links are in mapped blocks that are never unmapped.
+    let (next, tid) = unsafe { ((*head).next, (*head).tid) };
+    let pid = sys::raw6(Sysno::getpid.id() as u64, [0; 6]) as u64;
+    let gone = sys::raw6(Sysno::tgkill.id() as u64, [pid, tid as u64, 0, 0, 0, 0])
+        == -(libc::ESRCH as i64);
+    if !gone {
+        return None;
+    }
+    RETIRED
+        .compare_exchange(head, next, Ordering::Acquire, Ordering::Relaxed)
+        .ok()
+        .map(|link| link as usize - PAGE)
+}
+
+/// Maps a new block aligned to its size, with its guard page.
+fn map_block() -> Result<usize, syscalls::Errno> {
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE) as u64;
+    let span = 2 * BLOCK_SIZE;
+    let raw = sys::call(Sysno::mmap, [0, span as u64, rw, flags, u64::MAX, 0])? as usize;
+    let base = (raw + BLOCK_SIZE - 1) & !(BLOCK_SIZE - 1);
+    let unmap = |start: usize, len: usize| {
+        if len > 0 {
+            let _ = sys::call(Sysno::munmap, [start as u64, len as u64, 0, 0, 0, 0]);
+        }
+    };
+    unmap(raw, base - raw);
+    unmap(base + BLOCK_SIZE, raw + span - base - BLOCK_SIZE);
+    sys::call(Sysno::mprotect, [base as u64, PAGE as u64, 0, 0, 0, 0])?;
+    Ok(base)
+}

@@ -23,7 +23,9 @@ use crate::sigaction::{
     KernelSigaction, APP_ACTIONS, SIGSET_SIZE, SIGSYS, SIGSYS_BIT, UNBLOCKABLE,
 };
 use crate::sys::{self, raw6};
-use crate::thread::{self, AltStack, ThreadState};
+#[cfg(target_arch = "x86_64")]
+use crate::thread::AltStack;
+use crate::thread::{self, ThreadState};
 use crate::usermem::{read_user, write_user};
 use syscalls::Sysno;
 

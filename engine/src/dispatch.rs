@@ -106,17 +106,24 @@ impl<const N: usize> std::fmt::Write for StackText<N> {
 /// default panic hook formats the message into a `String` and locks
 /// stderr, which deadlocks when the trapped thread holds malloc's lock.
 /// The guard is a panic hook that, on a thread inside a hook, writes a
-/// fixed message from a stack buffer and aborts; elsewhere it hands over to
-/// the hook that was there before. Installed once, at install time (it
-/// allocates then, as `set_hook` does).
-pub(crate) fn install_panic_guard() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if let Some((nr, tid)) = in_hook_on_this_thread() {
-            hook_panicked(nr, tid);
-        }
-        previous(info)
-    }));
+/// fixed message from a stack buffer and aborts; elsewhere it hands over
+/// to the hook that was there before.
+///
+/// [`crate::Builder::install`] calls it; it acts once per process. A host
+/// that installs the engine in a child it forks while other threads may
+/// be panicking (a test harness) calls it before forking: setting a panic
+/// hook takes std's hook lock, which a panicking thread holds at the fork.
+pub fn abort_on_hook_panic() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Some((nr, tid)) = in_hook_on_this_thread() {
+                hook_panicked(nr, tid);
+            }
+            previous(info)
+        }));
+    });
 }
 
 /// The call the calling thread's hooks are handling, if any. Found from

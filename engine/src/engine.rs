@@ -281,7 +281,7 @@ impl Builder {
         let previous = engine.reinstall_sigsys_handler()?;
         engine.app_sigsys.store(previous);
         engine.adopt_inherited_sigsys_mask();
-        crate::dispatch::install_panic_guard();
+        crate::dispatch::abort_on_hook_panic();
         ENGINE.store(engine as *const Engine as *mut Engine, Ordering::Release);
         engine.arm_current_thread(self.initial)?;
         Ok(engine)

@@ -106,6 +106,7 @@ mod trap;
 mod usermem;
 
 pub use counters::{CounterSnapshot, Entrance};
+pub use dispatch::abort_on_hook_panic;
 pub use engine::{
     direct_entry, direct_entry_clones_at_site, direct_entry_deferring, gadget_bytes, Builder,
     DirectFrame, Engine, Placement, EXECUTE_AT_SITE, EXECUTE_IN_STUB, GADGET_IMAGE_LEN,

@@ -621,3 +621,67 @@ fn a_program_that_uses_syscall_user_dispatch_itself_gets_its_own_sigsys() {
         );
     });
 }
+
+static SECCOMP_HANDLER_SAW: AtomicU8 = AtomicU8::new(0xff);
+
+extern "C" fn on_seccomp_trap(_: i32) {
+    SECCOMP_HANDLER_SAW.store(selector::current() as u8, SeqCst);
+}
+
+#[test]
+fn the_engine_works_inside_a_seccomp_sandbox_that_refuses_its_helper_calls() {
+    child_passes(|| {
+        engine_with_wrapped_handlers();
+        // A whitelist sandbox without process_vm_readv/writev, as `man`
+        // gives `col`: the engine's copies of sigaction structs must not
+        // depend on them.
+        seccomp_on(
+            libc::SYS_process_vm_readv as u32,
+            None,
+            SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        );
+        seccomp_on(
+            libc::SYS_process_vm_writev as u32,
+            None,
+            SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        );
+        let old = foreign(|| {
+            set_handler(libc::SIGUSR1, count_usr1 as *const () as usize, 0, false);
+            set_handler(libc::SIGUSR1, count_usr1 as *const () as usize, 0, false)
+        });
+        assert_eq!(old.sa_sigaction, count_usr1 as *const () as usize);
+        foreign(|| tgkill_self(libc::SIGUSR1));
+        assert_eq!(DELIVERED.load(SeqCst), 1);
+    });
+}
+
+#[test]
+fn a_seccomp_trap_handler_runs_foreign_on_the_programs_selector() {
+    child_passes(|| {
+        engine_with_wrapped_handlers();
+        foreign(|| {
+            set_handler(
+                libc::SIGSYS,
+                on_seccomp_trap as *const () as usize,
+                0,
+                false,
+            )
+        });
+        seccomp_on(
+            libc::SYS_getpgid as u32,
+            Some(4242),
+            0x0003_0000, /* RET_TRAP */
+        );
+        let r = foreign(|| {
+            // SAFETY: getpgid with a pid that the filter traps on.
+            unsafe { libc::syscall(libc::SYS_getpgid, 4242) }
+        });
+        // RET_TRAP skips the call and rolls rax back to its number.
+        assert_eq!(r, libc::SYS_getpgid, "a RET_TRAP call does not run");
+        assert_eq!(
+            SECCOMP_HANDLER_SAW.load(SeqCst),
+            Selector::Block as u8,
+            "the program's seccomp handler ran in the host personality"
+        );
+    });
+}

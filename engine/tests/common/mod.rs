@@ -56,6 +56,10 @@ fn report_child_panics_without_locks() {
             // SAFETY: writing a valid buffer to stderr.
             unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
         }));
+        // The engine's panic hook goes in now too, before any fork: set in
+        // a child, it would wait for a lock a panicking thread of the
+        // parent held at the fork.
+        sud_engine::abort_on_hook_panic();
     });
 }
 

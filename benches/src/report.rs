@@ -242,11 +242,21 @@ pub fn chart(results: &Results, path: &Path) -> Result<()> {
     root.present().map_err(|e| chart_err(&e))
 }
 
-/// Writes `BENCHMARKS.md` and `benchmarks.svg` into `dir`; returns both paths.
+/// The line after which `BENCHMARKS.md` holds sections measured by other
+/// means (whole programs, the DBI, the tools): a new report keeps them.
+pub const KEPT_SECTIONS_MARKER: &str = "<!-- Sections below are not written by `crossings --report`: it keeps them. -->";
+
+/// Writes `BENCHMARKS.md` and `benchmarks.svg` into `dir`; returns both
+/// paths. Whatever the old report holds after [`KEPT_SECTIONS_MARKER`]
+/// stays.
 pub fn write(results: &Results, dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let report = dir.join(REPORT_FILE);
     let svg = dir.join(CHART_FILE);
     chart(results, &svg)?;
-    std::fs::write(&report, markdown(results))?;
+    let old = std::fs::read_to_string(&report).unwrap_or_default();
+    let kept = old
+        .find(KEPT_SECTIONS_MARKER)
+        .map_or(KEPT_SECTIONS_MARKER, |at| &old[at..]);
+    std::fs::write(&report, format!("{}\n{}", markdown(results), kept.trim_end()) + "\n")?;
     Ok((report, svg))
 }

@@ -127,8 +127,15 @@ fn report_and_chart_are_written_side_by_side() {
     for probe in Probe::ALL.iter().filter(|p| **p != Probe::DirectHook) {
         assert!(chart.contains(probe.key()), "chart labels {}", probe.key());
     }
-    assert!(std::fs::read_to_string(&md)
-        .expect("report readable")
-        .contains("| `raw_syscall` |"));
+    let first = std::fs::read_to_string(&md).expect("report readable");
+    assert!(first.contains("| `raw_syscall` |"));
+    // Sections measured by other means, after the marker, survive a new report.
+    let kept = format!("{}\n## Whole programs\nfigures\n", report::KEPT_SECTIONS_MARKER);
+    std::fs::write(&md, first.replace(report::KEPT_SECTIONS_MARKER, &kept)).unwrap();
+    report::write(&synthetic(), &dir).expect("report written again");
+    let second = std::fs::read_to_string(&md).expect("report readable");
+    assert!(second.contains("| `raw_syscall` |"));
+    assert!(second.ends_with("## Whole programs\nfigures\n"), "{second}");
+    assert_eq!(second.matches(report::KEPT_SECTIONS_MARKER).count(), 1);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }

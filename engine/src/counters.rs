@@ -11,9 +11,12 @@
 
 use crate::filter::TRACKED_NUMBERS;
 use crate::sys;
-use crate::thread::ThreadState;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering::*};
 use syscalls::Sysno;
+
+/// Where a thread keeps its counter block (in its engine state), null
+/// until its first count.
+pub(crate) type ThreadCounters = std::cell::Cell<*const CounterBlock>;
 
 /// How a syscall reached the dispatch core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,7 +78,7 @@ impl Counters {
 
     /// Counts one entrance of syscall `nr` on the calling thread.
     #[inline]
-    pub(crate) fn entered(&self, thread: &ThreadState, entrance: Entrance, nr: u64) {
+    pub(crate) fn entered(&self, thread: &ThreadCounters, entrance: Entrance, nr: u64) {
         self.with_block(thread, |block, bump| {
             if entrance == Entrance::Direct {
                 bump(&block.direct);
@@ -86,7 +89,7 @@ impl Counters {
 
     /// Counts one call that ran the hooks.
     #[inline]
-    pub(crate) fn hooked(&self, thread: &ThreadState) {
+    pub(crate) fn hooked(&self, thread: &ThreadCounters) {
         self.with_block(thread, |block, bump| bump(&block.hooked))
     }
 
@@ -105,8 +108,8 @@ impl Counters {
     /// it: the owner-only one for a thread's own block, a locked one for the
     /// shared overflow block.
     #[inline]
-    fn with_block(&self, thread: &ThreadState, f: impl FnOnce(&CounterBlock, fn(&AtomicU64))) {
-        let own = thread.counter_block.get();
+    fn with_block(&self, thread: &ThreadCounters, f: impl FnOnce(&CounterBlock, fn(&AtomicU64))) {
+        let own = thread.get();
         let own = if own.is_null() {
             self.claim_block(thread)
         } else {
@@ -126,7 +129,7 @@ impl Counters {
     /// Gives the calling thread a block: a free one from the list, or a new
     /// mapping pushed onto it. Null if no memory could be had.
     #[cold]
-    fn claim_block(&self, thread: &ThreadState) -> *const CounterBlock {
+    fn claim_block(&self, thread: &ThreadCounters) -> *const CounterBlock {
         let tid = sys::gettid();
         let mut cursor = self.blocks.load(Acquire) as *const CounterBlock;
         while !cursor.is_null() {
@@ -176,8 +179,8 @@ impl Counters {
 
     /// The calling thread is about to exit: its block becomes free for the
     /// next new thread (its counts stay in the totals).
-    pub(crate) fn release_thread_block(&self, thread: &ThreadState) {
-        let own = thread.counter_block.replace(std::ptr::null());
+    pub(crate) fn release_thread_block(&self, thread: &ThreadCounters) {
+        let own = thread.replace(std::ptr::null());
         if !own.is_null() {
             // SAFETY: blocks are never unmapped.
             unsafe { &*own }.owner.store(0, Release);
@@ -235,7 +238,7 @@ pub struct CounterSnapshot {
     pub compat: u64,
 }
 
-fn adopt(thread: &ThreadState, block: *const CounterBlock) -> *const CounterBlock {
-    thread.counter_block.set(block);
+fn adopt(thread: &ThreadCounters, block: *const CounterBlock) -> *const CounterBlock {
+    thread.set(block);
     block
 }

@@ -92,7 +92,7 @@ pub(crate) unsafe fn forward(
     uc: *mut libc::ucontext_t,
     interrupted: u8,
 ) {
-    engine.counters.forwarded();
+    engine.core.counters.forwarded();
     // SAFETY: the caller's contract.
     let code = unsafe { (*info).si_code };
     let sent = code <= 0;
@@ -292,7 +292,9 @@ unsafe fn enter_handler(
     let onstack = act.flags & libc::SA_ONSTACK as u64 != 0 && app.is_enabled() && !app.contains(sp);
     // The signal interrupted the engine itself (a hook, or a blocking call
     // it runs for the program): its frames on the engine's stack are live.
-    let here = &app as *const AltStack as u64;
+    // Below everything live here: this function's frame and the frames of
+    // the copies it makes below (a generous 4 KiB for those).
+    let below_us = stack_pointer() - 4096;
     let engine_stack = thread.signal_stack();
     let nested = engine_stack.is_some_and(|s| s.contains(sp));
     // The kernel's get_sigframe: the top of the program's alternate stack,
@@ -302,7 +304,7 @@ unsafe fn enter_handler(
     let top = if onstack {
         app.sp + app.size
     } else if nested {
-        here - 512
+        below_us
     } else {
         sp - 128
     };
@@ -314,7 +316,7 @@ unsafe fn enter_handler(
         Some(stack) if nested && onstack => Some(libc::stack_t {
             ss_sp: stack.sp as *mut libc::c_void,
             ss_flags: 0,
-            ss_size: (here - 512 - stack.sp) as usize,
+            ss_size: (below_us - stack.sp) as usize,
         }),
         _ => None,
     };
@@ -401,6 +403,18 @@ unsafe fn enter_handler(
             options(noreturn)
         )
     }
+}
+
+/// The current stack pointer.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn stack_pointer() -> u64 {
+    let sp: u64;
+    // SAFETY: reads rsp; no memory access, no side effect.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    sp
 }
 
 /// aarch64: the handler is called from the wrapper, where the kernel put

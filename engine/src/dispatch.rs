@@ -7,11 +7,20 @@
 //! lock the interrupted code could hold, no unwinding out (a panicking hook
 //! aborts), and raw syscalls only.
 
-use crate::engine::Engine;
-use crate::hooks::{Syscall, Verdict};
+use crate::counters::Counters;
+use crate::filter::SyscallSet;
+use crate::hooks::{PostHook, PreHook, Syscall, Verdict};
 use crate::thread::ThreadState;
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// What the dispatch core works with: the hooks, the filter, the counters.
+pub(crate) struct Core {
+    pub(crate) pre_hooks: Vec<PreHook>,
+    pub(crate) post_hooks: Vec<PostHook>,
+    pub(crate) filter: SyscallSet,
+    pub(crate) counters: Counters,
+}
 
 /// How a syscall got executed.
 pub(crate) enum Execution {
@@ -31,16 +40,18 @@ pub(crate) trait Executor {
 /// Runs one syscall through the filter, the hooks and the executor.
 #[inline]
 pub(crate) fn dispatch(
-    engine: &Engine,
+    engine: &Core,
     thread: &ThreadState,
     call: &mut Syscall,
     exec: &mut impl Executor,
 ) -> Execution {
-    engine.counters.entered(thread, call.entrance, call.nr);
+    engine
+        .counters
+        .entered(&thread.counter_block, call.entrance, call.nr);
     if !engine.filter.contains(call.nr) {
         return exec.execute(call);
     }
-    engine.counters.hooked(thread);
+    engine.counters.hooked(&thread.counter_block);
     // The panic guard (see `install_panic_guard`) reads which call this is.
     let outer = thread.in_hook.replace(call.nr);
     // Unwinding out of a signal handler is undefined; a hook's panic stops here.
@@ -52,7 +63,7 @@ pub(crate) fn dispatch(
     execution
 }
 
-fn run_hooks(engine: &Engine, call: &mut Syscall, exec: &mut impl Executor) -> Execution {
+fn run_hooks(engine: &Core, call: &mut Syscall, exec: &mut impl Executor) -> Execution {
     for hook in &engine.pre_hooks {
         match hook(call) {
             Verdict::Run => {}
@@ -67,7 +78,7 @@ fn run_hooks(engine: &Engine, call: &mut Syscall, exec: &mut impl Executor) -> E
     }
 }
 
-fn finish(engine: &Engine, call: &Syscall, mut value: i64) -> Execution {
+fn finish(engine: &Core, call: &Syscall, mut value: i64) -> Execution {
     for hook in &engine.post_hooks {
         hook(call, &mut value);
     }
@@ -150,4 +161,119 @@ fn hook_panicked(nr: u64, tid: i32) -> ! {
     );
     crate::sys::write_all(2, msg.as_bytes());
     std::process::abort()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::Entrance;
+    use std::cell::RefCell;
+    use syscalls::{Errno, Sysno};
+
+    /// Records what it was asked to execute and answers 7.
+    #[derive(Default)]
+    struct Recorder(RefCell<Vec<(u64, [u64; 6])>>);
+
+    impl Executor for &Recorder {
+        fn execute(&mut self, call: &Syscall) -> Execution {
+            self.0.borrow_mut().push((call.nr, call.args));
+            Execution::Returned(7)
+        }
+    }
+
+    fn call(nr: Sysno) -> Syscall {
+        Syscall {
+            nr: nr.id() as u64,
+            args: [1, 2, 3, 4, 5, 6],
+            call_addr: 0x1000,
+            tid: 1,
+            entrance: Entrance::Direct,
+        }
+    }
+
+    fn core(pre: Vec<PreHook>, post: Vec<PostHook>, watched: &[Sysno]) -> Core {
+        Core {
+            pre_hooks: pre,
+            post_hooks: post,
+            filter: SyscallSet::from_sysnos(watched),
+            counters: Counters::new(),
+        }
+    }
+
+    fn returned(e: Execution) -> i64 {
+        match e {
+            Execution::Returned(v) => v,
+            Execution::Resumes => panic!("resumed"),
+        }
+    }
+
+    #[test]
+    fn hooks_run_in_order_and_see_changed_arguments_then_the_call_runs() {
+        let core = core(
+            vec![
+                Box::new(|c| Verdict::RunWith([c.args[0] + 10, 0, 0, 0, 0, 0])),
+                Box::new(|c| {
+                    assert_eq!(c.args[0], 11);
+                    Verdict::Run
+                }),
+            ],
+            vec![Box::new(|_, v| *v *= 3)],
+            &[Sysno::getppid],
+        );
+        let rec = Recorder::default();
+        let thread = crate::thread::current();
+        let v = dispatch(&core, thread, &mut call(Sysno::getppid), &mut &rec);
+        assert_eq!(returned(v), 21, "post-hook saw the executed result");
+        assert_eq!(*rec.0.borrow(), [(110, [11, 0, 0, 0, 0, 0])]);
+        assert_eq!(core.counters.count(110), 1);
+        assert_eq!(core.counters.snapshot().hooked, 1);
+    }
+
+    #[test]
+    fn an_emulated_or_failed_call_never_reaches_the_executor() {
+        let core = core(
+            vec![Box::new(|c| {
+                if c.nr == Sysno::getpid.id() as u64 {
+                    Verdict::Return(42)
+                } else {
+                    Verdict::Fail(Errno::EPERM)
+                }
+            })],
+            vec![],
+            &[Sysno::getpid, Sysno::getppid],
+        );
+        let rec = Recorder::default();
+        let thread = crate::thread::current();
+        assert_eq!(
+            returned(dispatch(&core, thread, &mut call(Sysno::getpid), &mut &rec)),
+            42
+        );
+        assert_eq!(
+            returned(dispatch(
+                &core,
+                thread,
+                &mut call(Sysno::getppid),
+                &mut &rec
+            )),
+            -(libc::EPERM as i64)
+        );
+        assert!(rec.0.borrow().is_empty());
+    }
+
+    #[test]
+    fn an_unwatched_call_runs_without_hooks_and_is_counted() {
+        let core = core(
+            vec![Box::new(|_| panic!("hook ran"))],
+            vec![],
+            &[Sysno::getppid],
+        );
+        let rec = Recorder::default();
+        let thread = crate::thread::current();
+        assert_eq!(
+            returned(dispatch(&core, thread, &mut call(Sysno::getpid), &mut &rec)),
+            7
+        );
+        assert_eq!(core.counters.count(Sysno::getpid.id() as u64), 1);
+        assert_eq!(core.counters.snapshot().hooked, 0);
+    }
 }

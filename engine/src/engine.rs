@@ -4,7 +4,7 @@
 use crate::arch;
 use crate::clone;
 use crate::counters::{CounterSnapshot, Counters, Entrance};
-use crate::dispatch::{dispatch, Execution, Executor};
+use crate::dispatch::{dispatch, Core, Execution, Executor};
 use crate::error::{Error, RegionProblem, Result};
 use crate::filter::SyscallSet;
 use crate::hooks::{PostHook, PreHook, Syscall, Verdict};
@@ -266,10 +266,12 @@ impl Builder {
                 Some(gadget_base + PAGE + TRAPBACK_OFFSET + arch::SYSCALL_INSN_LEN);
         }
         let engine: &'static Engine = Box::leak(Box::new(Engine {
-            pre_hooks: self.pre_hooks,
-            post_hooks: self.post_hooks,
-            filter: self.filter,
-            counters: Counters::new(),
+            core: Core {
+                pre_hooks: self.pre_hooks,
+                post_hooks: self.post_hooks,
+                filter: self.filter,
+                counters: Counters::new(),
+            },
             region,
             gadgets,
             follow_fork: self.follow_fork,
@@ -366,10 +368,8 @@ static ENGINE: AtomicPtr<Engine> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The installed engine: hooks, filter, counters, region and gadgets.
 pub struct Engine {
-    pub(crate) pre_hooks: Vec<PreHook>,
-    pub(crate) post_hooks: Vec<PostHook>,
-    pub(crate) filter: SyscallSet,
-    pub(crate) counters: Counters,
+    /// Hooks, filter and counters: what the dispatch core works with.
+    pub(crate) core: Core,
     region: Region,
     pub(crate) gadgets: Gadgets,
     follow_fork: bool,
@@ -549,17 +549,17 @@ impl Engine {
 
     /// The counters, read without a lock.
     pub fn counters(&self) -> CounterSnapshot {
-        self.counters.snapshot()
+        self.core.counters.snapshot()
     }
 
     /// How many times syscall `nr` entered the engine (trap or direct).
     pub fn count(&self, nr: Sysno) -> u64 {
-        self.counters.count(nr.id() as u64)
+        self.core.counters.count(nr.id() as u64)
     }
 
     /// [`Engine::count`] for a raw number.
     pub fn count_raw(&self, nr: u64) -> u64 {
-        self.counters.count(nr)
+        self.core.counters.count(nr)
     }
 
     /// The region every armed thread uses.
@@ -604,13 +604,13 @@ impl Engine {
             tid: thread.armed_tid.get(),
             entrance: Entrance::Direct,
         };
-        let defer = mode != DirectMode::Execute && self.post_hooks.is_empty();
+        let defer = mode != DirectMode::Execute && self.core.post_hooks.is_empty();
         let mut exec = DirectExecutor {
             engine: self,
             defer_into: defer.then_some(frame),
             clones_at_site: mode == DirectMode::ClonesAtSite,
         };
-        match dispatch(self, thread, &mut call, &mut exec) {
+        match dispatch(&self.core, thread, &mut call, &mut exec) {
             Execution::Returned(value) => value,
             Execution::Resumes => unreachable!("the direct executor never redirects"),
         }

@@ -12,6 +12,9 @@ use linux_raw_sys::prctl::{
 };
 use syscalls::{Errno, Sysno};
 
+/// `si_code` of a SIGSYS raised by Syscall User Dispatch.
+pub(crate) const SYS_USER_DISPATCH: i32 = 2;
+
 /// What the running kernel offers, found without arming anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Support {

@@ -115,7 +115,7 @@ pub(crate) fn siginfo(call_addr: u64, nr: u64) -> [u64; 16] {
     // si_signo, si_errno; si_code; then the _sigsys member.
     let mut info = [0u64; 16];
     info[0] = libc::SIGSYS as u64;
-    info[1] = crate::trap::SYS_USER_DISPATCH as u64;
+    info[1] = crate::kernel::SYS_USER_DISPATCH as u64;
     info[2] = call_addr;
     info[3] = (nr as u32 as u64) | u64::from(arch::AUDIT_ARCH) << 32;
     info

@@ -21,9 +21,6 @@ use crate::{altstack, deliver, nested};
 use std::sync::atomic::Ordering;
 use syscalls::Sysno;
 
-/// `si_code` of a SIGSYS raised by Syscall User Dispatch.
-pub(crate) const SYS_USER_DISPATCH: i32 = 2;
-
 /// The SIGSYS fields of `siginfo_t` (the kernel's `_sigsys` union member).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -57,7 +54,7 @@ pub(crate) unsafe extern "C" fn on_sigsys(
     };
     // Whatever runs now may make syscalls: host personality.
     let at_trap = thread.replace_selector(Selector::Allow as u8);
-    if sigsys.code != SYS_USER_DISPATCH {
+    if sigsys.code != crate::kernel::SYS_USER_DISPATCH {
         // SAFETY: the frame's own siginfo and context.
         unsafe { deliver::forward(engine, thread, sig, info, uc, at_trap) };
         thread.replace_selector(at_trap);
@@ -100,7 +97,7 @@ pub(crate) unsafe extern "C" fn on_sigsys(
         resume_selector: at_trap,
         errno: (errno_slot, saved_errno),
     };
-    if let Execution::Returned(value) = dispatch(engine, thread, &mut call, &mut exec) {
+    if let Execution::Returned(value) = dispatch(&engine.core, thread, &mut call, &mut exec) {
         // SAFETY: as above.
         unsafe { arch::SyscallRegs::from_raw(uc) }.set_result(value);
     }
@@ -137,7 +134,7 @@ const CLONE_RESUME_BELOW_SP: u64 = 0;
 /// `uc` is the running handler's context.
 #[cfg(target_arch = "x86_64")]
 unsafe fn compat_syscall(engine: &Engine, uc: *mut libc::ucontext_t) {
-    engine.counters.compat();
+    engine.core.counters.compat();
     // SAFETY: the caller's contract.
     let g = unsafe { &mut *std::ptr::addr_of_mut!((*uc).uc_mcontext.gregs) };
     let r = |i: libc::c_int| g[i as usize] as u64;
@@ -169,7 +166,7 @@ unsafe fn compat_syscall(engine: &Engine, uc: *mut libc::ucontext_t) {
 /// aarch64 has one syscall ABI; another `si_arch` cannot reach us.
 #[cfg(target_arch = "aarch64")]
 unsafe fn compat_syscall(engine: &Engine, _uc: *mut libc::ucontext_t) {
-    engine.counters.compat();
+    engine.core.counters.compat();
 }
 
 /// Executes trapped syscalls. Most run right here; those whose effect is
@@ -382,7 +379,10 @@ impl TrapExecutor {
     fn leaving(&mut self, nr: u64, a: [u64; 6]) -> i64 {
         // A vfork child runs on its parent's state: that is not its to give back.
         if nr == Sysno::exit.id() as u64 && self.thread.armed_tid.get() == crate::sys::gettid() {
-            self.engine.counters.release_thread_block(self.thread);
+            self.engine
+                .core
+                .counters
+                .release_thread_block(&self.thread.counter_block);
             thread::retire(self.thread);
         }
         // SAFETY: `syscall6` is the engine's gadget with exactly this C

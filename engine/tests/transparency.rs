@@ -251,6 +251,7 @@ fn reinstalling_a_handler_while_it_is_signalled_never_hangs() {
         deadline(30);
         // SAFETY: gettid has no preconditions.
         let me = unsafe { libc::gettid() };
+        foreign(|| set_handler(libc::SIGUSR1, count_usr1 as *const () as usize, 0, false));
         std::thread::scope(|s| {
             s.spawn(|| {
                 while !INSTALLS_DONE.load(SeqCst) {

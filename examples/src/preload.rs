@@ -564,6 +564,14 @@ fn post(call: &Syscall, result: &mut i64) {
 }
 
 impl Tool {
+    /// Whether an execve here keeps this tool: it follows children, or
+    /// this is its first process, which stays its child across execve (a
+    /// vfork child sharing our memory also passes it on, and its new image
+    /// then finds that it is not the tool's child).
+    fn passed_on(&self) -> bool {
+        self.config.follow || self.is_root
+    }
+
     fn count_creation(&self, thread: bool) {
         if !thread {
             self.shared.processes.fetch_add(1, Relaxed);
@@ -795,8 +803,7 @@ impl Preload {
     /// holding the configurations of the followed tools, with their
     /// descriptors where they are now, after any inner tool's.
     fn keep_preload_in_exec(&self, call: &Syscall) -> Verdict {
-        let passed = || self.tools.iter().filter(|t| t.config.follow);
-        if passed().next().is_none() {
+        if !self.tools.iter().any(Tool::passed_on) {
             return Verdict::Run; // Nothing follows children.
         }
         let envp_index = if call.sysno() == Some(Sysno::execve) {
@@ -946,7 +953,7 @@ impl Preload {
                 }
             }
         }
-        for tool in self.tools.iter().filter(|t| t.config.follow) {
+        for tool in self.tools.iter().filter(|t| t.passed_on()) {
             sep(w);
             let _ =
                 tool.config

@@ -54,8 +54,10 @@ fn with_limit_64(argv: &[&str]) -> Vec<String> {
     full
 }
 
-fn program(name: &str) -> (std::path::PathBuf, String) {
-    let dir = scratch(name);
+/// Compiles `name` into a fresh directory named after the test (`scratch`
+/// directories are per process: two tests must not share one).
+fn program(name: &str, test: &str) -> (std::path::PathBuf, String) {
+    let dir = scratch(test);
     let binary = compile(name, &dir);
     let path = binary.to_str().unwrap().to_string();
     (dir, path)
@@ -63,7 +65,7 @@ fn program(name: &str) -> (std::path::PathBuf, String) {
 
 #[test]
 fn the_tools_take_no_descriptor_number_from_the_program() {
-    let (dir, binary) = program("tool_fds");
+    let (dir, binary) = program("tool_fds", "descriptors");
     let report = beside(&dir, "report");
     let report_arg = report.to_str().unwrap();
     for argv in [vec![binary.clone()], with_limit_64(&[binary.as_str()])] {
@@ -89,7 +91,7 @@ fn the_tools_take_no_descriptor_number_from_the_program() {
 
 #[test]
 fn closed_standard_descriptors_stay_closed() {
-    let (dir, binary) = program("closed_std_fds");
+    let (dir, binary) = program("closed_std_fds", "closed-std");
     let report = beside(&dir, "report");
     let report_arg = report.to_str().unwrap();
     let seen = dir.join("seen");
@@ -126,7 +128,7 @@ fn closed_standard_descriptors_stay_closed() {
 
 #[test]
 fn a_closed_output_pipe_never_raises_sigpipe_in_the_program() {
-    let (_dir, binary) = program("pipe_out");
+    let (_dir, binary) = program("pipe_out", "sigpipe");
     let mut fds = [0; 2];
     // SAFETY: pipe fills two descriptors; the read end is closed at once,
     // so the write end has no reader.
@@ -204,7 +206,7 @@ fn the_program_sees_its_own_environment() {
 
 #[test]
 fn posix_spawn_with_its_own_environment_leaks_no_memory() {
-    let (dir, binary) = program("spawn_env");
+    let (dir, binary) = program("spawn_env", "spawn-leak");
     let argv = [binary.as_str()];
     let native = assert_transparent(&dir, &argv, b"");
     assert_eq!(String::from_utf8_lossy(&native.stdout), "grew_kb=0\n");
@@ -212,7 +214,7 @@ fn posix_spawn_with_its_own_environment_leaks_no_memory() {
 
 #[test]
 fn a_tool_under_another_tool_reports_its_own_results() {
-    let (dir, binary) = program("markers");
+    let (dir, binary) = program("markers", "nested");
     let argv = [binary.as_str(), "25"];
     let trace = beside(&dir, "trace");
     let trace_arg = trace.to_str().unwrap();
@@ -247,8 +249,28 @@ fn a_tool_under_another_tool_reports_its_own_results() {
 #[test]
 #[ignore = "engine: the rt_sigreturn of a program's handler is not passed to the hooks"]
 fn rt_sigreturn_is_counted_as_strace_counts_it() {
-    let (dir, binary) = program("handled_signals");
+    let (dir, binary) = program("handled_signals", "sigreturn");
     let argv = [binary.as_str()];
     assert_transparent(&dir, &argv, b"");
     assert_counts_match(&dir, &argv, b"", &["rt_sigreturn", "rt_sigaction"]);
+}
+
+#[test]
+fn without_follow_the_first_process_stays_traced_across_execve() {
+    let (dir, binary) = program("markers", "exec-root");
+    let trace = beside(&dir, "trace");
+    let trace_arg = trace.to_str().unwrap();
+    let script = format!("/bin/true; exec {binary} 5");
+    let out = run_in(
+        &dir,
+        &[SUDTRACE, "-o", trace_arg, "--", "/bin/sh", "-c", &script],
+        b"",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "marks=5\n");
+    let traced = std::fs::read_to_string(&trace).unwrap();
+    // The exec'd image is traced; /bin/true (a child) is not.
+    let after_exec = &traced[traced.rfind("execve(").expect("the exec'd image's line")..];
+    assert!(after_exec.contains("marks=5"), "{traced}");
+    assert_eq!(after_exec.matches("getppid()").count(), 5, "{traced}");
+    assert!(!traced.contains("[pid"), "{traced}");
 }

@@ -257,3 +257,62 @@ fn item21_clone_vm_without_settls_both_tasks_counted() {
     assert_native(&runs, "child_status=0 marks=40000\n");
     assert_marks_counted(&runs);
 }
+
+/// `which`-like: whether `program` is on PATH.
+fn on_path(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_jvm_program_with_threads_files_and_a_child() {
+    if !on_path("javac") || !on_path("java") {
+        println!("skipped: no javac/java (apt package default-jdk-headless)");
+        return;
+    }
+    let dir = scratch("jvm");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/Threads.java");
+    let status = std::process::Command::new("javac")
+        .arg("-d")
+        .arg(&dir)
+        .arg(&source)
+        .status()
+        .expect("javac");
+    assert!(status.success(), "javac failed");
+    let classes = dir.to_str().unwrap();
+    let runs = runs_of(&dir, &["java", "-cp", classes, "Threads"]);
+    assert_native(&runs, "total=6240 child=from child code=0\n");
+    assert!(
+        runs.count("clone3") + runs.count("clone") >= 8,
+        "{:?}",
+        runs.counts
+    );
+}
+
+#[test]
+#[ignore = "engine item 4: fails before the engine fix (Go: signal on thread with no signal stack)"]
+fn a_cgo_program_with_2000_goroutines_making_syscalls() {
+    if !on_path("go") {
+        println!("skipped: no go toolchain (apt package golang-go)");
+        return;
+    }
+    let dir = scratch("goroutines");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/goroutines/main.go");
+    let binary = dir.join("goroutines");
+    let status = std::process::Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("CGO_ENABLED", "1")
+        .status()
+        .expect("go build");
+    assert!(status.success(), "go build failed");
+    let runs = runs_of(&dir, &[binary.to_str().unwrap()]);
+    assert_native(&runs, "goroutines=2000 marks=22000\n");
+    assert_marks_counted(&runs);
+}

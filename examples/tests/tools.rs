@@ -274,3 +274,38 @@ fn without_follow_the_first_process_stays_traced_across_execve() {
     assert_eq!(after_exec.matches("getppid()").count(), 5, "{traced}");
     assert!(!traced.contains("[pid"), "{traced}");
 }
+
+/// What the README tells ASan users: with the link-order check off, an
+/// ASan build runs under the tools as it does natively.
+#[test]
+fn an_asan_build_runs_with_the_documented_option() {
+    let dir = scratch("asan");
+    let source =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/asan_heap.c");
+    let binary = dir.join("asan_heap");
+    let built = Command::new("cc")
+        .args(["-fsanitize=address", "-O1", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        println!("skipped: the C compiler cannot build with -fsanitize=address");
+        return;
+    }
+    let argv = [binary.to_str().unwrap()];
+    let report = beside(&dir, "report");
+    let run = |tool: Option<(&str, &[String])>| {
+        let mut command = command(tool, &argv);
+        command.env("ASAN_OPTIONS", "verify_asan_link_order=0");
+        output(command)
+    };
+    let native = run(None);
+    assert!(native.status.success(), "{native:?}");
+    for (tool, args) in tools(report.to_str().unwrap()) {
+        assert_same_output(
+            &format!("asan under {tool}"),
+            &native,
+            &run(Some((tool, &args))),
+        );
+    }
+}

@@ -721,7 +721,10 @@ impl Preload {
                 if self.tool_fd(a[0]).is_some() {
                     return Some(Verdict::Return(EBADF));
                 }
-                if let Some(slot) = self.tool_fd(a[1]) {
+                // At or above the program's limit the kernel answers EBADF,
+                // as natively: nothing to move.
+                let below_limit = (a[1] as u32 as u64) < fd_limit();
+                if let Some(slot) = self.tool_fd(a[1]).filter(|_| below_limit) {
                     move_away(slot);
                 }
                 None
@@ -1027,22 +1030,7 @@ impl std::fmt::Write for Cursor<'_> {
 /// false (and leaves it) when no number is free.
 fn move_away(slot: &AtomicI32) -> bool {
     let old = slot.load(Relaxed);
-    let mut limit = [0u64; 2];
-    // SAFETY: prlimit64 on this process writes one struct rlimit64.
-    let got = unsafe {
-        raw(
-            Sysno::prlimit64,
-            [
-                0,
-                libc::RLIMIT_NOFILE as u64,
-                0,
-                limit.as_mut_ptr() as u64,
-                0,
-                0,
-            ],
-        )
-    };
-    let top = if got == 0 { limit[0].min(4096) } else { 1024 };
+    let top = fd_limit().min(4096);
     for min in (3..top).rev() {
         // SAFETY: F_DUPFD makes a copy of a descriptor the tool owns.
         let new = unsafe {
@@ -1062,6 +1050,24 @@ fn move_away(slot: &AtomicI32) -> bool {
         }
     }
     false
+}
+
+/// This process's soft descriptor limit (1024 if it cannot be read).
+fn fd_limit() -> u64 {
+    let mut limit = [0u64; 2];
+    let at = limit.as_mut_ptr() as u64;
+    // SAFETY: prlimit64 on this process writes one struct rlimit64.
+    let got = unsafe {
+        raw(
+            Sysno::prlimit64,
+            [0, libc::RLIMIT_NOFILE as u64, 0, at, 0, 0],
+        )
+    };
+    if got == 0 {
+        limit[0]
+    } else {
+        1024
+    }
 }
 
 /// `SUD_TOOL=` as bytes, without allocating.

@@ -13,7 +13,10 @@
 //! them back for the next image only. A tool run under another tool (say
 //! syscount under `sudtrace -f`) adds its configuration to the outer one's
 //! in `SUD_TOOL` (separated by `|`): the one engine in the program serves
-//! both tools, each with its own output and counters.
+//! both tools, each with its own output and counters. (Two different
+//! builds of this library: the first loaded serves both, the second finds
+//! no `SUD_TOOL` and stays inert.) `/proc/self/environ` still shows the
+//! initial environment, ours included.
 //!
 //! Everything reachable from `pre` and `post` runs in the SIGSYS handler,
 //! often while the program holds malloc's lock: no allocation, no lock,

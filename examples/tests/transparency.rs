@@ -316,3 +316,44 @@ fn a_cgo_program_with_2000_goroutines_making_syscalls() {
     assert_native(&runs, "goroutines=2000 marks=22000\n");
     assert_marks_counted(&runs);
 }
+
+#[test]
+#[ignore = "engine item 17: fails before the engine fix (memory below the coroutine's stack written)"]
+fn item17_makecontext_coroutine_on_a_6k_stack() {
+    let runs = check("coroutine_small", &[], &[]);
+    assert_native(&runs, "steps=5 canary_intact=1 marks=5\n");
+    assert_marks_counted(&runs);
+}
+
+#[test]
+#[ignore = "engine item 17: fails before the engine fix (hangs: write+siglongjmp on a 7 KiB alt stack)"]
+fn item17_sigsegv_handler_writes_and_siglongjmps_on_a_small_alt_stack() {
+    let runs = check("segv_longjmp_small", &[], &[]);
+    assert_native(&runs, "faults=20 canary_intact=1 writes=20\n");
+}
+
+#[test]
+#[ignore = "engine item 17: fails before the engine fix (SIGSEGV without the message instead of SIGABRT)"]
+fn item17_rust_stack_overflow_is_reported_as_natively() {
+    let dir = scratch("stack_overflow");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/stack_overflow.rs");
+    let binary = dir.join("stack_overflow");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let status = std::process::Command::new(rustc)
+        .arg("-O")
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("rustc");
+    assert!(status.success(), "rustc failed");
+    let runs = runs_of(&dir, &[binary.to_str().unwrap()]);
+    assert_eq!(runs.native.status.signal(), Some(libc::SIGABRT));
+    let message = "has overflowed its stack";
+    assert!(String::from_utf8_lossy(&runs.native.stderr).contains(message));
+    assert!(
+        String::from_utf8_lossy(&runs.counted.stderr).contains(message),
+        "{}",
+        describe(&runs.counted)
+    );
+}

@@ -189,6 +189,7 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         Sysno::close,
         Sysno::close_range,
         Sysno::dup,
+        #[cfg(target_arch = "x86_64")]
         Sysno::dup2,
         Sysno::dup3,
         Sysno::fcntl,
@@ -717,24 +718,28 @@ impl Preload {
             Sysno::close | Sysno::dup | Sysno::fcntl => {
                 self.tool_fd(a[0]).map(|_| Verdict::Return(EBADF))
             }
-            Sysno::dup2 | Sysno::dup3 => {
-                if call.sysno() == Some(Sysno::dup3) && a[0] as u32 == a[1] as u32 {
-                    return None; // EINVAL from the kernel, as natively.
-                }
-                if self.tool_fd(a[0]).is_some() {
-                    return Some(Verdict::Return(EBADF));
-                }
-                // At or above the program's limit the kernel answers EBADF,
-                // as natively: nothing to move.
-                let below_limit = (a[1] as u32 as u64) < fd_limit();
-                if let Some(slot) = self.tool_fd(a[1]).filter(|_| below_limit) {
-                    move_away(slot);
-                }
-                None
-            }
+            #[cfg(target_arch = "x86_64")]
+            Sysno::dup2 => self.dup_onto(a[0], a[1]),
+            Sysno::dup3 if a[0] as u32 == a[1] as u32 => None, // EINVAL, as natively.
+            Sysno::dup3 => self.dup_onto(a[0], a[1]),
             Sysno::close_range => self.close_range_around(a[0] as u32, a[1] as u32, a[2]),
             _ => None,
         }
+    }
+
+    /// dup2/dup3 of `old` onto `new`: a tool descriptor as `old` is not
+    /// open natively; one as `new` moves out of the way first.
+    fn dup_onto(&self, old: u64, new: u64) -> Option<Verdict> {
+        if self.tool_fd(old).is_some() {
+            return Some(Verdict::Return(EBADF));
+        }
+        // At or above the program's limit the kernel answers EBADF, as
+        // natively: nothing to move.
+        let below_limit = (new as u32 as u64) < fd_limit();
+        if let Some(slot) = self.tool_fd(new).filter(|_| below_limit) {
+            move_away(slot);
+        }
+        None
     }
 
     /// close_range over everything but the tool descriptors (which it would

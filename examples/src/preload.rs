@@ -906,13 +906,15 @@ impl Preload {
         };
         let preload_at = base + pointers;
         strings.push(b"LD_PRELOAD=");
-        strings.push(ours);
         match their_preload {
+            // Already names us (an inner tool's launcher set it): as is.
+            Some((len, true)) => strings.push(&text[..len]),
             Some((len, false)) if len > 0 => {
+                strings.push(ours);
                 strings.push(b":");
                 strings.push(&text[..len]);
             }
-            _ => {}
+            _ => strings.push(ours),
         }
         strings.push(b"\0");
         let config_at = base + pointers + strings.len as u64;

@@ -316,3 +316,34 @@ fn an_asan_build_runs_with_the_documented_option() {
         );
     }
 }
+
+#[test]
+fn nested_tools_keep_the_programs_own_environment() {
+    let dir = scratch("nested-env");
+    let report = beside(&dir, "report");
+    let report_arg = report.to_str().unwrap();
+    let vars = [
+        ("B", "2"),
+        ("LD_PRELOAD", "/lib/x86_64-linux-gnu/libc.so.6"),
+        ("A", "1"),
+    ];
+    let run = |argv: &[&str]| {
+        let mut command = Command::new(argv[0]);
+        command.args(&argv[1..]).env_clear().envs(vars);
+        String::from_utf8_lossy(&output(command).stdout).into_owned()
+    };
+    let native = run(&["/usr/bin/env"]);
+    let nested = run(&[
+        SUDTRACE,
+        "-f",
+        "-o",
+        report_arg,
+        "--",
+        SYSCOUNT,
+        "-o",
+        "/dev/null",
+        "--",
+        "/usr/bin/env",
+    ]);
+    assert_eq!(nested, native);
+}

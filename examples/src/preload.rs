@@ -177,7 +177,8 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
                     set
                 }),
         };
-        for nr in 0..sud_engine::TRACKED_NUMBERS as u64 {
+        // `..=`: the numbers past the table share one member.
+        for nr in 0..=sud_engine::TRACKED_NUMBERS as u64 {
             if wanted.contains(nr) {
                 watch.insert(nr);
             }

@@ -604,6 +604,12 @@ impl Tool {
     /// `None` when this thread's lines are not shown (no `-f`, and not the
     /// first process's first thread).
     fn start_line(&self, line: &mut Line) -> Option<()> {
+        if self.is_root && !MANY_TASKS.load(Relaxed) {
+            // The tool's child, before any thread or child: no prefix, and
+            // no syscall to find that out (a seccomp strict-mode program
+            // may not make any but read, write and exit).
+            return Some(());
+        }
         let tid = gettid();
         if !self.config.follow {
             return (self.is_root && tid == getpid()).then_some(());

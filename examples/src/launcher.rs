@@ -240,7 +240,7 @@ fn place_fd(fd: i32) -> Result<i32, ToolError> {
     let soft = limit.rlim_cur;
     // Room for both descriptors plus a few, without growing the descriptor
     // table (copied at every fork) more than needed.
-    let raised = (soft + 8).min(limit.rlim_max);
+    let raised = soft.saturating_add(8).min(limit.rlim_max);
     if raised > soft {
         let wider = libc::rlimit {
             rlim_cur: raised,

@@ -7,8 +7,12 @@ use std::fmt;
 use std::sync::atomic::AtomicU64;
 use sud_engine::TRACKED_NUMBERS;
 
-/// The environment variable holding the encoded [`ToolConfig`].
+/// The environment variable holding the encoded [`ToolConfig`]s.
 pub const CONFIG_ENV: &str = "SUD_TOOL";
+
+/// Separates the configurations of nested tools in [`CONFIG_ENV`] (a tool
+/// run under another tool: the program is traced by both).
+pub const CONFIG_SEPARATOR: char = '|';
 
 /// The file name of the preload library next to the tools.
 pub const PRELOAD_FILE: &str = "libsud_examples.so";
@@ -72,28 +76,42 @@ impl std::error::Error for BadConfig {}
 impl ToolConfig {
     /// The value for [`CONFIG_ENV`].
     pub fn encode(&self) -> String {
+        let mut s = String::new();
+        let _ = self.write_to(&mut s, self.out_fd, self.shared_fd);
+        s
+    }
+
+    /// Writes the encoding with the descriptors given (where they are now:
+    /// the preload moves them out of the program's way) without allocating,
+    /// so the preload can do it inside a hook.
+    pub fn write_to(&self, w: &mut impl fmt::Write, out_fd: i32, shared_fd: i32) -> fmt::Result {
         let mode = match self.mode {
             Mode::Trace => "trace",
             Mode::Count => "count",
             Mode::Fault => "fault",
         };
-        let mut s = format!(
-            "mode={mode};out={};shm={};follow={};tool={}",
-            self.out_fd, self.shared_fd, self.follow as u8, self.tool_pid
-        );
+        write!(
+            w,
+            "mode={mode};out={out_fd};shm={shared_fd};follow={};tool={}",
+            self.follow as u8, self.tool_pid
+        )?;
         if let Some(trace) = &self.trace {
-            let list: Vec<String> = trace.iter().map(u64::to_string).collect();
-            s += &format!(";trace={}", list.join(","));
+            w.write_str(";trace=")?;
+            for (i, nr) in trace.iter().enumerate() {
+                write!(w, "{}{nr}", if i == 0 { "" } else { "," })?;
+            }
         }
-        if !self.faults.is_empty() {
-            let list: Vec<String> = self
-                .faults
-                .iter()
-                .map(|r| format!("{}:{}:{}", r.nr, r.errno, r.nth))
-                .collect();
-            s += &format!(";fail={}", list.join(","));
+        for (i, r) in self.faults.iter().enumerate() {
+            let head = if i == 0 { ";fail=" } else { "," };
+            write!(w, "{head}{}:{}:{}", r.nr, r.errno, r.nth)?;
         }
-        s
+        Ok(())
+    }
+
+    /// Parses a [`CONFIG_ENV`] value holding one configuration per nested
+    /// tool, innermost first.
+    pub fn decode_all(text: &str) -> Result<Vec<Self>, BadConfig> {
+        text.split(CONFIG_SEPARATOR).map(Self::decode).collect()
     }
 
     /// Parses a [`CONFIG_ENV`] value.
@@ -205,7 +223,15 @@ mod tests {
                 nth: 3,
             }],
         };
-        assert_eq!(ToolConfig::decode(&config.encode()), Ok(config));
+        assert_eq!(ToolConfig::decode(&config.encode()), Ok(config.clone()));
+        let inner = ToolConfig {
+            mode: Mode::Count,
+            trace: None,
+            faults: Vec::new(),
+            ..config.clone()
+        };
+        let nested = format!("{}{CONFIG_SEPARATOR}{}", inner.encode(), config.encode());
+        assert_eq!(ToolConfig::decode_all(&nested), Ok(vec![inner, config]));
         assert!(ToolConfig::decode("mode=count;out=1").is_err());
         assert!(ToolConfig::decode("mode=bogus;out=1;shm=2;tool=3").is_err());
     }

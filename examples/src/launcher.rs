@@ -9,17 +9,39 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use sud_engine::kernel::{self, Support};
 use sud_engine::{Errno, Sysno};
 
-/// The descriptor trace lines and fault reports go to in the program (a
-/// high number the program is unlikely to use; the preload keeps it open).
-pub const OUT_FD: i32 = 1021;
-/// The descriptor of the shared counter memfd in the program.
-pub const SHARED_FD: i32 = 1022;
+/// Which of descriptors 0-2 were closed when the tool started (bit n for
+/// fd n), recorded before Rust's runtime puts /dev/null on them: the
+/// program must find them closed, as it would natively.
+static CLOSED_AT_START: AtomicU8 = AtomicU8::new(0);
+
+// Runs from the tool's .init_array, before Rust's runtime initialisation
+// (which happens in `main`). The preload shares this code: there it does
+// nothing, without a syscall (the program's view must not change).
+#[used]
+#[link_section = ".init_array"]
+static RECORD_CLOSED_STD_FDS: extern "C" fn() = record_closed_std_fds;
+
+extern "C" fn record_closed_std_fds() {
+    if !crate::preload::in_main_program(record_closed_std_fds as *const () as usize) {
+        return;
+    }
+    let mut closed = 0;
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            closed |= 1 << fd;
+        }
+    }
+    CLOSED_AT_START.store(closed, Relaxed);
+}
 
 /// Why a tool could not run the program.
 #[derive(Debug)]
@@ -135,12 +157,12 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
             File::from(stderr.map_err(|e| ToolError::Os("dup(stderr)", e))?)
         }
     };
-    place_fd(report.as_raw_fd(), OUT_FD)?;
-    let shared = make_shared_area()?;
+    let out_fd = place_fd(report.as_raw_fd())?;
+    let (shared, shared_fd) = make_shared_area()?;
     let config = ToolConfig {
         mode: launch.mode,
-        out_fd: OUT_FD,
-        shared_fd: SHARED_FD,
+        out_fd,
+        shared_fd,
         follow: launch.follow,
         tool_pid: std::process::id(),
         trace: launch.trace.clone(),
@@ -155,10 +177,28 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
         .program
         .split_first()
         .expect("clap requires a program");
-    let mut child = Command::new(program)
-        .args(args)
-        .env("LD_PRELOAD", ld_preload)
-        .env(CONFIG_ENV, config.encode())
+    // Set in our own environment rather than with Command::env, which
+    // would rebuild the program's environment in sorted order: this way
+    // its order is the native one, and the preload removes these two
+    // again before the program's code runs. The tool is single-threaded.
+    std::env::set_var("LD_PRELOAD", ld_preload);
+    std::env::set_var(CONFIG_ENV, config.encode());
+    let closed = CLOSED_AT_START.load(Relaxed);
+    let mut command = Command::new(program);
+    command.args(args);
+    if closed != 0 {
+        // SAFETY: the closure only calls close(), which is
+        // async-signal-safe, in the child between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                for fd in (0..3).filter(|fd| closed & (1 << fd) != 0) {
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| ToolError::Spawn(program.clone(), e))?;
     // Like a shell waiting for a job: ^C and ^\ are for the program.
@@ -170,8 +210,8 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
     let status = child.wait().map_err(|e| ToolError::Os("wait", e))?;
     // SAFETY: closing the two descriptors the tool placed for the child.
     unsafe {
-        libc::close(OUT_FD);
-        libc::close(SHARED_FD);
+        libc::close(out_fd);
+        libc::close(shared_fd);
     }
     Ok(Finished {
         status,
@@ -180,17 +220,62 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
     })
 }
 
-/// Puts a copy of `fd` at `target`, inheritable across exec.
-fn place_fd(fd: i32, target: i32) -> Result<(), ToolError> {
-    // SAFETY: dup2 of a descriptor this process owns onto a number it does
-    // not otherwise use; dup2 leaves the copy without FD_CLOEXEC.
-    if unsafe { libc::dup2(fd, target) } < 0 {
-        return Err(ToolError::Os("dup2", io::Error::last_os_error()));
+/// Puts an inheritable copy of `fd` where the program cannot ask for it:
+/// at or above the program's descriptor limit when the hard limit leaves
+/// room (descriptors above the soft limit stay usable; the program gets
+/// EMFILE or EBADF for those numbers, as it would natively), else at the
+/// highest free number below it (the preload moves it away when the
+/// program names it). Never a fixed number: the program's own descriptors
+/// are never replaced, and a low `ulimit -n` works.
+fn place_fd(fd: i32) -> Result<i32, ToolError> {
+    let os = |op| ToolError::Os(op, io::Error::last_os_error());
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(os("getrlimit"));
     }
-    Ok(())
+    let soft = limit.rlim_cur;
+    // Room for both descriptors plus a few, without growing the descriptor
+    // table (copied at every fork) more than needed.
+    let raised = soft.saturating_add(8).min(limit.rlim_max);
+    if raised > soft {
+        let wider = libc::rlimit {
+            rlim_cur: raised,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: F_DUPFD copies a descriptor we own onto the lowest free
+        // number >= soft (without FD_CLOEXEC); the limits are ours and are
+        // restored before the program starts.
+        let placed = unsafe {
+            libc::setrlimit(libc::RLIMIT_NOFILE, &wider);
+            let placed = libc::fcntl(fd, libc::F_DUPFD, soft as libc::c_int);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            placed
+        };
+        if placed >= 0 {
+            return Ok(placed);
+        }
+    }
+    // No room above: the highest free number below the limit (capped: a
+    // descriptor at 1048575 would make every fork copy an 8 MB table).
+    let top = soft.min(4096) as i32;
+    for min in (3..top).rev() {
+        // SAFETY: as above.
+        let placed = unsafe { libc::fcntl(fd, libc::F_DUPFD, min) };
+        if placed >= 0 {
+            return Ok(placed);
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EMFILE) {
+            break;
+        }
+    }
+    Err(os("fcntl(F_DUPFD)"))
 }
 
-fn make_shared_area() -> Result<&'static SharedArea, ToolError> {
+fn make_shared_area() -> Result<(&'static SharedArea, i32), ToolError> {
     let os = |op| move || ToolError::Os(op, io::Error::last_os_error());
     // SAFETY: memfd_create with a NUL-terminated name; the fd is ours.
     let fd = unsafe { libc::memfd_create(c"sud-tool-counters".as_ptr(), 0) };
@@ -201,7 +286,7 @@ fn make_shared_area() -> Result<&'static SharedArea, ToolError> {
     if unsafe { libc::ftruncate(fd, SharedArea::SIZE as libc::off_t) } != 0 {
         return Err(os("ftruncate")());
     }
-    place_fd(fd, SHARED_FD)?;
+    let placed = place_fd(fd)?;
     // SAFETY: a shared mapping of the whole memfd (zero-filled, so every
     // counter starts at 0), never unmapped: 'static is sound. SharedArea is
     // all atomics, valid for any bytes.
@@ -227,7 +312,7 @@ fn make_shared_area() -> Result<&'static SharedArea, ToolError> {
     shared
         .threads
         .store(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(shared)
+    Ok((shared, placed))
 }
 
 /// The preload library: next to the running tool (`cargo build` puts the

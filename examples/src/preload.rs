@@ -4,8 +4,19 @@
 //! program traps into the hooks below. The engine arms threads made by
 //! clone/clone3 before their first instruction and re-arms fork and vfork
 //! children; the hooks here keep the preload in every `execve`, keep the
-//! tool's two file descriptors open, and do the tool's job (trace, count,
-//! inject faults).
+//! tool's file descriptors out of the program's way, and do the tool's job
+//! (trace, count, inject faults).
+//!
+//! The program does not see the tools' environment variables: the
+//! constructor removes `SUD_TOOL` and its own `LD_PRELOAD` entry from
+//! `environ` (the order of the rest is unchanged), and each `execve` puts
+//! them back for the next image only. A tool run under another tool (say
+//! syscount under `sudtrace -f`) adds its configuration to the outer one's
+//! in `SUD_TOOL` (separated by `|`): the one engine in the program serves
+//! both tools, each with its own output and counters. (Two different
+//! builds of this library: the first loaded serves both, the second finds
+//! no `SUD_TOOL` and stays inert.) `/proc/self/environ` still shows the
+//! initial environment, ours included.
 //!
 //! Everything reachable from `pre` and `post` runs in the SIGSYS handler,
 //! often while the program holds malloc's lock: no allocation, no lock,
@@ -17,39 +28,70 @@
 //!   printed by the new image, from `AT_EXECFN` and its argv);
 //! - programs that do not load `LD_PRELOAD` (static or set-uid binaries);
 //! - the `rt_sigreturn` of the program's signal handlers (the engine runs
-//!   them through its wrapper and returns through its own restorer);
+//!   them through its wrapper and returns through its own restorer, and
+//!   does not pass that return to the hooks);
 //! - a child made with `CLONE_VM` but neither `CLONE_SETTLS` nor
 //!   `CLONE_VFORK` shares its parent's selector byte (its TLS): while one
 //!   of the two is inside a hook or a call the engine runs for it, the
 //!   other's syscalls pass unseen. glibc's threads (own TLS) and
 //!   posix_spawn (the parent waits) are not affected.
 //!
-//! The tool's two descriptors (`launcher::OUT_FD`, `launcher::SHARED_FD`)
-//! are visible to the program, e.g. in `/proc/self/fd`.
+//! The tool's two descriptors (its output and its counters) are placed by
+//! the launcher where the program cannot ask for them (above its soft
+//! descriptor limit when the hard limit allows, else the highest free
+//! number). When the program names one (`dup2`/`dup3` onto it, or a
+//! `dup`/`F_DUPFD` whose native answer is its number), the hooks move the
+//! tool's descriptor away first and the program gets the native result;
+//! `close`, `close_range`, `fcntl` and `dup` of it answer EBADF as natively.
+//! Still visible: the descriptors are listed in `/proc/self/fd`, other
+//! calls on their numbers (`fstat`, `write`) find them open, descriptor
+//! allocation by `open`/`socket`/... can skip them when every lower number
+//! is in use, and the two count against `RLIMIT_NOFILE` when the launcher
+//! had to place them below it. A closed output pipe ends tracing without a
+//! SIGPIPE to the program.
 
-use crate::config::{Mode, SharedArea, ToolConfig, CONFIG_ENV};
+use crate::config::{Mode, SharedArea, ToolConfig, CONFIG_ENV, CONFIG_SEPARATOR, PRELOAD_FILE};
 use crate::text::{format_call, format_result, read_memory, Line};
-use std::cell::Cell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering::*};
 use std::sync::OnceLock;
 use sud_engine::{Engine, Errno, Selector, Syscall, SyscallSet, Sysno, Verdict};
 
-/// Everything the hooks need, set once by the constructor.
-struct Preload {
+/// One tool this process is traced by (more than one when tools nest).
+struct Tool {
     config: ToolConfig,
     shared: &'static SharedArea,
     /// sudtrace: the syscalls to print.
     print: SyscallSet,
+    /// This process is this tool's child (its first traced process).
+    is_root: bool,
+    /// Where the output descriptor is now (moved when the program names it).
+    out_fd: AtomicI32,
+    /// Where the counters' descriptor is now.
+    shared_fd: AtomicI32,
+    /// What kind of file the output is: decides how a write avoids SIGPIPE.
+    out_kind: OutKind,
+    /// The output's reader has gone: stop writing.
+    out_closed: AtomicBool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OutKind {
+    /// A pipe or FIFO: a write to a closed one raises SIGPIPE.
+    Pipe,
+    /// A socket: send(MSG_NOSIGNAL) never raises SIGPIPE.
+    Socket,
+    /// Anything else cannot raise SIGPIPE.
+    Other,
+}
+
+/// Everything the hooks need, set once by the constructor.
+struct Preload {
+    /// The active tools, innermost first.
+    tools: Vec<Tool>,
     /// This library's path, as `LD_PRELOAD` must name it.
     so_path: CString,
-    /// `LD_PRELOAD=<so_path>`.
-    preload_entry: CString,
-    /// `SUD_TOOL=<config>`.
-    config_entry: CString,
-    /// This process is the tool's child (the first traced process).
-    is_root: bool,
 }
 
 static PRELOAD: OnceLock<Preload> = OnceLock::new();
@@ -57,12 +99,6 @@ static PRELOAD: OnceLock<Preload> = OnceLock::new();
 /// Set once this process image has made a thread or child: from then on
 /// trace lines carry `[pid N]`.
 static MANY_TASKS: AtomicBool = AtomicBool::new(false);
-
-thread_local! {
-    /// The environment copy made for this thread's pending execve, unmapped
-    /// if the execve fails.
-    static EXEC_ENV_COPY: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-}
 
 // Runs when the dynamic loader maps the library, before the program's own
 // constructors and main. glibc passes argc, argv and envp.
@@ -86,44 +122,78 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
     let text = unsafe { CStr::from_ptr(raw) }
         .to_string_lossy()
         .into_owned();
-    let config = match ToolConfig::decode(&text) {
-        Ok(config) => config,
+    hide_tool_environment(&so_path);
+    let configs = match ToolConfig::decode_all(&text) {
+        Ok(configs) => configs,
         Err(e) => return complain(2, &format!("sud preload: {e}; not tracing")),
     };
     // SAFETY: getppid has no preconditions.
-    let is_root = unsafe { libc::getppid() } as u32 == config.tool_pid;
-    if !config.follow && !is_root {
-        return;
-    }
-    let Some(shared) = map_shared(config.shared_fd) else {
-        return complain(
-            config.out_fd,
-            "sud preload: cannot map the tool's counters; not tracing",
-        );
-    };
-    let print = match &config.trace {
-        Some(list) => list.iter().fold(SyscallSet::empty(), |mut set, &nr| {
-            set.insert(nr);
-            set
-        }),
-        None => SyscallSet::all(),
-    };
-    let mut watch = match config.mode {
-        Mode::Trace => print.clone(),
-        Mode::Count => SyscallSet::all(),
-        Mode::Fault => config
-            .faults
-            .iter()
-            .fold(SyscallSet::empty(), |mut set, r| {
-                set.insert(r.nr);
+    let parent = unsafe { libc::getppid() } as u32;
+    let mut tools = Vec::new();
+    for config in configs {
+        let is_root = parent == config.tool_pid;
+        if !config.follow && !is_root {
+            continue;
+        }
+        let Some(shared) = map_shared(config.shared_fd) else {
+            complain(
+                config.out_fd,
+                "sud preload: cannot map the tool's counters; not tracing",
+            );
+            continue;
+        };
+        let print = match &config.trace {
+            Some(list) => list.iter().fold(SyscallSet::empty(), |mut set, &nr| {
+                set.insert(nr);
                 set
             }),
-    };
+            None => SyscallSet::all(),
+        };
+        tools.push(Tool {
+            out_kind: out_kind(config.out_fd),
+            out_fd: AtomicI32::new(config.out_fd),
+            shared_fd: AtomicI32::new(config.shared_fd),
+            out_closed: AtomicBool::new(false),
+            config,
+            shared,
+            print,
+            is_root,
+        });
+    }
+    if tools.is_empty() {
+        return;
+    }
+    let mut watch = SyscallSet::empty();
+    for tool in &tools {
+        let wanted = match tool.config.mode {
+            Mode::Trace => tool.print.clone(),
+            Mode::Count => SyscallSet::all(),
+            Mode::Fault => tool
+                .config
+                .faults
+                .iter()
+                .fold(SyscallSet::empty(), |mut set, r| {
+                    set.insert(r.nr);
+                    set
+                }),
+        };
+        // `..=`: the numbers past the table share one member.
+        for nr in 0..=sud_engine::TRACKED_NUMBERS as u64 {
+            if wanted.contains(nr) {
+                watch.insert(nr);
+            }
+        }
+    }
     for always in [
         Sysno::execve,
         Sysno::execveat,
         Sysno::close,
         Sysno::close_range,
+        Sysno::dup,
+        #[cfg(target_arch = "x86_64")]
+        Sysno::dup2,
+        Sysno::dup3,
+        Sysno::fcntl,
         Sysno::clone,
         Sysno::clone3,
         #[cfg(target_arch = "x86_64")]
@@ -133,35 +203,30 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
     ] {
         watch.insert(always.id() as u64);
     }
-    let mut preload_entry = b"LD_PRELOAD=".to_vec();
-    preload_entry.extend_from_slice(so_path.as_bytes());
-    let config_entry = format!("{CONFIG_ENV}={text}");
-    let preload = Preload {
-        config,
-        shared,
-        print,
-        so_path,
-        preload_entry: CString::new(preload_entry).unwrap_or_default(),
-        config_entry: CString::new(config_entry).unwrap_or_default(),
-        is_root,
-    };
-    let preload = PRELOAD.get_or_init(|| preload);
-    if preload.config.mode == Mode::Trace {
-        preload.trace_exec_success(argc, argv, envp);
+    let preload = PRELOAD.get_or_init(|| Preload { tools, so_path });
+    for tool in preload
+        .tools
+        .iter()
+        .filter(|t| t.config.mode == Mode::Trace)
+    {
+        tool.trace_exec_success(argc, argv, envp);
     }
+    let follow = preload.tools.iter().any(|t| t.config.follow);
     let installed = Engine::builder()
         .watch(watch)
         .pre_hook(pre)
         .post_hook(post)
-        .follow_fork(preload.config.follow)
+        .follow_fork(follow)
         .foreign_signal_handlers(true)
         .initial_selector(Selector::Block)
         .install();
     if let Err(e) = installed {
-        complain(
-            preload.config.out_fd,
-            &format!("sud preload: cannot intercept this program's syscalls: {e}"),
-        );
+        for tool in &preload.tools {
+            complain(
+                tool.out_fd.load(Relaxed),
+                &format!("sud preload: cannot intercept this program's syscalls: {e}"),
+            );
+        }
         // SAFETY: _exit ends the process at once; nothing is left to run.
         unsafe { libc::_exit(125) };
     }
@@ -171,9 +236,55 @@ fn complain(fd: i32, message: &str) {
     write_all(fd, format!("{message}\n").as_bytes());
 }
 
-/// This library's path when it runs from a shared object other than the
-/// main program, else `None`.
-fn own_shared_object() -> Option<CString> {
+/// Takes `SUD_TOOL` and the tools' `LD_PRELOAD` entries out of the
+/// program's `environ` (the loader has read them), so that the program
+/// sees the environment it would natively; `LD_PRELOAD` keeps the
+/// program's own libraries, in its place. Runs in the constructor, before
+/// any thread: setenv and unsetenv are safe there.
+fn hide_tool_environment(so_path: &CStr) {
+    let ours = |part: &[u8]| {
+        part == so_path.to_bytes()
+            || part == PRELOAD_FILE.as_bytes()
+            || part.ends_with(format!("/{PRELOAD_FILE}").as_bytes())
+    };
+    // SAFETY: NUL-terminated names and values; single-threaded.
+    unsafe {
+        libc::unsetenv(c"SUD_TOOL".as_ptr());
+        let value = libc::getenv(c"LD_PRELOAD".as_ptr());
+        if value.is_null() {
+            return;
+        }
+        let theirs: Vec<&[u8]> = CStr::from_ptr(value)
+            .to_bytes()
+            .split(|&b| b == b':' || b == b' ')
+            .filter(|part| !part.is_empty() && !ours(part))
+            .collect();
+        if theirs.is_empty() {
+            libc::unsetenv(c"LD_PRELOAD".as_ptr());
+        } else if let Ok(kept) = CString::new(theirs.join(&b':')) {
+            // An existing variable is replaced in its slot: the order of
+            // the environment stays the native one.
+            libc::setenv(c"LD_PRELOAD".as_ptr(), kept.as_ptr(), 1);
+        }
+    }
+}
+
+fn out_kind(fd: i32) -> OutKind {
+    // SAFETY: fstat fills a plain struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return OutKind::Other;
+    }
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO => OutKind::Pipe,
+        libc::S_IFSOCK => OutKind::Socket,
+        _ => OutKind::Other,
+    }
+}
+
+/// Whether `addr` lies in the main program (not in a shared object).
+pub(crate) fn in_main_program(addr: usize) -> bool {
     // SAFETY: Dl_info is plain data; dladdr fills it for an address inside
     // a loaded object and returns 0 otherwise. getauxval(AT_PHDR) is the
     // main program's program headers, mapped inside the main program.
@@ -181,12 +292,24 @@ fn own_shared_object() -> Option<CString> {
         let mut here: libc::Dl_info = std::mem::zeroed();
         let mut main: libc::Dl_info = std::mem::zeroed();
         let main_phdr = libc::getauxval(libc::AT_PHDR) as *const libc::c_void;
+        libc::dladdr(addr as *const libc::c_void, &mut here) != 0
+            && libc::dladdr(main_phdr, &mut main) != 0
+            && main.dli_fbase == here.dli_fbase
+    }
+}
+
+/// This library's path when it runs from a shared object other than the
+/// main program, else `None`.
+fn own_shared_object() -> Option<CString> {
+    if in_main_program(preload_init as *const () as usize) {
+        return None;
+    }
+    // SAFETY: as in in_main_program.
+    unsafe {
+        let mut here: libc::Dl_info = std::mem::zeroed();
         if libc::dladdr(preload_init as *const libc::c_void, &mut here) == 0
             || here.dli_fname.is_null()
         {
-            return None;
-        }
-        if libc::dladdr(main_phdr, &mut main) != 0 && main.dli_fbase == here.dli_fbase {
             return None;
         }
         Some(CStr::from_ptr(here.dli_fname).to_owned())
@@ -226,35 +349,108 @@ fn getpid() -> i64 {
     unsafe { raw(Sysno::getpid, [0; 6]) }
 }
 
-fn write_all(fd: i32, mut bytes: &[u8]) {
+fn gettid() -> i64 {
+    // SAFETY: gettid takes no arguments and touches no memory.
+    unsafe { raw(Sysno::gettid, [0; 6]) }
+}
+
+/// Writes all of `bytes` (write, or send with `flags` on a socket);
+/// returns the first error.
+fn write_all_with(fd: i32, mut bytes: &[u8], socket: bool) -> i64 {
     while !bytes.is_empty() {
-        // SAFETY: write only reads `bytes.len()` bytes at `bytes`.
+        let (ptr, len) = (bytes.as_ptr() as u64, bytes.len() as u64);
+        // SAFETY: write and sendto only read `len` bytes at `ptr`.
         let n = unsafe {
-            raw(
-                Sysno::write,
-                [
-                    fd as u64,
-                    bytes.as_ptr() as u64,
-                    bytes.len() as u64,
-                    0,
-                    0,
-                    0,
-                ],
-            )
+            if socket {
+                let flags = libc::MSG_NOSIGNAL as u64;
+                raw(Sysno::sendto, [fd as u64, ptr, len, flags, 0, 0])
+            } else {
+                raw(Sysno::write, [fd as u64, ptr, len, 0, 0, 0])
+            }
         };
         if n == -(libc::EINTR as i64) {
             continue;
         }
         if n <= 0 {
-            return;
+            return n.min(-(libc::EIO as i64));
         }
         bytes = &bytes[n as usize..];
     }
+    0
 }
 
-fn gettid() -> i64 {
-    // SAFETY: gettid takes no arguments and touches no memory.
-    unsafe { raw(Sysno::gettid, [0; 6]) }
+fn write_all(fd: i32, bytes: &[u8]) {
+    write_all_with(fd, bytes, false);
+}
+
+const SIGPIPE_BIT: u64 = 1 << (libc::SIGPIPE - 1);
+
+/// Writes to a pipe without ever raising SIGPIPE in the program: SIGPIPE
+/// is blocked on this thread around the write, and one raised by it (the
+/// reader has gone) is taken back before the mask is restored, unless the
+/// program already had one pending. A socket would avoid this with
+/// MSG_NOSIGNAL, but the output is the user's stderr or file, and its
+/// lines must stay in order with the program's own output.
+fn write_to_pipe(fd: i32, bytes: &[u8]) -> i64 {
+    let block = SIGPIPE_BIT;
+    let mut old = 0u64;
+    let mut pending = 0u64;
+    // SAFETY: rt_sigprocmask and rt_sigpending read and write one 8-byte
+    // set each, on this thread only.
+    unsafe {
+        raw(
+            Sysno::rt_sigprocmask,
+            [
+                libc::SIG_BLOCK as u64,
+                &block as *const u64 as u64,
+                &mut old as *mut u64 as u64,
+                8,
+                0,
+                0,
+            ],
+        );
+        raw(
+            Sysno::rt_sigpending,
+            [&mut pending as *mut u64 as u64, 8, 0, 0, 0, 0],
+        );
+    }
+    let result = write_all_with(fd, bytes, false);
+    if result == -(libc::EPIPE as i64) && pending & SIGPIPE_BIT == 0 {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: takes the SIGPIPE our write raised on this thread (the
+        // kernel sends it to the writing thread), without waiting.
+        unsafe {
+            raw(
+                Sysno::rt_sigtimedwait,
+                [
+                    &block as *const u64 as u64,
+                    0,
+                    &zero as *const libc::timespec as u64,
+                    8,
+                    0,
+                    0,
+                ],
+            );
+        }
+    }
+    // SAFETY: restores this thread's mask as it was.
+    unsafe {
+        raw(
+            Sysno::rt_sigprocmask,
+            [
+                libc::SIG_SETMASK as u64,
+                &old as *const u64 as u64,
+                0,
+                8,
+                0,
+                0,
+            ],
+        );
+    }
+    result
 }
 
 /// What a clone-family call will create, read from its arguments.
@@ -302,31 +498,35 @@ fn pre(call: &Syscall) -> Verdict {
     let Some(p) = PRELOAD.get() else {
         return Verdict::Run;
     };
-    let sysno = call.sysno();
+    sweep_exec_copies();
     if let Some(created) = creation(call) {
         MANY_TASKS.store(true, Relaxed);
         if created.reissued {
-            p.count_creation(created.thread);
-        }
-    }
-    match p.config.mode {
-        Mode::Count => {
-            p.shared.per_number[SharedArea::slot(call.nr)].fetch_add(1, Relaxed);
-        }
-        Mode::Fault => {
-            if let Some(verdict) = p.inject(call) {
-                return verdict;
+            for tool in &p.tools {
+                tool.count_creation(created.thread);
             }
         }
-        Mode::Trace => {}
+    }
+    let mut injected = None;
+    for tool in &p.tools {
+        match tool.config.mode {
+            Mode::Count => {
+                tool.shared.per_number[SharedArea::slot(call.nr)].fetch_add(1, Relaxed);
+            }
+            Mode::Fault if injected.is_none() => injected = tool.inject(call),
+            _ => {}
+        }
+    }
+    if let Some(verdict) = injected {
+        return verdict;
     }
     if let Some(verdict) = p.protect_tool_fds(call) {
         return verdict;
     }
-    if let Some(Sysno::execve | Sysno::execveat) = sysno {
+    if let Some(Sysno::execve | Sysno::execveat) = call.sysno() {
         return p.keep_preload_in_exec(call);
     }
-    if p.config.mode == Mode::Trace && returns_unseen(call) {
+    if returns_unseen(call) {
         p.trace(call, None);
     }
     Verdict::Run
@@ -336,8 +536,19 @@ fn post(call: &Syscall, result: &mut i64) {
     let Some(p) = PRELOAD.get() else {
         return;
     };
-    if let Some(Sysno::execve | Sysno::execveat) = call.sysno() {
-        release_exec_env_copy();
+    sweep_exec_copies();
+    match call.sysno() {
+        Some(Sysno::execve | Sysno::execveat) => release_exec_copies(gettid()),
+        Some(Sysno::dup) if *result >= 0 => *result = p.native_lowest_free(0, *result, false),
+        Some(Sysno::fcntl) if *result >= 0 => {
+            let cmd = call.args[1] as i32;
+            if cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC {
+                let min = (call.args[2] & 0xffff_ffff) as i64;
+                let cloexec = cmd == libc::F_DUPFD_CLOEXEC;
+                *result = p.native_lowest_free(min, *result, cloexec);
+            }
+        }
+        _ => {}
     }
     if creation(call).is_some() {
         if *result == 0 {
@@ -345,15 +556,27 @@ fn post(call: &Syscall, result: &mut i64) {
             return;
         }
         if *result > 0 {
-            p.count_creation(false);
+            // A vfork-like child that shared our memory has exec'd or
+            // exited: the environment copy it made for its execve is ours
+            // to free.
+            release_exec_copies(*result);
+            for tool in &p.tools {
+                tool.count_creation(false);
+            }
         }
     }
-    if p.config.mode == Mode::Trace {
-        p.trace(call, Some(*result));
-    }
+    p.trace(call, Some(*result));
 }
 
-impl Preload {
+impl Tool {
+    /// Whether an execve here keeps this tool: it follows children, or
+    /// this is its first process, which stays its child across execve (a
+    /// vfork child sharing our memory also passes it on, and its new image
+    /// then finds that it is not the tool's child).
+    fn passed_on(&self) -> bool {
+        self.config.follow || self.is_root
+    }
+
     fn count_creation(&self, thread: bool) {
         if !thread {
             self.shared.processes.fetch_add(1, Relaxed);
@@ -361,13 +584,35 @@ impl Preload {
         self.shared.threads.fetch_add(1, Relaxed);
     }
 
+    /// Writes one line of output; never raises SIGPIPE in the program.
+    fn output(&self, bytes: &[u8]) {
+        if self.out_closed.load(Relaxed) {
+            return;
+        }
+        let fd = self.out_fd.load(Relaxed);
+        let result = match self.out_kind {
+            OutKind::Pipe => write_to_pipe(fd, bytes),
+            OutKind::Socket => write_all_with(fd, bytes, true),
+            OutKind::Other => write_all_with(fd, bytes, false),
+        };
+        if result == -(libc::EPIPE as i64) {
+            self.out_closed.store(true, Relaxed);
+        }
+    }
+
     /// Starts a line with `[pid N] ` when more than one task is involved;
     /// `None` when this thread's lines are not shown (no `-f`, and not the
     /// first process's first thread).
     fn start_line(&self, line: &mut Line) -> Option<()> {
+        if self.is_root && !MANY_TASKS.load(Relaxed) {
+            // The tool's child, before any thread or child: no prefix, and
+            // no syscall to find that out (a seccomp strict-mode program
+            // may not make any but read, write and exit).
+            return Some(());
+        }
         let tid = gettid();
         if !self.config.follow {
-            return (tid == getpid()).then_some(());
+            return (self.is_root && tid == getpid()).then_some(());
         }
         if !self.is_root || MANY_TASKS.load(Relaxed) || tid != getpid() {
             let _ = write!(line, "[pid {tid}] ");
@@ -376,7 +621,7 @@ impl Preload {
     }
 
     fn trace(&self, call: &Syscall, result: Option<i64>) {
-        if !self.print.contains(call.nr) {
+        if self.config.mode != Mode::Trace || !self.print.contains(call.nr) {
             return;
         }
         let mut line = Line::new();
@@ -386,7 +631,7 @@ impl Preload {
         format_call(&mut line, call.nr, &call.args, result);
         format_result(&mut line, call.nr, result);
         line.finish();
-        write_all(self.config.out_fd, line.as_bytes());
+        self.output(line.as_bytes());
     }
 
     /// The line for the execve that started this image (the old image
@@ -415,7 +660,7 @@ impl Preload {
         format_call(&mut line, Sysno::execve.id() as u64, &args, Some(0));
         format_result(&mut line, Sysno::execve.id() as u64, Some(0));
         line.finish();
-        write_all(self.config.out_fd, line.as_bytes());
+        self.output(line.as_bytes());
     }
 
     /// sudfault: fails the call if a rule says so, and reports it.
@@ -437,47 +682,148 @@ impl Preload {
             format_result(&mut line, call.nr, Some(result));
             let _ = write!(line, " (injected, call {n})");
             line.finish();
-            write_all(self.config.out_fd, line.as_bytes());
+            self.output(line.as_bytes());
             return Some(Verdict::Fail(Errno::new(rule.errno)));
         }
         None
     }
+}
 
-    /// Keeps the program from closing the tool's descriptors (shells and
-    /// subprocess launchers close every fd they do not know): `close` of
-    /// one is reported done without doing it, `close_range` skips them.
+/// Most tool descriptors in one process (two per nested tool).
+const MAX_TOOL_FDS: usize = 8;
+
+const EBADF: i64 = -(libc::EBADF as i64);
+
+impl Preload {
+    fn trace(&self, call: &Syscall, result: Option<i64>) {
+        for tool in &self.tools {
+            tool.trace(call, result);
+        }
+    }
+
+    /// The tools' descriptor slots.
+    fn fd_slots(&self) -> impl Iterator<Item = &AtomicI32> {
+        self.tools
+            .iter()
+            .flat_map(|t| [&t.out_fd, &t.shared_fd])
+            .take(MAX_TOOL_FDS)
+    }
+
+    /// The slot holding descriptor `fd`, if it is a tool's.
+    fn tool_fd(&self, fd: u64) -> Option<&AtomicI32> {
+        let fd = fd as u32 as i32;
+        self.fd_slots().find(|slot| slot.load(Relaxed) == fd)
+    }
+
+    /// The program names a tool descriptor: it gets what it would get
+    /// natively, where that number is not open (or is about to become its
+    /// own). Shells and subprocess launchers close every descriptor they do
+    /// not know; `dup2` onto a tool descriptor moves the tool's away first.
     fn protect_tool_fds(&self, call: &Syscall) -> Option<Verdict> {
-        let (out, shm) = (self.config.out_fd as u64, self.config.shared_fd as u64);
+        let a = call.args;
         match call.sysno()? {
-            Sysno::close if call.args[0] == out || call.args[0] == shm => Some(Verdict::Return(0)),
-            Sysno::close_range => {
-                let [first, last, flags, ..] = call.args;
-                let (first, last) = (first & 0xffff_ffff, last & 0xffff_ffff);
-                let (low, high) = (out.min(shm), out.max(shm));
-                if last < low || first > high || high - low != 1 {
-                    return None;
-                }
-                let mut result = 0;
-                if first < low {
-                    // SAFETY: close_range takes integers only; closing the
-                    // program's descriptors is what the program asked for.
-                    result = unsafe { raw(Sysno::close_range, [first, low - 1, flags, 0, 0, 0]) };
-                }
-                if result == 0 && last > high {
-                    // SAFETY: as above.
-                    result = unsafe { raw(Sysno::close_range, [high + 1, last, flags, 0, 0, 0]) };
-                }
-                Some(Verdict::Return(result))
+            Sysno::close | Sysno::dup | Sysno::fcntl => {
+                self.tool_fd(a[0]).map(|_| Verdict::Return(EBADF))
             }
+            #[cfg(target_arch = "x86_64")]
+            Sysno::dup2 => self.dup_onto(a[0], a[1]),
+            Sysno::dup3 if a[0] as u32 == a[1] as u32 => None, // EINVAL, as natively.
+            Sysno::dup3 => self.dup_onto(a[0], a[1]),
+            Sysno::close_range => self.close_range_around(a[0] as u32, a[1] as u32, a[2]),
             _ => None,
         }
     }
 
-    /// An execve keeps this library and the tool's configuration in the
-    /// new image's environment, even when the program rewrote it: the
-    /// environment is copied (into a private mapping: no malloc here) with
-    /// our two entries put back.
+    /// dup2/dup3 of `old` onto `new`: a tool descriptor as `old` is not
+    /// open natively; one as `new` moves out of the way first.
+    fn dup_onto(&self, old: u64, new: u64) -> Option<Verdict> {
+        if self.tool_fd(old).is_some() {
+            return Some(Verdict::Return(EBADF));
+        }
+        // At or above the program's limit the kernel answers EBADF, as
+        // natively: nothing to move.
+        let below_limit = (new as u32 as u64) < fd_limit();
+        if let Some(slot) = self.tool_fd(new).filter(|_| below_limit) {
+            move_away(slot);
+        }
+        None
+    }
+
+    /// close_range over everything but the tool descriptors (which it would
+    /// close, or mark close-on-exec).
+    fn close_range_around(&self, first: u32, last: u32, flags: u64) -> Option<Verdict> {
+        let known = (libc::CLOSE_RANGE_UNSHARE | libc::CLOSE_RANGE_CLOEXEC) as u64;
+        if first > last || flags & !known != 0 {
+            return None; // EINVAL from the kernel, as natively.
+        }
+        let mut ours = [u32::MAX; MAX_TOOL_FDS];
+        let mut n = 0;
+        for slot in self.fd_slots() {
+            let fd = slot.load(Relaxed) as u32;
+            if (first..=last).contains(&fd) {
+                ours[n] = fd;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return None;
+        }
+        ours[..n].sort_unstable();
+        let mut from = first as u64;
+        let mut result = 0;
+        for &fd in &ours[..n] {
+            if result == 0 && from < fd as u64 {
+                // SAFETY: close_range takes integers only; closing the
+                // program's descriptors is what the program asked for.
+                result = unsafe { raw(Sysno::close_range, [from, fd as u64 - 1, flags, 0, 0, 0]) };
+            }
+            from = fd as u64 + 1;
+        }
+        if result == 0 && from <= last as u64 {
+            // SAFETY: as above.
+            result = unsafe { raw(Sysno::close_range, [from, last as u64, flags, 0, 0, 0]) };
+        }
+        Some(Verdict::Return(result))
+    }
+
+    /// `dup`/`F_DUPFD` got `got`, the lowest free number >= `min` with the
+    /// tools' descriptors in place; natively the lowest tool descriptor in
+    /// `[min, got)` would have been free and the answer. Moves that one
+    /// away and puts the program's new descriptor there.
+    fn native_lowest_free(&self, min: i64, got: i64, cloexec: bool) -> i64 {
+        let Some(slot) = self
+            .fd_slots()
+            .filter(|s| (min..got).contains(&(s.load(Relaxed) as i64)))
+            .min_by_key(|s| s.load(Relaxed))
+        else {
+            return got;
+        };
+        let native = slot.load(Relaxed) as i64;
+        if !move_away(slot) {
+            return got;
+        }
+        let flags = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+        // SAFETY: dup3 onto the number just freed, then close of the
+        // program's descriptor at `got`, whose copy it gets instead.
+        unsafe {
+            if raw(Sysno::dup3, [got as u64, native as u64, flags, 0, 0, 0]) < 0 {
+                return got;
+            }
+            raw(Sysno::close, [got as u64, 0, 0, 0, 0, 0]);
+        }
+        native
+    }
+
+    /// An execve keeps this library and the tools' configurations in the
+    /// new image's environment (the program's own environ no longer has
+    /// them): the environment is copied, into a private mapping (no malloc
+    /// here), with `LD_PRELOAD` naming this library first and `SUD_TOOL`
+    /// holding the configurations of the followed tools, with their
+    /// descriptors where they are now, after any inner tool's.
     fn keep_preload_in_exec(&self, call: &Syscall) -> Verdict {
+        if !self.tools.iter().any(Tool::passed_on) {
+            return Verdict::Run; // Nothing follows children.
+        }
         let envp_index = if call.sysno() == Some(Sysno::execve) {
             2
         } else {
@@ -485,34 +831,57 @@ impl Preload {
         };
         let envp = call.args[envp_index];
         let mut count = 0u64;
-        let mut preload_value: Option<(u64, usize)> = None;
-        let mut has_config = false;
-        let mut has_preload = false;
-        let mut text = [0u8; 4096];
+        // The program's LD_PRELOAD and SUD_TOOL values (address, length).
+        let mut their_preload: Option<(u64, usize)> = None;
+        let mut their_config: Option<(u64, usize)> = None;
+        let mut head = [0u8; 16];
         while let Some(ptr) = read_word(envp, count).filter(|&ptr| ptr != 0) {
             count += 1;
-            let n = read_memory(ptr, &mut text);
-            let entry = &text[..n];
-            let entry = &entry[..entry.iter().position(|&b| b == 0).unwrap_or(n)];
-            if entry == self.config_entry.as_bytes() {
-                has_config = true;
-            } else if let Some(value) = entry.strip_prefix(b"LD_PRELOAD=") {
-                let ours = self.so_path.as_bytes();
-                has_preload |= value
-                    .split(|&b| b == b':' || b == b' ')
-                    .any(|part| part == ours);
-                preload_value = Some((ptr + 11, value.len()));
+            let n = read_memory(ptr, &mut head);
+            let value = |name: &[u8]| {
+                head[..n].starts_with(name).then(|| {
+                    (
+                        ptr + name.len() as u64,
+                        user_strlen(ptr + name.len() as u64),
+                    )
+                })
+            };
+            if let Some(v) = value(b"LD_PRELOAD=") {
+                their_preload = Some(v);
+            } else if let Some(v) = value(&config_head()) {
+                their_config = Some(v);
             }
         }
-        if has_config && has_preload {
-            return Verdict::Run;
-        }
-        // Room for the kept pointers, our two, the terminator, and a new
-        // LD_PRELOAD value: ours, ':', theirs.
+        let mut text = [0u8; 4096];
+        let ours = self.so_path.to_bytes();
+        let their_preload = their_preload.map(|(ptr, len)| {
+            let len = read_memory(ptr, &mut text[..len.min(4096)]);
+            let has_ours = text[..len]
+                .split(|&b| b == b':' || b == b' ')
+                .any(|part| part == ours);
+            (len, has_ours)
+        });
+        let mut config_text = [0u8; 4096];
+        let config_len = their_config.map_or(0, |(ptr, len)| {
+            read_memory(ptr, &mut config_text[..len.min(4096)])
+        });
+        let their_config = &config_text[..config_len];
+        let mut encoded = Counter(0);
+        self.encode_passed(&mut encoded, &[]);
+        // Room for the kept pointers, our two, the terminator, then
+        // "LD_PRELOAD=ours:theirs\0" and "SUD_TOOL=theirs|ours\0".
         let pointers = (count + 3) * 8;
-        let their_len = preload_value.map_or(0, |(_, len)| len as u64);
-        let strings = self.preload_entry.as_bytes().len() as u64 + 1 + their_len + 1;
-        let size = (pointers + strings + 4095) & !4095;
+        let strings = 11
+            + ours.len()
+            + 1
+            + their_preload.map_or(0, |(len, _)| len)
+            + 1
+            + config_head().len()
+            + their_config.len()
+            + 1
+            + encoded.0
+            + 1;
+        let size = (pointers + strings as u64 + 4095) & !4095;
         // SAFETY: a fresh anonymous private mapping (no address hint): it
         // replaces nothing. Filled below, unmapped if the execve fails.
         let map = unsafe {
@@ -532,26 +901,33 @@ impl Preload {
             return Verdict::Run;
         }
         let base = map as u64;
+        remember_exec_copy(gettid(), base, size);
         // SAFETY: [base, base + size) is the fresh mapping made above, large
-        // enough for `count + 3` pointers followed by the new LD_PRELOAD
-        // entry; nothing else refers to it.
+        // enough for `count + 3` pointers followed by the two entries;
+        // nothing else refers to it.
         let area = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, size as usize) };
         let (pointer_area, string_area) = area.split_at_mut(pointers as usize);
-        let mut entry_len = 0;
-        let mut push = |bytes: &[u8]| {
-            string_area[entry_len..entry_len + bytes.len()].copy_from_slice(bytes);
-            entry_len += bytes.len();
+        let mut strings = Cursor {
+            buf: string_area,
+            len: 0,
         };
-        push(self.preload_entry.as_bytes());
-        if let Some((value_ptr, len)) = preload_value.filter(|_| !has_preload) {
-            if len > 0 {
-                push(b":");
-                let got = read_memory(value_ptr, &mut text[..len.min(4096)]);
-                push(&text[..got]);
+        let preload_at = base + pointers;
+        strings.push(b"LD_PRELOAD=");
+        match their_preload {
+            // Already names us (an inner tool's launcher set it): as is.
+            Some((len, true)) => strings.push(&text[..len]),
+            Some((len, false)) if len > 0 => {
+                strings.push(ours);
+                strings.push(b":");
+                strings.push(&text[..len]);
             }
+            _ => strings.push(ours),
         }
-        push(b"\0");
-        let new_preload = base + pointers;
+        strings.push(b"\0");
+        let config_at = base + pointers + strings.len as u64;
+        strings.push(&config_head());
+        self.encode_passed(&mut strings, their_config);
+        strings.push(b"\0");
         let mut kept = 0usize;
         let mut put = |ptr: u64| {
             pointer_area[kept * 8..kept * 8 + 8].copy_from_slice(&ptr.to_ne_bytes());
@@ -559,20 +935,155 @@ impl Preload {
         };
         for i in 0..count {
             let Some(ptr) = read_word(envp, i) else { break };
-            let n = read_memory(ptr, &mut text[..16]);
-            let head = &text[..n];
-            let ours = head.starts_with(b"LD_PRELOAD=") || head.starts_with(&config_head());
-            if !ours {
+            let n = read_memory(ptr, &mut head);
+            let entry = &head[..n];
+            if !entry.starts_with(b"LD_PRELOAD=") && !entry.starts_with(&config_head()) {
                 put(ptr);
             }
         }
-        put(new_preload);
-        put(self.config_entry.as_ptr() as u64);
+        put(preload_at);
+        put(config_at);
         put(0);
-        EXEC_ENV_COPY.with(|c| c.set((base, size)));
         let mut args = call.args;
         args[envp_index] = base;
         Verdict::RunWith(args)
+    }
+
+    /// `SUD_TOOL`'s value for a child: the configurations in `theirs` that
+    /// are not ours (an inner tool's), then ours, with the descriptors
+    /// where they are now.
+    fn encode_passed(&self, w: &mut impl std::fmt::Write, theirs: &[u8]) {
+        let mut first = true;
+        let mut sep = |w: &mut dyn std::fmt::Write| {
+            if !std::mem::take(&mut first) {
+                let _ = w.write_char(CONFIG_SEPARATOR);
+            }
+        };
+        let sep_byte = CONFIG_SEPARATOR as u8;
+        for element in theirs.split(|&b| b == sep_byte).filter(|e| !e.is_empty()) {
+            let from_us = self.tools.iter().any(|t| {
+                element.split(|&b| b == b';').any(|field| {
+                    field.strip_prefix(b"tool=") == Some(pid_text(t.config.tool_pid).as_bytes())
+                })
+            });
+            if !from_us {
+                if let Ok(s) = std::str::from_utf8(element) {
+                    sep(w);
+                    let _ = w.write_str(s);
+                }
+            }
+        }
+        for tool in self.tools.iter().filter(|t| t.passed_on()) {
+            sep(w);
+            let _ =
+                tool.config
+                    .write_to(w, tool.out_fd.load(Relaxed), tool.shared_fd.load(Relaxed));
+        }
+    }
+}
+
+/// A pid as decimal text, without allocating.
+fn pid_text(pid: u32) -> PidText {
+    let mut text = PidText([0; 10], 0);
+    let _ = write!(text, "{pid}");
+    text
+}
+
+struct PidText([u8; 10], usize);
+
+impl PidText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
+}
+
+impl std::fmt::Write for PidText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.1 + s.len();
+        self.0
+            .get_mut(self.1..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.1 = end;
+        Ok(())
+    }
+}
+
+/// Counts the bytes written through it.
+struct Counter(usize);
+
+impl std::fmt::Write for Counter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
+/// Appends into a fixed buffer (sized beforehand with a [`Counter`]).
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Cursor<'_> {
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(self.buf.len());
+        let n = end - self.len;
+        self.buf[self.len..end].copy_from_slice(&bytes[..n]);
+        self.len = end;
+    }
+}
+
+impl std::fmt::Write for Cursor<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Moves the tool descriptor in `slot` to the highest free number below
+/// the descriptor limit (capped, as the launcher does), inheritable, and
+/// closes the old number, which the program is about to use. Returns
+/// false (and leaves it) when no number is free.
+fn move_away(slot: &AtomicI32) -> bool {
+    let old = slot.load(Relaxed);
+    let top = fd_limit().min(4096);
+    for min in (3..top).rev() {
+        // SAFETY: F_DUPFD makes a copy of a descriptor the tool owns.
+        let new = unsafe {
+            raw(
+                Sysno::fcntl,
+                [old as u64, libc::F_DUPFD as u64, min, 0, 0, 0],
+            )
+        };
+        if new >= 0 {
+            slot.store(new as i32, Relaxed);
+            // SAFETY: the old number is the tool's own copy, now moved.
+            unsafe { raw(Sysno::close, [old as u64, 0, 0, 0, 0, 0]) };
+            return true;
+        }
+        if new != -(libc::EMFILE as i64) {
+            break;
+        }
+    }
+    false
+}
+
+/// This process's soft descriptor limit (1024 if it cannot be read).
+fn fd_limit() -> u64 {
+    let mut limit = [0u64; 2];
+    let at = limit.as_mut_ptr() as u64;
+    // SAFETY: prlimit64 on this process writes one struct rlimit64.
+    let got = unsafe {
+        raw(
+            Sysno::prlimit64,
+            [0, libc::RLIMIT_NOFILE as u64, 0, at, 0, 0],
+        )
+    };
+    if got == 0 {
+        limit[0]
+    } else {
+        1024
     }
 }
 
@@ -588,11 +1099,102 @@ fn read_word(array: u64, index: u64) -> Option<u64> {
     (array != 0 && read_memory(array + index * 8, &mut word) == 8).then(|| u64::from_ne_bytes(word))
 }
 
-fn release_exec_env_copy() {
-    let (base, size) = EXEC_ENV_COPY.with(|c| c.replace((0, 0)));
-    if base != 0 {
-        // SAFETY: [base, base + size) is the mapping this thread made for
-        // its execve, which failed: nothing refers to it any more.
-        unsafe { raw(Sysno::munmap, [base, size, 0, 0, 0, 0]) };
+/// The length of the program's string at `ptr` (at most 64 KiB).
+fn user_strlen(ptr: u64) -> usize {
+    let mut chunk = [0u8; 256];
+    let mut len = 0;
+    while len < 65536 {
+        let n = read_memory(ptr + len as u64, &mut chunk);
+        if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
+            return len + nul;
+        }
+        if n < chunk.len() {
+            return len + n;
+        }
+        len += n;
+    }
+    len
+}
+
+/// The environment copies made for execve calls still in flight, by the
+/// thread that made them. Not thread-local: a vfork-like child (posix_spawn)
+/// shares our memory, and only the parent can free its copy once it has
+/// exec'd (item 13 of issue 10: one page leaked per spawn).
+struct ExecCopy {
+    owner: AtomicI64,
+    base: AtomicU64,
+    size: AtomicU64,
+}
+
+const EXEC_COPIES: usize = 64;
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_COPY: ExecCopy = ExecCopy {
+    owner: AtomicI64::new(0),
+    base: AtomicU64::new(0),
+    size: AtomicU64::new(0),
+};
+
+static IN_FLIGHT: [ExecCopy; EXEC_COPIES] = [NO_COPY; EXEC_COPIES];
+
+/// Some copy may belong to a task that left this memory without freeing it.
+static SWEEP: AtomicBool = AtomicBool::new(false);
+
+fn remember_exec_copy(tid: i64, base: u64, size: u64) {
+    SWEEP.store(true, Release);
+    // With every slot taken (64 concurrent execs) the copy is leaked.
+    if let Some(slot) = IN_FLIGHT
+        .iter()
+        .find(|s| s.owner.compare_exchange(0, -1, Acquire, Relaxed).is_ok())
+    {
+        slot.base.store(base, Relaxed);
+        slot.size.store(size, Relaxed);
+        slot.owner.store(tid, Release);
+    }
+}
+
+/// Frees the copies of tasks that no longer run in this memory: a
+/// posix_spawn child that has exec'd (its parent's post-hook never sees
+/// the re-issued clone), or, in a forked child, the copies of its parent's
+/// threads. Cheap when nothing is in flight (one load).
+fn sweep_exec_copies() {
+    if !SWEEP.load(Acquire) {
+        return;
+    }
+    let me = gettid();
+    let pid = getpid();
+    let mut left = false;
+    for slot in &IN_FLIGHT {
+        let owner = slot.owner.load(Acquire);
+        if owner <= 0 || owner == me {
+            left |= owner != 0;
+            continue;
+        }
+        // SAFETY: kcmp compares two tasks' memory; it reads nothing of ours.
+        let same = unsafe { raw(Sysno::kcmp, [pid as u64, owner as u64, 1, 0, 0, 0]) };
+        match same {
+            0 => left = true,
+            // kcmp is not there or not allowed: stop trying (the copy leaks).
+            e if e == -(libc::ENOSYS as i64) || e == -(libc::EPERM as i64) => {}
+            _ => release_exec_copies(owner),
+        }
+    }
+    if !left {
+        SWEEP.store(false, Release);
+    }
+}
+
+/// Frees the environment copies of task `tid`: its execve failed (it
+/// still runs here), or it was a vfork-like child that has exec'd or
+/// exited (the kernel has read the copy).
+fn release_exec_copies(tid: i64) {
+    for slot in IN_FLIGHT.iter().filter(|s| s.owner.load(Acquire) == tid) {
+        let (base, size) = (slot.base.load(Relaxed), slot.size.load(Relaxed));
+        if slot.owner.compare_exchange(tid, 0, AcqRel, Relaxed).is_ok() {
+            // SAFETY: [base, base + size) is a mapping made for an execve
+            // that has failed or whose task no longer runs in this memory:
+            // nothing refers to it any more.
+            unsafe { raw(Sysno::munmap, [base, size, 0, 0, 0, 0]) };
+        }
     }
 }

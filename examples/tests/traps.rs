@@ -7,48 +7,6 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
-
-/// Compiles `tests/programs/NAME.c` into `dir`.
-fn compile(name: &str, dir: &Path) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/programs")
-        .join(format!("{name}.c"));
-    let binary = dir.join(name);
-    let compiler = cc::Build::new()
-        .cargo_metadata(false)
-        .target("x86_64-unknown-linux-gnu")
-        .host("x86_64-unknown-linux-gnu")
-        .opt_level(1)
-        .get_compiler();
-    let status = compiler
-        .to_command()
-        .arg("-pthread")
-        .arg("-w")
-        .arg(&source)
-        .arg("-o")
-        .arg(&binary)
-        .status()
-        .expect("a C compiler");
-    assert!(status.success(), "compiling {}", source.display());
-    binary
-}
-
-/// The number after `key=` in the program's output.
-fn reported(stdout: &[u8], key: &str) -> u64 {
-    let text = String::from_utf8_lossy(stdout);
-    let at = text
-        .find(&format!("{key}="))
-        .unwrap_or_else(|| panic!("no {key}= in {text:?}"))
-        + key.len()
-        + 1;
-    text[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 /// Compiles and runs the program natively and under every tool (same
 /// stdout and status unless `varies`), then under syscount; returns the
@@ -93,11 +51,12 @@ fn handler_whose_mask_blocks_every_signal() {
 }
 
 #[test]
-fn sa_onstack_handler_on_an_alternate_stack() {
+#[ignore = "engine items 4 and 5: fails before the engine fix (handlers of new threads not on their alt stack)"]
+fn sa_onstack_handlers_on_small_alternate_stacks_of_several_threads() {
     let (native, counted) = run_program("onstack", false);
-    assert_eq!(reported(&native.stdout, "on_alt"), 3);
-    assert_eq!(reported(&counted.output.stdout, "on_alt"), 3);
-    assert_eq!(count(&counted, "getppid"), 15);
+    assert_eq!(reported(&native.stdout, "on_alt"), 12);
+    assert_eq!(reported(&counted.output.stdout, "on_alt"), 12);
+    assert_eq!(count(&counted, "getppid"), 60);
 }
 
 #[test]

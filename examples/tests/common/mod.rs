@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The three tools, built by cargo for this test run.
 pub const SUDTRACE: &str = env!("CARGO_BIN_EXE_sudtrace");
@@ -194,4 +195,109 @@ pub fn assert_counts_match(dir: &Path, argv: &[&str], stdin: &[u8], names: &[&st
         "{argv:?}: {differences:?}\nsyscount {:?}\nstrace {theirs:?}",
         ours.counts
     );
+}
+
+/// Compiles `tests/programs/NAME.c` into `dir`.
+pub fn compile(name: &str, dir: &Path) -> PathBuf {
+    compile_with(name, dir, &[])
+}
+
+/// Compiles `tests/programs/NAME.c` (or `.cc`, as C++) into `dir`, with
+/// extra compiler arguments.
+pub fn compile_with(name: &str, dir: &Path, extra: &[&str]) -> PathBuf {
+    let programs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs");
+    let cpp = programs.join(format!("{name}.cc"));
+    let source = if cpp.exists() {
+        cpp
+    } else {
+        programs.join(format!("{name}.c"))
+    };
+    let binary = dir.join(name);
+    let compiler = cc::Build::new()
+        .cargo_metadata(false)
+        .target("x86_64-unknown-linux-gnu")
+        .host("x86_64-unknown-linux-gnu")
+        .opt_level(1)
+        .cpp(source.extension().is_some_and(|e| e == "cc"))
+        .get_compiler();
+    let status = compiler
+        .to_command()
+        .arg("-pthread")
+        .arg("-w")
+        .arg(&source)
+        .arg("-o")
+        .arg(&binary)
+        .args(extra)
+        .status()
+        .expect("a C compiler");
+    assert!(status.success(), "compiling {}", source.display());
+    binary
+}
+
+/// The number after `key=` in the program's output.
+pub fn reported(stdout: &[u8], key: &str) -> u64 {
+    let text = String::from_utf8_lossy(stdout);
+    let at = text
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key}= in {text:?}"))
+        + key.len()
+        + 1;
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Runs `argv` in `dir` with `stdin`, killing it (and everything it
+/// started, its process group) after `limit`: a hang fails the test
+/// instead of stalling it.
+pub fn run_limited(dir: &Path, argv: &[&str], stdin: &[u8], limit: Duration) -> Output {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(argv[0]);
+    command
+        .args(&argv[1..])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).unwrap();
+    drop(input);
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().unwrap()));
+    let err = reader(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            // SAFETY: kill of the child's own process group.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            panic!("{argv:?} did not finish within {limit:?} (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // The program's own children may still hold the pipes: end them too.
+    // SAFETY: as above.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }

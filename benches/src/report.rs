@@ -244,7 +244,8 @@ pub fn chart(results: &Results, path: &Path) -> Result<()> {
 
 /// The line after which `BENCHMARKS.md` holds sections measured by other
 /// means (whole programs, the DBI, the tools): a new report keeps them.
-pub const KEPT_SECTIONS_MARKER: &str = "<!-- Sections below are not written by `crossings --report`: it keeps them. -->";
+pub const KEPT_SECTIONS_MARKER: &str =
+    "<!-- Sections below are not written by `crossings --report`: it keeps them. -->";
 
 /// Writes `BENCHMARKS.md` and `benchmarks.svg` into `dir`; returns both
 /// paths. Whatever the old report holds after [`KEPT_SECTIONS_MARKER`]
@@ -257,6 +258,9 @@ pub fn write(results: &Results, dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let kept = old
         .find(KEPT_SECTIONS_MARKER)
         .map_or(KEPT_SECTIONS_MARKER, |at| &old[at..]);
-    std::fs::write(&report, format!("{}\n{}", markdown(results), kept.trim_end()) + "\n")?;
+    std::fs::write(
+        &report,
+        format!("{}\n{}", markdown(results), kept.trim_end()) + "\n",
+    )?;
     Ok((report, svg))
 }

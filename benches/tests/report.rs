@@ -130,7 +130,10 @@ fn report_and_chart_are_written_side_by_side() {
     let first = std::fs::read_to_string(&md).expect("report readable");
     assert!(first.contains("| `raw_syscall` |"));
     // Sections measured by other means, after the marker, survive a new report.
-    let kept = format!("{}\n## Whole programs\nfigures\n", report::KEPT_SECTIONS_MARKER);
+    let kept = format!(
+        "{}\n## Whole programs\nfigures\n",
+        report::KEPT_SECTIONS_MARKER
+    );
     std::fs::write(&md, first.replace(report::KEPT_SECTIONS_MARKER, &kept)).unwrap();
     report::write(&synthetic(), &dir).expect("report written again");
     let second = std::fs::read_to_string(&md).expect("report readable");

@@ -13,18 +13,24 @@ pub(crate) const SS_AUTODISARM: i32 = 1 << 31;
 /// The kernel's `MINSIGSTKSZ` check for a new stack.
 const MINSIGSTKSZ: u64 = libc::MINSIGSTKSZ as u64;
 
-/// `stack_t` as the program reads it for `stack` while its code runs at
-/// `sp`: flags as the kernel's `sas_ss_flags` reports them.
+/// `stack_t` as `sigaltstack` reports `stack` to code running at `sp`:
+/// flags as the kernel's `sas_ss_flags` computes them.
 pub(crate) fn as_seen_from(stack: AltStack, sp: u64) -> [u64; 3] {
     let flags = if !stack.is_enabled() {
         libc::SS_DISABLE
     } else if stack.contains(sp) {
-        libc::SS_ONSTACK | (stack.flags & SS_AUTODISARM)
+        libc::SS_ONSTACK
     } else {
-        stack.flags & SS_AUTODISARM
-    };
+        0
+    } | (stack.flags & SS_AUTODISARM);
     // stack_t: ss_sp, ss_flags (int, padded), ss_size.
     [stack.sp, flags as u32 as u64, stack.size]
+}
+
+/// `stack_t` as a signal frame's `uc_stack` holds it: the task's raw
+/// settings (the kernel's `__save_altstack`).
+pub(crate) fn in_frame(stack: AltStack) -> [u64; 3] {
+    [stack.sp, stack.flags as u32 as u64, stack.size]
 }
 
 /// The program's `sigaltstack(ss, old_ss)` from code running at `sp`, in
@@ -58,18 +64,18 @@ pub(crate) fn emulate(thread: &ThreadState, a: [u64; 6], sp: u64) -> i64 {
 pub(crate) fn validated([sp, flags, size]: [u64; 3]) -> Result<AltStack, i32> {
     let flags = flags as u32 as i32;
     let mode = flags & !SS_AUTODISARM;
-    if mode == libc::SS_DISABLE {
-        return Ok(AltStack::DISABLED);
-    }
-    if mode != 0 && mode != libc::SS_ONSTACK {
+    if mode != libc::SS_DISABLE && mode != libc::SS_ONSTACK && mode != 0 {
         return Err(libc::EINVAL);
+    }
+    if mode == libc::SS_DISABLE {
+        return Ok(AltStack {
+            sp: 0,
+            flags,
+            size: 0,
+        });
     }
     if size < MINSIGSTKSZ {
         return Err(libc::ENOMEM);
     }
-    Ok(AltStack {
-        sp,
-        flags: flags & SS_AUTODISARM,
-        size,
-    })
+    Ok(AltStack { sp, flags, size })
 }

@@ -103,6 +103,10 @@ pub(crate) unsafe fn forward(
             return;
         }
         if blocked {
+            // SAFETY: the kernel's siginfo is 128 bytes.
+            thread
+                .app_sigsys_info
+                .set(unsafe { (info as *const [u64; 16]).read_unaligned() });
             thread.app_sigsys_pending.set(true);
             return;
         }
@@ -340,8 +344,7 @@ unsafe fn enter_handler(
             std::ptr::copy(fp_src as *const u8, fp_dst as *mut u8, fp_len as usize);
         }
         ((new_uc + off::FPREGS) as *mut u64).write(if fp_src != 0 { fp_dst } else { 0 });
-        let seen = altstack::as_seen_from(app, sp);
-        ((new_uc + off::STACK) as *mut [u64; 3]).write_unaligned(seen);
+        ((new_uc + off::STACK) as *mut [u64; 3]).write_unaligned(altstack::in_frame(app));
         let mask = ((new_uc + off::SIGMASK) as *const u64).read_unaligned();
         let app_mask = if thread.app_blocks_sigsys.get() {
             mask | SIGSYS_BIT

@@ -78,6 +78,23 @@ fn run_hooks(engine: &Core, call: &mut Syscall, exec: &mut impl Executor) -> Exe
     }
 }
 
+/// The post-hooks of a call whose result arrives after the entrance
+/// handed it back (a vfork re-issued at its site): they see the result and
+/// may change it, as for any call.
+pub(crate) fn complete(engine: &Core, thread: &ThreadState, call: &Syscall, value: i64) -> i64 {
+    if !engine.filter.contains(call.nr) {
+        return value;
+    }
+    let outer = thread.in_hook.replace(call.nr);
+    let value = match catch_unwind(AssertUnwindSafe(|| finish(engine, call, value))) {
+        Ok(Execution::Returned(value)) => value,
+        Ok(Execution::Resumes) => value,
+        Err(_) => hook_panicked(call.nr, call.tid),
+    };
+    thread.in_hook.set(outer);
+    value
+}
+
 fn finish(engine: &Core, call: &Syscall, mut value: i64) -> Execution {
     for hook in &engine.post_hooks {
         hook(call, &mut value);

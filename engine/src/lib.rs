@@ -67,7 +67,8 @@
 //!   excluded region ([`Placement::Excluded`]) or in inclusive mode, vfork
 //!   runs with fork semantics (the trap-back page it needs is the engine's
 //!   own two-page placement). Post-hooks do not see the result of calls
-//!   re-issued at their site (thread clones, vfork, `rt_sigreturn`).
+//!   re-issued at their site (thread clones, `rt_sigreturn`); a vfork's
+//!   result reaches them when the parent resumes.
 //! - `int 0x80` from 64-bit code runs as natively but without hooks (the
 //!   hooks speak the 64-bit table); it is counted in
 //!   [`CounterSnapshot::compat`].

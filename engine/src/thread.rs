@@ -37,7 +37,9 @@ pub(crate) const STACK_LEN: usize = BLOCK_SIZE - 2 * PAGE;
 const MAGIC: u64 = 0x5355_445f_5448_5244; // "SUD_THRD"
 
 /// The program's view of its alternate signal stack (the real one is the
-/// engine's): what it set with `sigaltstack`, with the kernel's flags.
+/// engine's), kept as the kernel keeps a task's: `flags` as last set
+/// (`SS_DISABLE`, `SS_AUTODISARM`, or 0), which is what a signal frame's
+/// `uc_stack` reports; a stack of size 0 is none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AltStack {
     pub(crate) sp: u64,
@@ -46,14 +48,22 @@ pub(crate) struct AltStack {
 }
 
 impl AltStack {
+    /// What the kernel's `sas_ss_reset` leaves (a new thread, a disarm).
     pub(crate) const DISABLED: AltStack = AltStack {
         sp: 0,
         flags: libc::SS_DISABLE,
         size: 0,
     };
 
+    /// A process image's main thread that never set one.
+    pub(crate) const NEVER_SET: AltStack = AltStack {
+        sp: 0,
+        flags: 0,
+        size: 0,
+    };
+
     pub(crate) fn is_enabled(&self) -> bool {
-        self.flags & libc::SS_DISABLE == 0
+        self.size != 0
     }
 
     /// Whether `sp` is on this stack, as the kernel's `on_sig_stack` decides.
@@ -79,8 +89,10 @@ pub(crate) struct ThreadState {
     /// real mask never blocks it: a blocked SIGSYS kills on dispatch).
     pub(crate) app_blocks_sigsys: Cell<bool>,
     /// A SIGSYS sent by kill/tgkill while the program blocked it: raised
-    /// again when it unblocks.
+    /// again when it unblocks, reported by sigpending, taken by
+    /// sigtimedwait (with its siginfo).
     pub(crate) app_sigsys_pending: Cell<bool>,
+    pub(crate) app_sigsys_info: Cell<[u64; 16]>,
     /// The program's alternate signal stack.
     pub(crate) app_stack: Cell<AltStack>,
     /// This thread's counter block (see `counters`), null until its first count.
@@ -90,8 +102,12 @@ pub(crate) struct ThreadState {
     pub(crate) in_hook: Cell<u64>,
     /// The program's own Syscall User Dispatch configuration (see `nested`).
     pub(crate) program_dispatch: Cell<crate::nested::ProgramDispatch>,
-    /// Where the parent of a re-issued vfork resumes (see `trap`).
+    /// Where the parent of a re-issued vfork resumes (see `trap`), and
+    /// the call, for its post-hooks.
     pub(crate) vfork_resume: Cell<u64>,
+    pub(crate) vfork_call: Cell<(u64, [u64; 6])>,
+    /// A vfork child runs on this state while its parent waits.
+    pub(crate) lent_to_vfork_child: Cell<bool>,
     /// The block this state lives in (null for the thread-local fallback).
     block: Cell<usize>,
 }
@@ -105,11 +121,14 @@ impl ThreadState {
             armed_tid: Cell::new(0),
             app_blocks_sigsys: Cell::new(false),
             app_sigsys_pending: Cell::new(false),
+            app_sigsys_info: Cell::new([0; 16]),
             app_stack: Cell::new(AltStack::DISABLED),
             counter_block: Cell::new(std::ptr::null()),
             in_hook: Cell::new(u64::MAX),
             program_dispatch: Cell::new(crate::nested::ProgramDispatch::OFF),
             vfork_resume: Cell::new(0),
+            vfork_call: Cell::new((0, [0; 6])),
+            lent_to_vfork_child: Cell::new(false),
             block: Cell::new(0),
         }
     }
@@ -240,6 +259,7 @@ pub(crate) fn ensure_block(
     let existing = CURRENT.with(Cell::get);
     let state = if existing.is_null() {
         let state = new_block()?;
+        state.app_stack.set(kernel_view_before_arming());
         let fallback = current();
         // What the thread-local fallback knew before arming carries over.
         state
@@ -279,6 +299,36 @@ pub(crate) fn adopt_clone_child(shared_tls: bool) -> Result<&'static ThreadState
     }
     install_signal_stack(state)?;
     Ok(state)
+}
+
+/// The alternate stack the calling thread had before the engine put its
+/// own in place, as the program would have seen it. The kernel reports
+/// no stack as `SS_DISABLE` whether or not one was ever set; a main thread
+/// that never set one has flags 0 in its frames, other threads (reset at
+/// clone) `SS_DISABLE`.
+fn kernel_view_before_arming() -> AltStack {
+    let mut ss = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: 0,
+        ss_size: 0,
+    };
+    let _ = sys::call(
+        Sysno::sigaltstack,
+        [0, &mut ss as *mut _ as u64, 0, 0, 0, 0],
+    );
+    if ss.ss_size != 0 && ss.ss_flags & libc::SS_DISABLE == 0 {
+        return AltStack {
+            sp: ss.ss_sp as u64,
+            flags: ss.ss_flags & crate::altstack::SS_AUTODISARM,
+            size: ss.ss_size as u64,
+        };
+    }
+    let pid = sys::raw6(Sysno::getpid.id() as u64, [0; 6]) as i32;
+    if sys::gettid() == pid {
+        AltStack::NEVER_SET
+    } else {
+        AltStack::DISABLED
+    }
 }
 
 /// The calling thread's block state if `addr` (on the calling thread's
@@ -337,7 +387,7 @@ pub(crate) fn retire(state: &ThreadState) {
         return;
     }
     let link = (block + PAGE) as *mut Retired;
-    let tid = sys::gettid();
+    let tid = state.armed_tid.get();
     let mut head = RETIRED.load(Ordering::Relaxed);
     loop {
         // SAFETY: the bottom of this thread's own signal stack, mapped

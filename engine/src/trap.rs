@@ -62,7 +62,7 @@ pub(crate) unsafe extern "C" fn on_sigsys(
     }
     if Some(sigsys.call_addr) == engine.gadgets.vfork_return {
         // SAFETY: the frame's own context.
-        unsafe { vfork_returned(thread, uc) };
+        unsafe { vfork_returned(engine, thread, uc) };
         thread.replace_selector(at_trap);
         return;
     }
@@ -109,16 +109,34 @@ pub(crate) unsafe extern "C" fn on_sigsys(
 
 /// The parent of a vfork re-issued by [`TrapExecutor::reissue_vfork`]
 /// trapped at the trap-back site once its child exec'd or exited, with the
-/// call's result in rax: it resumes where its vfork was, on its own stack.
+/// call's result in rax: the post-hooks see it, and the parent resumes
+/// where its vfork was, on its own stack.
 ///
 /// # Safety
 /// `uc` is the running handler's context.
-unsafe fn vfork_returned(thread: &ThreadState, uc: *mut libc::ucontext_t) {
+unsafe fn vfork_returned(engine: &Engine, thread: &ThreadState, uc: *mut libc::ucontext_t) {
     // SAFETY: the caller's contract.
     let mut regs = unsafe { arch::SyscallRegs::from_raw(uc) };
+    let (nr, args) = thread.vfork_call.get();
+    let call = Syscall {
+        nr,
+        args,
+        call_addr: thread.vfork_resume.get(),
+        tid: thread.armed_tid.get(),
+        entrance: Entrance::Trap,
+    };
+    // SAFETY: this thread's errno slot; hooks may write it.
+    let errno_slot = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved_errno = unsafe { *errno_slot };
+    let result = crate::dispatch::complete(&engine.core, thread, &call, regs.nr() as i64);
+    // SAFETY: as above.
+    unsafe { *errno_slot = saved_errno };
+    regs.set_result(result);
     let sp = regs.sp();
     regs.set_sp(sp + CLONE_RESUME_BELOW_SP);
-    regs.set_pc(thread.vfork_resume.get());
+    regs.set_pc(call.call_addr);
+    thread.lent_to_vfork_child.set(false);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -214,6 +232,8 @@ impl Executor for TrapExecutor {
                 let sp = unsafe { arch::SyscallRegs::from_raw(self.uc) }.sp();
                 done(altstack::emulate(self.thread, a, sp))
             }
+            Some(Sysno::rt_sigpending) => done(self.sigpending(call.nr, a)),
+            Some(Sysno::rt_sigtimedwait) => done(self.sigtimedwait(call.nr, a)),
             Some(Sysno::rt_sigsuspend) => done(with_sigsys_unblocked(call.nr, a, 0)),
             Some(Sysno::ppoll) => done(with_sigsys_unblocked(call.nr, a, 3)),
             Some(Sysno::epoll_pwait) | Some(Sysno::epoll_pwait2) => {
@@ -337,6 +357,44 @@ impl TrapExecutor {
         0
     }
 
+    /// rt_sigpending: a SIGSYS the engine keeps pending for the program
+    /// is part of the answer.
+    fn sigpending(&self, nr: u64, a: [u64; 6]) -> i64 {
+        let r = raw6(nr, a);
+        let mut set = [0u64];
+        if r == 0
+            && self.thread.app_sigsys_pending.get()
+            && crate::usermem::read_user(a[0], &mut set)
+        {
+            write_user(a[0], &[set[0] | SIGSYS_BIT]);
+        }
+        r
+    }
+
+    /// rt_sigtimedwait: a SIGSYS the engine keeps pending is taken, with
+    /// its siginfo, as the kernel would take a pending signal; one that
+    /// arrives during the wait interrupts it and is taken the same way.
+    fn sigtimedwait(&self, nr: u64, a: [u64; 6]) -> i64 {
+        let mut set = [0u64];
+        let wants_sigsys =
+            a[0] != 0 && crate::usermem::read_user(a[0], &mut set) && set[0] & SIGSYS_BIT != 0;
+        let take = || {
+            self.thread.app_sigsys_pending.set(false);
+            if a[1] != 0 {
+                write_user(a[1], &self.thread.app_sigsys_info.get());
+            }
+            libc::SIGSYS as i64
+        };
+        if wants_sigsys && self.thread.app_sigsys_pending.get() {
+            return take();
+        }
+        let r = raw6(nr, a);
+        if r == -(libc::EINTR as i64) && wants_sigsys && self.thread.app_sigsys_pending.get() {
+            return take();
+        }
+        r
+    }
+
     fn frame_mask(&self) -> u64 {
         // SAFETY: the kernel's ucontext holds the first 8 bytes of the mask
         // (all the kernel saves on x86-64 and aarch64).
@@ -377,8 +435,10 @@ impl TrapExecutor {
     /// its parent's selector: leaving it on ALLOW would leave the parent's
     /// syscalls uncaught once it resumes.
     fn leaving(&mut self, nr: u64, a: [u64; 6]) -> i64 {
-        // A vfork child runs on its parent's state: that is not its to give back.
-        if nr == Sysno::exit.id() as u64 && self.thread.armed_tid.get() == crate::sys::gettid() {
+        // A vfork child runs on its parent's state: that is not its to give
+        // back. (No gettid to tell: a thread in seccomp strict mode may
+        // make no other call than its exit.)
+        if nr == Sysno::exit.id() as u64 && !self.thread.lent_to_vfork_child.get() {
             self.engine
                 .core
                 .counters
@@ -443,6 +503,8 @@ impl TrapExecutor {
             return Execution::Returned(-(libc::EFAULT as i64));
         }
         self.thread.vfork_resume.set(call.call_addr);
+        self.thread.vfork_call.set((nr, args));
+        self.thread.lent_to_vfork_child.set(true);
         regs.set_sp(top);
         regs.set_nr(nr);
         regs.set_args(args);

@@ -317,13 +317,18 @@ fn make_shared_area() -> Result<(&'static SharedArea, i32), ToolError> {
 
 /// The preload library: next to the running tool (`cargo build` puts the
 /// cdylib in the profile directory) or in its `deps/` (where `cargo run`
-/// of one binary leaves it).
+/// of one binary leaves it). Where both exist the newer wins: `cargo test`
+/// rebuilds the one in `deps/` without refreshing the other.
 pub fn find_preload() -> Result<PathBuf, ToolError> {
     let exe = std::env::current_exe().map_err(|e| ToolError::Os("current_exe", e))?;
     let dir = exe.parent().unwrap_or(Path::new("/"));
     let looked = vec![dir.join(PRELOAD_FILE), dir.join("deps").join(PRELOAD_FILE)];
-    match looked.iter().find(|p| p.is_file()) {
-        Some(found) => Ok(found.clone()),
+    let newest = looked
+        .iter()
+        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(modified, _)| *modified);
+    match newest {
+        Some((_, found)) => Ok(found.clone()),
         None => Err(ToolError::NoPreload { exe, looked }),
     }
 }

@@ -254,7 +254,6 @@ fn a_tool_under_another_tool_reports_its_own_results() {
 }
 
 #[test]
-#[ignore = "engine: the rt_sigreturn of a program's handler is not passed to the hooks"]
 fn rt_sigreturn_is_counted_as_strace_counts_it() {
     let (dir, binary) = program("handled_signals", "sigreturn");
     let argv = [binary.as_str()];

@@ -112,7 +112,6 @@ fn assert_marks_counted(runs: &Runs) {
 }
 
 #[test]
-#[ignore = "engine item 1: fails before the engine fix (hangs: free() inside the trap under the malloc lock)"]
 fn item01_dlclose_of_a_tls_library_while_another_thread_mallocs() {
     let dir = scratch("item01");
     // -O0: the optimised library does not reproduce the hang as reliably.
@@ -126,7 +125,6 @@ fn item01_dlclose_of_a_tls_library_while_another_thread_mallocs() {
 }
 
 #[test]
-#[ignore = "engine item 2: fails before the engine fix (seqlock livelock: sudtrace hangs)"]
 fn item02_reinstalling_a_handler_while_another_thread_signals_it() {
     // The livelock needs a signal in a narrow window: three tries.
     for _ in 0..3 {
@@ -136,7 +134,6 @@ fn item02_reinstalling_a_handler_while_another_thread_signals_it() {
 }
 
 #[test]
-#[ignore = "engine item 4: fails before the engine fix (sigaltstack not read back, handler not on it)"]
 fn item04_sigaltstack_reads_back_what_the_thread_set() {
     let runs = check("altstack_virtual", &[], &[]);
     assert_native(
@@ -147,14 +144,12 @@ fn item04_sigaltstack_reads_back_what_the_thread_set() {
 }
 
 #[test]
-#[ignore = "engine item 5: fails before the engine fix (SIGSEGV: the trap overruns an 8 KiB alt stack)"]
 fn item05_write_from_a_handler_on_an_8k_alternate_stack() {
     let runs = check("altstack_small", &[], &[]);
     assert_native(&runs, "handled=3\n");
 }
 
 #[test]
-#[ignore = "engine item 6: fails before the engine fix (old set written before the new one is read)"]
 fn item06_sigprocmask_with_the_same_set_for_new_and_old() {
     let runs = check("sigprocmask_alias", &[], &[]);
     assert_native(
@@ -166,7 +161,6 @@ fn item06_sigprocmask_with_the_same_set_for_new_and_old() {
 }
 
 #[test]
-#[ignore = "engine item 7: fails before the engine fix (killed by an ignored SIGSYS from kill)"]
 fn item07_sigsys_from_kill_ignored_then_blocked() {
     let runs = check("sigsys_kill", &[], &[]);
     assert_native(
@@ -176,14 +170,12 @@ fn item07_sigsys_from_kill_ignored_then_blocked() {
 }
 
 #[test]
-#[ignore = "engine item 8: fails before the engine fix (ignored/blocked SIGSYS lost at execve)"]
 fn item08_ignored_and_blocked_sigsys_across_execve() {
     let runs = check("sigsys_exec", &[], &[]);
     assert_native(&runs, "after exec: ignored=1 blocked=1\nalive=1\n");
 }
 
 #[test]
-#[ignore = "engine item 9: fails before the engine fix (vfork runs as fork: no shared memory)"]
 fn item09_vfork_child_reports_exec_failure_through_shared_memory() {
     let runs = check("vfork_shared", &[], &[]);
     assert_native(
@@ -194,7 +186,6 @@ fn item09_vfork_child_reports_exec_failure_through_shared_memory() {
 }
 
 #[test]
-#[ignore = "engine item 10: fails before the engine fix (the child dies of SIGSYS)"]
 fn item10_clone3_with_clear_sighand() {
     let runs = check("clear_sighand", &[], &[]);
     assert_native(&runs, "child: exited=1 code=0 signal=0 marks=5\n");
@@ -202,7 +193,6 @@ fn item10_clone3_with_clear_sighand() {
 }
 
 #[test]
-#[ignore = "engine item 11: fails before the engine fix (the program's own dispatch never reaches its handler)"]
 fn item11_a_program_using_syscall_user_dispatch_itself() {
     let runs = check("own_sud", &[], &[]);
     let native = String::from_utf8_lossy(&runs.native.stdout);
@@ -215,7 +205,6 @@ fn item11_a_program_using_syscall_user_dispatch_itself() {
 }
 
 #[test]
-#[ignore = "engine item 12: fails before the engine fix (the seccomp handler's syscalls go unseen)"]
 fn item12_a_seccomp_trap_handler_making_syscalls() {
     let runs = check("seccomp_trap", &[], &[]);
     assert_native(
@@ -238,28 +227,24 @@ fn item15_siginfo_and_ucontext_as_the_kernel_gives_them() {
 }
 
 #[test]
-#[ignore = "engine item 16: fails before the engine fix (int 0x80 dispatched with x86-64 numbers)"]
 fn item16_int_0x80_uses_i386_numbers() {
     let runs = check("int80", &[], &[]);
     assert_native(&runs, "getpid_ok=1 getppid_ok=1\n");
 }
 
 #[test]
-#[ignore = "engine item 17: fails before the engine fix (backtrace stops at the handler)"]
 fn item17_backtrace_from_a_sigsegv_handler_reaches_main() {
     let runs = check("backtrace_segv", &["-rdynamic"], &[]);
     assert_native(&runs, "main_found=1\n");
 }
 
 #[test]
-#[ignore = "engine item 17: fails before the engine fix (aborts: cannot unwind through the engine's frame)"]
 fn item17_cxx_exception_thrown_from_a_sigsegv_handler() {
     let runs = check("throw_from_segv", &["-fnon-call-exceptions"], &[]);
     assert_native(&runs, "caught=3\n");
 }
 
 #[test]
-#[ignore = "engine item 21: fails before the engine fix (shared selector byte: calls go unseen)"]
 fn item21_clone_vm_without_settls_both_tasks_counted() {
     let runs = check("clone_vm_no_tls", &[], &[]);
     assert_native(&runs, "child_status=0 marks=40000\n");
@@ -300,7 +285,6 @@ fn a_jvm_program_with_threads_files_and_a_child() {
 }
 
 #[test]
-#[ignore = "engine item 4: fails before the engine fix (Go: signal on thread with no signal stack)"]
 fn a_cgo_program_with_2000_goroutines_making_syscalls() {
     if !on_path("go") {
         println!("skipped: no go toolchain (apt package golang-go)");
@@ -326,7 +310,6 @@ fn a_cgo_program_with_2000_goroutines_making_syscalls() {
 }
 
 #[test]
-#[ignore = "engine item 17: fails before the engine fix (memory below the coroutine's stack written)"]
 fn item17_makecontext_coroutine_on_a_6k_stack() {
     let runs = check("coroutine_small", &[], &[]);
     assert_native(&runs, "steps=5 canary_intact=1 marks=5\n");
@@ -334,14 +317,12 @@ fn item17_makecontext_coroutine_on_a_6k_stack() {
 }
 
 #[test]
-#[ignore = "engine item 17: fails before the engine fix (hangs: write+siglongjmp on a 7 KiB alt stack)"]
 fn item17_sigsegv_handler_writes_and_siglongjmps_on_a_small_alt_stack() {
     let runs = check("segv_longjmp_small", &[], &[]);
     assert_native(&runs, "faults=20 canary_intact=1 writes=20\n");
 }
 
 #[test]
-#[ignore = "engine item 17: fails before the engine fix (SIGSEGV without the message instead of SIGABRT)"]
 fn item17_rust_stack_overflow_is_reported_as_natively() {
     let dir = scratch("stack_overflow");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/stack_overflow.rs");
@@ -367,7 +348,6 @@ fn item17_rust_stack_overflow_is_reported_as_natively() {
 }
 
 #[test]
-#[ignore = "engine item 18: fails before the engine fix (sigaction fails inside a sandbox without process_vm_readv)"]
 fn item18_a_seccomp_sandbox_refusing_a_syscall_the_engine_uses() {
     let runs = check("seccomp_sandbox", &[], &[]);
     assert_native(&runs, "sigaction=0 ok\nhandled=1\n");

@@ -51,7 +51,6 @@ fn handler_whose_mask_blocks_every_signal() {
 }
 
 #[test]
-#[ignore = "engine items 4 and 5: fails before the engine fix (handlers of new threads not on their alt stack)"]
 fn sa_onstack_handlers_on_small_alternate_stacks_of_several_threads() {
     let (native, counted) = run_program("onstack", false);
     assert_eq!(reported(&native.stdout, "on_alt"), 12);

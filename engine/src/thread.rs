@@ -25,7 +25,7 @@
 use crate::counters::CounterBlock;
 use crate::sys;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use syscalls::Sysno;
 
 /// Size and alignment of a thread block. Hooks run on its stack, so it is
@@ -34,7 +34,6 @@ pub(crate) const BLOCK_SIZE: usize = 256 * 1024;
 const PAGE: usize = 4096;
 /// The signal stack: everything between the guard page and the state page.
 pub(crate) const STACK_LEN: usize = BLOCK_SIZE - 2 * PAGE;
-const MAGIC: u64 = 0x5355_445f_5448_5244; // "SUD_THRD"
 
 /// The program's view of its alternate signal stack (the real one is the
 /// engine's), kept as the kernel keeps a task's: `flags` as last set
@@ -76,7 +75,6 @@ impl AltStack {
 /// forked child gets a copy with the memory).
 #[repr(C)]
 pub(crate) struct ThreadState {
-    magic: u64,
     /// The selector byte the kernel reads for this thread: the thread-local
     /// byte of [`crate::selector`] for threads armed by host code (so code
     /// generators can flip it `fs`-relative), or `own_selector`.
@@ -115,7 +113,6 @@ pub(crate) struct ThreadState {
 impl ThreadState {
     const fn new() -> Self {
         ThreadState {
-            magic: MAGIC,
             selector: Cell::new(std::ptr::null()),
             own_selector: AtomicU8::new(0),
             armed_tid: Cell::new(0),
@@ -216,26 +213,62 @@ pub(crate) unsafe fn in_handler(uc: *const libc::ucontext_t) -> &'static ThreadS
     // SAFETY: the caller passes the live frame's context.
     let ss = unsafe { std::ptr::addr_of!((*uc).uc_stack).read() };
     let here = &ss as *const _ as usize;
+    match block_of(&ss) {
+        Some(state) if here >= ss.ss_sp as usize && here < ss.ss_sp as usize + STACK_LEN => state,
+        _ => current(),
+    }
+}
+
+/// The state of the block whose signal stack `ss` is (the block's whole
+/// stack, or its lower part: see `deliver`, below handler frames that are
+/// still live), if the engine mapped such a block.
+fn block_of(ss: &libc::stack_t) -> Option<&'static ThreadState> {
     let base = (ss.ss_sp as usize).wrapping_sub(PAGE);
-    // The kernel's stack may be the block's whole stack or its lower part
-    // (see `deliver`: below handler frames that are still live).
-    let ours = ss.ss_flags & libc::SS_DISABLE == 0
-        && ss.ss_size <= STACK_LEN
-        && base % BLOCK_SIZE == 0
-        && here >= ss.ss_sp as usize
-        && here < ss.ss_sp as usize + STACK_LEN;
-    if ours {
-        let state = (base + BLOCK_SIZE - PAGE) as *const ThreadState;
-        // SAFETY: the handler's own stack is this alternate stack, which
-        // has the thread block's size and alignment, so the block's state
-        // page right above it is mapped; the magic word confirms the
-        // mapping is a block (it is never written after init).
-        if unsafe { (*state).magic } == MAGIC {
-            // SAFETY: as above; the state belongs to this thread.
-            return unsafe { &*state };
+    if ss.ss_flags & libc::SS_DISABLE != 0
+        || ss.ss_size > STACK_LEN
+        || base % BLOCK_SIZE != 0
+        || !registered(base)
+    {
+        return None;
+    }
+    // SAFETY: `base` is a block the engine mapped (it is registered), and
+    // blocks are never unmapped; its last page holds a ThreadState, written
+    // before the block was registered.
+    Some(unsafe { &*((base + BLOCK_SIZE - PAGE) as *const ThreadState) })
+}
+
+/// Every block the engine mapped, by base address: an open-addressed set
+/// that only grows (blocks are reused, never unmapped), so a signal handler
+/// can tell a block from someone else's alternate stack without touching
+/// memory that may not be mapped. A process with more blocks than slots
+/// still works: their threads' handlers fall back to the thread-local path.
+static REGISTRY: [AtomicUsize; REGISTRY_SLOTS] = [const { AtomicUsize::new(0) }; REGISTRY_SLOTS];
+const REGISTRY_SLOTS: usize = 8192;
+
+fn registry_slots(base: usize) -> impl Iterator<Item = &'static AtomicUsize> {
+    let start = (base / BLOCK_SIZE).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 51;
+    (0..REGISTRY_SLOTS).map(move |i| &REGISTRY[(start + i) % REGISTRY_SLOTS])
+}
+
+fn register(base: usize) {
+    for slot in registry_slots(base) {
+        match slot.compare_exchange(0, base, Ordering::Release, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(there) if there == base => return,
+            Err(_) => {}
         }
     }
-    current()
+}
+
+fn registered(base: usize) -> bool {
+    for slot in registry_slots(base) {
+        match slot.load(Ordering::Acquire) {
+            0 => return false,
+            there if there == base => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Blocks that threads gave back at a trapped `exit`: reusable once the
@@ -353,16 +386,7 @@ fn kernel_signal_stack_state() -> Option<&'static ThreadState> {
         [0, &mut ss as *mut _ as u64, 0, 0, 0, 0],
     )
     .ok()?;
-    let base = (ss.ss_sp as usize).wrapping_sub(PAGE);
-    if ss.ss_flags & libc::SS_DISABLE != 0 || ss.ss_size > STACK_LEN || base % BLOCK_SIZE != 0 {
-        return None;
-    }
-    let state = (base + BLOCK_SIZE - PAGE) as *const ThreadState;
-    // SAFETY: an alternate stack that starts where a block's does, no
-    // longer than a block's, is a block the engine mapped (the engine maps them and hides the
-    // real stack from the program), so its state page is mapped.
-    let state = unsafe { &*state };
-    (state.magic == MAGIC).then_some(state)
+    block_of(&ss)
 }
 
 fn install_signal_stack(state: &ThreadState) -> Result<(), syscalls::Errno> {
@@ -410,8 +434,10 @@ fn new_block() -> Result<&'static ThreadState, syscalls::Errno> {
     unsafe {
         state.write(ThreadState::new());
         (*state).block.set(base);
-        Ok(&*state)
     }
+    register(base);
+    // SAFETY: as above; initialised just now.
+    Ok(unsafe { &*state })
 }
 
 /// Takes a retired block off the list if its thread no longer exists.

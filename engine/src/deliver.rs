@@ -333,10 +333,13 @@ unsafe fn enter_handler(
     let frame = ((fp_dst - FRAME_LEN) & !15) - 8;
     let new_uc = frame + 8;
     let new_info = new_uc + KERNEL_UC_LEN;
-    // SAFETY: the destination is the program's stack where the kernel
-    // would have written this frame (it faults as the kernel's write would
-    // have made the program fault); the sources are this frame's context,
-    // siginfo and FPU state, of the lengths the kernel wrote.
+    // SAFETY: the destination is where the kernel would have written this
+    // frame for the program (its alternate stack, or below the red zone of
+    // the interrupted stack; a bad stack faults here as the kernel's own
+    // write would have faulted), or, for a signal that interrupted the
+    // engine, the engine's stack 4 KiB below this function's frame, which
+    // nothing live uses. The sources are this delivery's context, siginfo
+    // (128 bytes) and FPU state, of the lengths the kernel wrote.
     unsafe {
         std::ptr::copy(base as *const u8, new_uc as *mut u8, KERNEL_UC_LEN as usize);
         std::ptr::copy(info as *const u8, new_info as *mut u8, SIGINFO_LEN as usize);
@@ -482,7 +485,7 @@ unsafe fn call_app_handler(
 ) {
     if act.flags & libc::SA_SIGINFO as u64 != 0 {
         // SAFETY: the program registered this address as an SA_SIGINFO
-        // handler for `sig`; it gets the kernel's own siginfo and context.
+        // handler for `sig`; it gets this delivery's siginfo and context.
         let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
             unsafe { std::mem::transmute(act.handler) };
         handler(sig, info, ctx);

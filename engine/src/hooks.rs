@@ -58,3 +58,23 @@ pub fn errno_of(result: i64) -> Option<Errno> {
         .contains(&result)
         .then(|| Errno::new(-result as i32))
 }
+
+/// How many words [`hook_words`] gives each thread.
+pub const HOOK_WORDS: usize = 8;
+
+/// A thread's hook words.
+pub type HookWords = [std::cell::Cell<u64>; HOOK_WORDS];
+
+/// Words a hook can keep per thread between calls (an entry timestamp for
+/// the post-hook, a nesting depth), reached without thread-local storage:
+/// hooks run where the program's TLS machinery must not be used (inside
+/// malloc, or while `__tls_get_addr` would allocate). On the trap path the
+/// words live in the thread's engine block, found from where `call` lives;
+/// on the direct entrance, in the thread's engine state reached through
+/// the engine's own thread-local pointer. They start at 0 and only the
+/// owning thread sees them.
+pub fn hook_words(call: &Syscall) -> &'static HookWords {
+    let state = crate::thread::on_engine_stack(call as *const Syscall as usize)
+        .unwrap_or_else(crate::thread::current);
+    &state.hook_words
+}

@@ -98,6 +98,8 @@ pub(crate) struct ThreadState {
     /// The syscall the hooks are handling, for the panic message; `u64::MAX`
     /// when no hook runs.
     pub(crate) in_hook: Cell<u64>,
+    /// Words the hooks keep per thread (see [`crate::hook_words`]).
+    pub(crate) hook_words: crate::hooks::HookWords,
     /// The program's own Syscall User Dispatch configuration (see `nested`).
     pub(crate) program_dispatch: Cell<crate::nested::ProgramDispatch>,
     /// Where the parent of a re-issued vfork resumes (see `trap`), and
@@ -122,6 +124,7 @@ impl ThreadState {
             app_stack: Cell::new(AltStack::DISABLED),
             counter_block: Cell::new(std::ptr::null()),
             in_hook: Cell::new(u64::MAX),
+            hook_words: [const { Cell::new(0) }; crate::hooks::HOOK_WORDS],
             program_dispatch: Cell::new(crate::nested::ProgramDispatch::OFF),
             vfork_resume: Cell::new(0),
             vfork_call: Cell::new((0, [0; 6])),
@@ -234,6 +237,17 @@ fn block_of(ss: &libc::stack_t) -> Option<&'static ThreadState> {
     // SAFETY: `base` is a block the engine mapped (it is registered), and
     // blocks are never unmapped; its last page holds a ThreadState, written
     // before the block was registered.
+    Some(unsafe { &*((base + BLOCK_SIZE - PAGE) as *const ThreadState) })
+}
+
+/// The state of the thread whose engine stack holds `addr`, if any: a
+/// hook's `&Syscall` on the trap path lives on it.
+pub(crate) fn on_engine_stack(addr: usize) -> Option<&'static ThreadState> {
+    let base = addr & !(BLOCK_SIZE - 1);
+    if !registered(base) || addr < base + PAGE || addr >= base + PAGE + STACK_LEN {
+        return None;
+    }
+    // SAFETY: as in `block_of`: a registered block, never unmapped.
     Some(unsafe { &*((base + BLOCK_SIZE - PAGE) as *const ThreadState) })
 }
 

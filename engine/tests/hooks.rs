@@ -244,3 +244,42 @@ fn a_panicking_hook_aborts_with_a_message_naming_the_syscall() {
         "{text}"
     );
 }
+
+static WORDS_MISMATCHES: AtomicU64 = AtomicU64::new(0);
+static WORDS_SEEN: AtomicU64 = AtomicU64::new(0);
+
+#[test]
+fn hook_words_carry_a_value_from_pre_to_post_hook_per_thread() {
+    child_passes(|| {
+        Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
+            .pre_hook(|call| {
+                sud_engine::hook_words(call)[0].set(call.tid as u64 + 1);
+                Verdict::Run
+            })
+            .post_hook(|call, _| {
+                WORDS_SEEN.fetch_add(1, Relaxed);
+                if sud_engine::hook_words(call)[0].get() != call.tid as u64 + 1 {
+                    WORDS_MISMATCHES.fetch_add(1, Relaxed);
+                }
+            })
+            .install()
+            .unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    Engine::installed()
+                        .unwrap()
+                        .arm_current_thread(Selector::Allow)
+                        .unwrap();
+                    for _ in 0..500 {
+                        // SAFETY: getppid has no preconditions.
+                        foreign(|| unsafe { libc::getppid() });
+                    }
+                });
+            }
+        });
+        assert_eq!(WORDS_SEEN.load(Relaxed), 2000);
+        assert_eq!(WORDS_MISMATCHES.load(Relaxed), 0);
+    });
+}

@@ -4,8 +4,8 @@
 //! terminating signal, and where the program makes marker syscalls, the
 //! count syscount saw. Every run is killed after 20 s: a hang fails.
 //!
-//! Tests ignored with "fails before the engine fix" prove a bug of the
-//! engine on main (0c723bc); they are to be un-ignored with the fix.
+//! Each failed on 0c723bc (hung, was killed, or printed something else
+//! under the tools); the engine's transparency work fixed them.
 #![cfg(target_arch = "x86_64")]
 
 mod common;
@@ -242,6 +242,18 @@ fn item17_backtrace_from_a_sigsegv_handler_reaches_main() {
 fn item17_cxx_exception_thrown_from_a_sigsegv_handler() {
     let runs = check("throw_from_segv", &["-fnon-call-exceptions"], &[]);
     assert_native(&runs, "caught=3\n");
+}
+
+#[test]
+fn item20_a_thread_sanitizer_build() {
+    let runs = check("tsan_threads", &["-fsanitize=thread"], &[]);
+    assert_native(&runs, "counter=4000 marks=4000\n");
+    assert!(
+        runs.counted.stderr.is_empty(),
+        "TSan reported something: {}",
+        String::from_utf8_lossy(&runs.counted.stderr)
+    );
+    assert_marks_counted(&runs);
 }
 
 #[test]

@@ -78,3 +78,14 @@ pub fn hook_words(call: &Syscall) -> &'static HookWords {
         .unwrap_or_else(crate::thread::current);
     &state.hook_words
 }
+
+/// Whether the calling thread is in seccomp strict mode (the engine saw it
+/// enter it): any syscall but `read`, `write`, `exit` and `rt_sigreturn`
+/// now kills it, so a hook must make none (read the program's memory
+/// directly rather than with `process_vm_readv`, for instance).
+pub fn in_strict_mode(call: &Syscall) -> bool {
+    crate::thread::on_engine_stack(call as *const Syscall as usize)
+        .unwrap_or_else(crate::thread::current)
+        .strict
+        .get()
+}

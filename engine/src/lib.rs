@@ -114,7 +114,10 @@ pub use engine::{
 };
 pub use error::{Error, RegionProblem, Result};
 pub use filter::{SyscallSet, TRACKED_NUMBERS};
-pub use hooks::{errno_of, hook_words, HookWords, PostHook, PreHook, Syscall, Verdict, HOOK_WORDS};
+pub use hooks::{
+    errno_of, hook_words, in_strict_mode, HookWords, PostHook, PreHook, Syscall, Verdict,
+    HOOK_WORDS,
+};
 pub use kernel::{Region, Support};
 pub use selector::{selector_location, Selector, SelectorLocation};
 pub use sys::raw_syscall;

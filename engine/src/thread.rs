@@ -98,6 +98,9 @@ pub(crate) struct ThreadState {
     /// The syscall the hooks are handling, for the panic message; `u64::MAX`
     /// when no hook runs.
     pub(crate) in_hook: Cell<u64>,
+    /// The thread entered seccomp strict mode: any call but read, write,
+    /// exit and rt_sigreturn kills it, so helpers must make none.
+    pub(crate) strict: Cell<bool>,
     /// Words the hooks keep per thread (see [`crate::hook_words`]).
     pub(crate) hook_words: crate::hooks::HookWords,
     /// The program's own Syscall User Dispatch configuration (see `nested`).
@@ -124,6 +127,7 @@ impl ThreadState {
             app_stack: Cell::new(AltStack::DISABLED),
             counter_block: Cell::new(std::ptr::null()),
             in_hook: Cell::new(u64::MAX),
+            strict: Cell::new(false),
             hook_words: [const { Cell::new(0) }; crate::hooks::HOOK_WORDS],
             program_dispatch: Cell::new(crate::nested::ProgramDispatch::OFF),
             vfork_resume: Cell::new(0),

@@ -212,6 +212,10 @@ impl Executor for TrapExecutor {
             Some(Sysno::prctl) if a[0] == nested::PR_SET_SYSCALL_USER_DISPATCH => {
                 done(nested::prctl(self.thread, a))
             }
+            Some(Sysno::prctl) if a[0] == libc::PR_SET_SECCOMP as u64 && a[1] == 1 => {
+                done(self.entering_strict_mode(call.nr, a))
+            }
+            Some(Sysno::seccomp) if a[0] == 0 => done(self.entering_strict_mode(call.nr, a)),
             Some(Sysno::rt_sigreturn) => {
                 // SAFETY: the frame's context.
                 let sp = unsafe { arch::SyscallRegs::from_raw(self.uc) }.sp();
@@ -355,6 +359,18 @@ impl TrapExecutor {
             }
         }
         0
+    }
+
+    /// Seccomp strict mode (`prctl(PR_SET_SECCOMP, 1)` or
+    /// `seccomp(SECCOMP_SET_MODE_STRICT)`): the thread is marked, so that
+    /// hooks can avoid calls that would now kill it (see
+    /// [`crate::in_strict_mode`]).
+    fn entering_strict_mode(&self, nr: u64, a: [u64; 6]) -> i64 {
+        let r = raw6(nr, a);
+        if r == 0 {
+            self.thread.strict.set(true);
+        }
+        r
     }
 
     /// rt_sigpending: a SIGSYS the engine keeps pending for the program

@@ -686,3 +686,39 @@ fn a_seccomp_trap_handler_runs_foreign_on_the_programs_selector() {
         );
     });
 }
+
+static SAW_STRICT: AtomicU64 = AtomicU64::new(0);
+
+#[test]
+fn hooks_know_when_the_thread_is_in_seccomp_strict_mode() {
+    let ended = in_child(|| {
+        Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::write]))
+            .pre_hook(|call| {
+                let bit = if sud_engine::in_strict_mode(call) {
+                    2
+                } else {
+                    1
+                };
+                SAW_STRICT.fetch_or(bit, SeqCst);
+                Verdict::Run
+            })
+            .install()
+            .unwrap();
+        foreign(|| {
+            // SAFETY: writes of nothing to an invalid descriptor, strict
+            // mode, and a raw exit (the only way out it leaves).
+            unsafe {
+                libc::write(-1, std::ptr::null(), 0);
+                libc::prctl(libc::PR_SET_SECCOMP, 1);
+                libc::write(-1, std::ptr::null(), 0);
+                libc::syscall(libc::SYS_exit, SAW_STRICT.load(SeqCst) as i64);
+            }
+        });
+    });
+    assert_eq!(
+        ended,
+        Ended::Exited(3),
+        "before (1) and after (2) strict mode"
+    );
+}

@@ -637,7 +637,7 @@ pub struct DirectFrame {
 /// stack, and restore whatever the syscall instruction preserves.
 pub extern "C" fn direct_entry(frame: &DirectFrame) -> i64 {
     let mut frame = *frame;
-    with_errno_kept(|| match Engine::installed() {
+    sys::with_errno_kept(|| match Engine::installed() {
         Some(engine) => engine.dispatch_frame(&mut frame, DirectMode::Execute),
         None => sys::raw6(frame.nr, frame.args),
     })
@@ -656,7 +656,7 @@ pub const EXECUTE_IN_STUB: i64 = i64::MIN;
 /// instead of deep in Rust frames, whose returns all mispredict after a
 /// kernel entry (the return stack buffer is flushed): ~20 ns per call here.
 pub extern "C" fn direct_entry_deferring(frame: &mut DirectFrame) -> i64 {
-    with_errno_kept(|| match Engine::installed() {
+    sys::with_errno_kept(|| match Engine::installed() {
         Some(engine) => engine.dispatch_frame(frame, DirectMode::Defer),
         None => EXECUTE_IN_STUB,
     })
@@ -676,7 +676,7 @@ pub const EXECUTE_AT_SITE: i64 = -0x10000;
 /// see its result, as for a clone re-issued on the trap path, and
 /// arguments changed by a hook are not applied).
 pub extern "C" fn direct_entry_clones_at_site(frame: &mut DirectFrame) -> i64 {
-    with_errno_kept(|| match Engine::installed() {
+    sys::with_errno_kept(|| match Engine::installed() {
         Some(engine) => engine.dispatch_frame(frame, DirectMode::ClonesAtSite),
         None if is_clone_call(frame.nr) => EXECUTE_AT_SITE,
         None => EXECUTE_IN_STUB,
@@ -699,21 +699,6 @@ enum DirectMode {
     Defer,
     /// As `Defer`, and leave clone-family calls to the site ([`EXECUTE_AT_SITE`]).
     ClonesAtSite,
-}
-
-/// Runs `f` and puts the thread's errno back as it was: hooks may call
-/// libc, which writes errno, and the code at the site must find it
-/// unchanged, as on the trap path.
-fn with_errno_kept(f: impl FnOnce() -> i64) -> i64 {
-    // SAFETY: __errno_location returns this thread's errno slot, valid for
-    // the thread's life.
-    let errno_slot = unsafe { libc::__errno_location() };
-    // SAFETY: as above.
-    let saved_errno = unsafe { *errno_slot };
-    let result = f();
-    // SAFETY: as above.
-    unsafe { *errno_slot = saved_errno };
-    result
 }
 
 /// Executes direct-entrance calls: no signal frame is involved, so calls

@@ -85,3 +85,19 @@ pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) {
         bytes = &bytes[n as usize..];
     }
 }
+
+/// Runs `f` and puts the thread's errno back as it was: hooks may call
+/// libc, which writes errno, and the interrupted code (or the code at a
+/// direct site) must find it unchanged. `__errno_location` is an
+/// initial-exec TLS access in libc: no allocation, no lock.
+pub(crate) fn with_errno_kept<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: __errno_location returns this thread's errno slot, valid for
+    // the thread's life.
+    let errno_slot = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved_errno = unsafe { *errno_slot };
+    let result = f();
+    // SAFETY: as above.
+    unsafe { *errno_slot = saved_errno };
+    result
+}

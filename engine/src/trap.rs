@@ -125,13 +125,9 @@ unsafe fn vfork_returned(engine: &Engine, thread: &ThreadState, uc: *mut libc::u
         tid: thread.armed_tid.get(),
         entrance: Entrance::Trap,
     };
-    // SAFETY: this thread's errno slot; hooks may write it.
-    let errno_slot = unsafe { libc::__errno_location() };
-    // SAFETY: as above.
-    let saved_errno = unsafe { *errno_slot };
-    let result = crate::dispatch::complete(&engine.core, thread, &call, regs.nr() as i64);
-    // SAFETY: as above.
-    unsafe { *errno_slot = saved_errno };
+    let result = crate::sys::with_errno_kept(|| {
+        crate::dispatch::complete(&engine.core, thread, &call, regs.nr() as i64)
+    });
     regs.set_result(result);
     let sp = regs.sp();
     regs.set_sp(sp + CLONE_RESUME_BELOW_SP);

@@ -55,6 +55,76 @@ pub struct ToolConfig {
     pub trace: Option<Vec<u64>>,
     /// sudfault's rules.
     pub faults: Vec<FaultRule>,
+    /// How sudtrace prints (and sudfault reports) calls.
+    pub options: TraceOptions,
+}
+
+/// sudtrace's output choices, the strace flags that shape each line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceOptions {
+    /// `-s N`: most bytes of a string shown.
+    pub string_limit: usize,
+    /// `-y`: descriptor paths.
+    pub fd_paths: bool,
+    /// `-T`: time spent in each call.
+    pub durations: bool,
+    /// `-t` (1), `-tt` (2), `-ttt` (3): wall-clock time of each call.
+    pub timestamps: u8,
+    /// `-r`: time since the previous call.
+    pub relative: bool,
+    /// `-e status=`: which results are shown.
+    pub status: StatusFilter,
+    /// `--json`: one JSON object per line.
+    pub json: bool,
+    /// `-o FILE` with `-f`: every line starts with the pid (`1234  `),
+    /// as strace does when it writes to a file.
+    pub pid_column: bool,
+    /// `-ff -o FILE`: each task writes to `FILE.<tid>` (absolute path).
+    pub per_task: Option<String>,
+    /// The local time zone's offset from UTC in seconds, for `-t`/`-tt`
+    /// (the traced program cannot call localtime from a signal handler).
+    pub utc_offset: i64,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            string_limit: 32,
+            fd_paths: false,
+            durations: false,
+            timestamps: 0,
+            relative: false,
+            status: StatusFilter::All,
+            json: false,
+            pid_column: false,
+            per_task: None,
+            utc_offset: 0,
+        }
+    }
+}
+
+/// `-e status=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Every call.
+    All,
+    /// `status=successful`: calls that did not fail.
+    Successful,
+    /// `status=failed`: calls that returned an error.
+    Failed,
+}
+
+/// Hex of bytes, so a path survives the `;`/`=` syntax of the encoding.
+fn hex_encode(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(text: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 /// A malformed [`CONFIG_ENV`] value.
@@ -93,6 +163,26 @@ impl ToolConfig {
                 .collect();
             s += &format!(";fail={}", list.join(","));
         }
+        let o = &self.options;
+        let status = match o.status {
+            StatusFilter::All => 0,
+            StatusFilter::Successful => 1,
+            StatusFilter::Failed => 2,
+        };
+        s += &format!(
+            ";strsize={};fdpaths={};durations={};timestamps={};relative={};status={status};json={};pidcol={};utc={}",
+            o.string_limit,
+            o.fd_paths as u8,
+            o.durations as u8,
+            o.timestamps,
+            o.relative as u8,
+            o.json as u8,
+            o.pid_column as u8,
+            o.utc_offset
+        );
+        if let Some(path) = &o.per_task {
+            s += &format!(";pertask={}", hex_encode(path));
+        }
         s
     }
 
@@ -103,6 +193,8 @@ impl ToolConfig {
         let mut mode = None;
         let (mut out_fd, mut shared_fd, mut tool_pid, mut follow) = (None, None, None, false);
         let (mut trace, mut faults) = (None, Vec::new());
+        let mut options = TraceOptions::default();
+        let flag = |v: &str| v == "1";
         for field in text.split(';') {
             let (key, value) = field
                 .split_once('=')
@@ -144,6 +236,25 @@ impl ToolConfig {
                         return Err(bad("too many fault rules"));
                     }
                 }
+                "strsize" => options.string_limit = num(value)? as usize,
+                "fdpaths" => options.fd_paths = flag(value),
+                "durations" => options.durations = flag(value),
+                "timestamps" => options.timestamps = num(value)?.min(3) as u8,
+                "relative" => options.relative = flag(value),
+                "status" => {
+                    options.status = match value {
+                        "0" => StatusFilter::All,
+                        "1" => StatusFilter::Successful,
+                        "2" => StatusFilter::Failed,
+                        _ => return Err(bad("bad status filter")),
+                    }
+                }
+                "json" => options.json = flag(value),
+                "pidcol" => options.pid_column = flag(value),
+                "utc" => options.utc_offset = value.parse().map_err(|_| bad("bad number"))?,
+                "pertask" => {
+                    options.per_task = Some(hex_decode(value).ok_or_else(|| bad("bad path"))?)
+                }
                 _ => return Err(bad("unknown field")),
             }
         }
@@ -155,6 +266,7 @@ impl ToolConfig {
             tool_pid: tool_pid.ok_or_else(|| bad("no tool pid"))?,
             trace,
             faults,
+            options,
         })
     }
 }
@@ -204,6 +316,18 @@ mod tests {
                 errno: 2,
                 nth: 3,
             }],
+            options: TraceOptions {
+                string_limit: 100,
+                fd_paths: true,
+                durations: true,
+                timestamps: 2,
+                relative: true,
+                status: StatusFilter::Failed,
+                json: true,
+                pid_column: true,
+                per_task: Some("/tmp/a;b=c".into()),
+                utc_offset: -3600,
+            },
         };
         assert_eq!(ToolConfig::decode(&config.encode()), Ok(config));
         assert!(ToolConfig::decode("mode=count;out=1").is_err());

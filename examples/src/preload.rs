@@ -28,10 +28,10 @@
 //! are visible to the program, e.g. in `/proc/self/fd`.
 
 use crate::config::{Mode, SharedArea, ToolConfig, CONFIG_ENV};
-use crate::text::{format_call, format_result, read_memory, Line};
+use crate::text::{read_memory, Line};
+use crate::tracer::{self, Prefix};
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, CStr, CString};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
 use sud_engine::{Engine, Errno, Selector, Syscall, SyscallSet, Sysno, Verdict};
@@ -326,8 +326,11 @@ fn pre(call: &Syscall) -> Verdict {
     if let Some(Sysno::execve | Sysno::execveat) = sysno {
         return p.keep_preload_in_exec(call);
     }
-    if p.config.mode == Mode::Trace && returns_unseen(call) {
-        p.trace(call, None);
+    if p.config.mode == Mode::Trace {
+        tracer::on_entry(&p.config.options);
+        if returns_unseen(call) {
+            p.trace(call, None);
+        }
     }
     Verdict::Run
 }
@@ -361,32 +364,67 @@ impl Preload {
         self.shared.threads.fetch_add(1, Relaxed);
     }
 
-    /// Starts a line with `[pid N] ` when more than one task is involved;
-    /// `None` when this thread's lines are not shown (no `-f`, and not the
-    /// first process's first thread).
-    fn start_line(&self, line: &mut Line) -> Option<()> {
+    /// How this thread's lines start; `None` when its lines are not
+    /// shown (no `-f`, and not the first process's first thread).
+    fn prefix(&self) -> Option<Prefix> {
         let tid = gettid();
         if !self.config.follow {
-            return (tid == getpid()).then_some(());
+            return (tid == getpid()).then_some(Prefix::Nothing);
         }
-        if !self.is_root || MANY_TASKS.load(Relaxed) || tid != getpid() {
-            let _ = write!(line, "[pid {tid}] ");
+        let options = &self.config.options;
+        if options.per_task.is_some() {
+            Some(Prefix::Nothing)
+        } else if options.pid_column {
+            Some(Prefix::Column(tid))
+        } else if !self.is_root || MANY_TASKS.load(Relaxed) || tid != getpid() {
+            Some(Prefix::Bracket(tid))
+        } else {
+            Some(Prefix::Nothing)
         }
-        Some(())
     }
 
     fn trace(&self, call: &Syscall, result: Option<i64>) {
         if !self.print.contains(call.nr) {
             return;
         }
-        let mut line = Line::new();
-        if self.start_line(&mut line).is_none() {
+        let Some(who) = self.prefix() else {
             return;
+        };
+        let options = &self.config.options;
+        let (pid, tid) = (getpid(), gettid());
+        if tracer::shown(options, result) {
+            let mut line = Line::new();
+            tracer::syscall_line(
+                &mut line, options, who, pid, tid, call.nr, &call.args, result,
+            );
+            self.emit(line.as_bytes());
         }
-        format_call(&mut line, call.nr, &call.args, result);
-        format_result(&mut line, call.nr, result);
-        line.finish();
-        write_all(self.config.out_fd, line.as_bytes());
+        if let Some(Sysno::exit | Sysno::exit_group) = call.sysno() {
+            let mut line = Line::new();
+            tracer::exit_line(
+                &mut line,
+                options,
+                who,
+                pid,
+                tid,
+                call.args[0] as i32 & 0xff,
+            );
+            self.emit(line.as_bytes());
+        }
+    }
+
+    /// Writes one finished line where this task's output goes.
+    fn emit(&self, bytes: &[u8]) {
+        match &self.config.options.per_task {
+            Some(base) => {
+                if let Some(fd) = open_task_output(base, gettid()) {
+                    write_all(fd, bytes);
+                    // SAFETY: closing the descriptor opened just above.
+                    unsafe { raw(Sysno::close, [fd as u64, 0, 0, 0, 0, 0]) };
+                }
+            }
+            None => write_all(self.config.out_fd, bytes),
+        }
     }
 
     /// The line for the execve that started this image (the old image
@@ -401,10 +439,9 @@ impl Preload {
         if !self.print.contains(Sysno::execve.id() as u64) {
             return;
         }
-        let mut line = Line::new();
-        if self.start_line(&mut line).is_none() {
+        let Some(who) = self.prefix() else {
             return;
-        }
+        };
         // SAFETY: AT_EXECFN is the file name the kernel was given, a
         // NUL-terminated string on the initial stack (or 0 when absent).
         let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) };
@@ -412,10 +449,22 @@ impl Preload {
         if argc < 0 {
             args[1] = 0;
         }
-        format_call(&mut line, Sysno::execve.id() as u64, &args, Some(0));
-        format_result(&mut line, Sysno::execve.id() as u64, Some(0));
-        line.finish();
-        write_all(self.config.out_fd, line.as_bytes());
+        let options = &self.config.options;
+        if tracer::shown(options, Some(0)) {
+            let mut line = Line::new();
+            let nr = Sysno::execve.id() as u64;
+            tracer::syscall_line(
+                &mut line,
+                options,
+                who,
+                getpid(),
+                gettid(),
+                nr,
+                &args,
+                Some(0),
+            );
+            self.emit(line.as_bytes());
+        }
     }
 
     /// sudfault: fails the call if a rule says so, and reports it.
@@ -431,12 +480,16 @@ impl Preload {
             self.shared.rule_injected[i].fetch_add(1, Relaxed);
             let result = -(rule.errno as i64);
             let mut line = Line::new();
-            line.push_bytes(b"sudfault: ");
-            let _ = write!(line, "[pid {}] ", gettid());
-            format_call(&mut line, call.nr, &call.args, Some(result));
-            format_result(&mut line, call.nr, Some(result));
-            let _ = write!(line, " (injected, call {n})");
-            line.finish();
+            tracer::fault_line(
+                &mut line,
+                &self.config.options,
+                getpid(),
+                gettid(),
+                call.nr,
+                &call.args,
+                result,
+                n,
+            );
             write_all(self.config.out_fd, line.as_bytes());
             return Some(Verdict::Fail(Errno::new(rule.errno)));
         }
@@ -574,6 +627,30 @@ impl Preload {
         args[envp_index] = base;
         Verdict::RunWith(args)
     }
+}
+
+/// `-ff`: opens `BASE.<tid>` for appending one line (opened per line and
+/// closed at once, so the program never holds or closes it). The one
+/// place a per-task output is opened.
+fn open_task_output(base: &str, tid: i64) -> Option<i32> {
+    let mut path = [0u8; 4200];
+    tracer::task_file_name(base, tid, &mut path)?;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
+    // SAFETY: openat with a NUL-terminated path in `path`.
+    let fd = unsafe {
+        raw(
+            Sysno::openat,
+            [
+                libc::AT_FDCWD as u64,
+                path.as_ptr() as u64,
+                flags as u64,
+                0o644,
+                0,
+                0,
+            ],
+        )
+    };
+    (fd >= 0).then_some(fd as i32)
 }
 
 /// `SUD_TOOL=` as bytes, without allocating.

@@ -1,0 +1,339 @@
+//! sudtrace's lines as the preload writes them from the hooks: prefixes
+//! (`[pid N]`, timestamps), filters (`-e status=`), durations (`-T`), the
+//! text or JSON body, and the `+++ exited with N +++` lines. Runs on the
+//! trap path: fixed buffers only, no allocation, no locks.
+
+use crate::config::{StatusFilter, TraceOptions};
+use crate::text::{self, Line, Style};
+use std::cell::Cell;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use sud_engine::{errno_of, Sysno};
+
+thread_local! {
+    /// When this thread's current call was entered (ns, CLOCK_REALTIME and
+    /// CLOCK_MONOTONIC), for `-t`, `-r` and `-T`.
+    static ENTERED: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// The monotonic entry time of the previous call in this process, for `-r`.
+static PREVIOUS_ENTRY: AtomicU64 = AtomicU64::new(0);
+
+/// How a line names its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefix {
+    /// One task so far: no prefix.
+    Nothing,
+    /// `[pid  1234] `, strace's prefix on standard error with `-f`.
+    Bracket(i64),
+    /// `1234  `, strace's prefix with `-f -o FILE`.
+    Column(i64),
+}
+
+fn now(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec; it runs in the vDSO (no
+    // lock, async-signal-safe).
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Notes the entry time of a call, when a time is to be shown.
+pub(crate) fn on_entry(options: &TraceOptions) {
+    if options.durations || options.timestamps > 0 || options.relative {
+        let entered = (now(libc::CLOCK_REALTIME), now(libc::CLOCK_MONOTONIC));
+        ENTERED.with(|e| e.set(entered));
+    }
+}
+
+fn style(options: &TraceOptions) -> Style {
+    Style {
+        string_limit: options.string_limit,
+        fd_paths: options.fd_paths,
+    }
+}
+
+/// Whether `-e status=` lets this result through.
+pub(crate) fn shown(options: &TraceOptions, result: Option<i64>) -> bool {
+    match (options.status, result) {
+        (StatusFilter::All, _) => true,
+        (_, None) => false,
+        (StatusFilter::Failed, Some(r)) => errno_of(r).is_some(),
+        (StatusFilter::Successful, Some(r)) => errno_of(r).is_none(),
+    }
+}
+
+fn prefix(line: &mut Line, prefix: Prefix) {
+    match prefix {
+        Prefix::Nothing => {}
+        Prefix::Bracket(tid) => {
+            let _ = write!(line, "[pid {tid:>5}] ");
+        }
+        Prefix::Column(tid) => {
+            let _ = write!(line, "{tid:<5} ");
+        }
+    }
+}
+
+/// `-t`/`-tt`/`-ttt` and `-r`, as strace prints them before the call.
+fn times(line: &mut Line, options: &TraceOptions) {
+    if options.timestamps == 0 && !options.relative {
+        return;
+    }
+    let (wall, mono) = ENTERED.with(Cell::get);
+    let (secs, micros) = (wall / 1_000_000_000, (wall % 1_000_000_000) / 1000);
+    let local = (secs as i64 + options.utc_offset).rem_euclid(86_400);
+    let (h, m, s) = (local / 3600, local / 60 % 60, local % 60);
+    match options.timestamps {
+        1 => {
+            let _ = write!(line, "{h:02}:{m:02}:{s:02} ");
+        }
+        2 => {
+            let _ = write!(line, "{h:02}:{m:02}:{s:02}.{micros:06} ");
+        }
+        3 => {
+            let _ = write!(line, "{secs}.{micros:06} ");
+        }
+        _ => {}
+    }
+    if options.relative {
+        let previous = PREVIOUS_ENTRY.swap(mono, Relaxed);
+        let delta = if previous == 0 {
+            0
+        } else {
+            mono.saturating_sub(previous)
+        };
+        let (ds, dus) = (delta / 1_000_000_000, (delta % 1_000_000_000) / 1000);
+        if options.timestamps > 0 {
+            let _ = write!(line, "(+{ds:>6}.{dus:06}) ");
+        } else {
+            let _ = write!(line, "{ds:>6}.{dus:06} ");
+        }
+    }
+}
+
+fn json_string(line: &mut Line, text: &str) {
+    line.push_bytes(b"\"");
+    line.push_bytes(text.as_bytes());
+    line.push_bytes(b"\"");
+}
+
+/// One call's line (text or JSON), newline included.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn syscall_line(
+    line: &mut Line,
+    options: &TraceOptions,
+    who: Prefix,
+    pid: i64,
+    tid: i64,
+    nr: u64,
+    args: &[u64; 6],
+    result: Option<i64>,
+) {
+    let style = style(options);
+    let (wall, mono) = ENTERED.with(Cell::get);
+    if options.json {
+        let _ = write!(
+            line,
+            "{{\"type\":\"syscall\",\"pid\":{pid},\"tid\":{tid},\"name\":"
+        );
+        match usize::try_from(nr).ok().and_then(Sysno::new) {
+            Some(s) => json_string(line, s.name()),
+            None => {
+                let _ = write!(line, "\"syscall_{nr:#x}\"");
+            }
+        }
+        let _ = write!(line, ",\"nr\":{nr},\"args\":");
+        text::format_json_args(line, &style, nr, args, result);
+        match result {
+            None => line.push_bytes(b",\"ret\":null,\"errno\":null"),
+            Some(r) => match errno_of(r) {
+                Some(e) => {
+                    let _ = write!(line, ",\"ret\":-1,\"errno\":");
+                    json_string(line, e.name().unwrap_or("E?"));
+                }
+                None => {
+                    let _ = write!(line, ",\"ret\":{r},\"errno\":null");
+                }
+            },
+        }
+        if options.timestamps > 0 || options.relative {
+            let _ = write!(
+                line,
+                ",\"time\":{}.{:06}",
+                wall / 1_000_000_000,
+                (wall % 1_000_000_000) / 1000
+            );
+        }
+        if options.durations && result.is_some() {
+            let d = now(libc::CLOCK_MONOTONIC).saturating_sub(mono);
+            let _ = write!(
+                line,
+                ",\"duration\":{}.{:06}",
+                d / 1_000_000_000,
+                (d % 1_000_000_000) / 1000
+            );
+        }
+        line.push_bytes(b"}");
+        line.finish();
+        return;
+    }
+    prefix(line, who);
+    times(line, options);
+    // strace counts the prefix in the column it aligns results at.
+    text::format_syscall(line, &style, nr, args, result, 0);
+    if options.durations && result.is_some() {
+        let d = now(libc::CLOCK_MONOTONIC).saturating_sub(mono);
+        let _ = write!(
+            line,
+            " <{}.{:06}>",
+            d / 1_000_000_000,
+            (d % 1_000_000_000) / 1000
+        );
+    }
+    line.finish();
+}
+
+/// `+++ exited with N +++` (or its JSON form) for a task ending.
+pub(crate) fn exit_line(
+    line: &mut Line,
+    options: &TraceOptions,
+    who: Prefix,
+    pid: i64,
+    tid: i64,
+    code: i32,
+) {
+    if options.json {
+        let _ = write!(
+            line,
+            "{{\"type\":\"exit\",\"pid\":{pid},\"tid\":{tid},\"status\":{code}}}"
+        );
+        line.finish();
+        return;
+    }
+    prefix(line, who);
+    if options.timestamps > 0 || options.relative {
+        on_entry(options);
+        times(line, options);
+    }
+    let _ = write!(line, "+++ exited with {code} +++");
+    line.finish();
+}
+
+/// sudfault's report of one injected failure: `sudfault: [pid N] call =
+/// -1 ERRNO (text) (injected, call K)`, or a JSON object.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fault_line(
+    line: &mut Line,
+    options: &TraceOptions,
+    pid: i64,
+    tid: i64,
+    nr: u64,
+    args: &[u64; 6],
+    result: i64,
+    nth: u64,
+) {
+    let style = style(options);
+    if options.json {
+        let _ = write!(
+            line,
+            "{{\"type\":\"fault\",\"pid\":{pid},\"tid\":{tid},\"name\":"
+        );
+        match usize::try_from(nr).ok().and_then(Sysno::new) {
+            Some(s) => json_string(line, s.name()),
+            None => {
+                let _ = write!(line, "\"syscall_{nr:#x}\"");
+            }
+        }
+        let _ = write!(line, ",\"nr\":{nr},\"args\":");
+        text::format_json_args(line, &style, nr, args, Some(result));
+        let name = errno_of(result).and_then(|e| e.name()).unwrap_or("E?");
+        let _ = write!(line, ",\"ret\":-1,\"errno\":\"{name}\",\"call\":{nth}}}");
+        line.finish();
+        return;
+    }
+    let _ = write!(line, "sudfault: [pid {tid}] ");
+    text::format_syscall(line, &style, nr, args, Some(result), usize::MAX);
+    let _ = write!(line, " (injected, call {nth})");
+    line.finish();
+}
+
+/// `FILE.<tid>` for `-ff`, NUL-terminated, in a fixed buffer; `None` if
+/// the path does not fit.
+pub(crate) fn task_file_name(base: &str, tid: i64, buf: &mut [u8; 4200]) -> Option<usize> {
+    let mut name = Line::new();
+    let _ = write!(name, "{base}.{tid}");
+    let bytes = name.as_bytes();
+    if bytes.len() + 1 > buf.len() || bytes.contains(&0) {
+        return None;
+    }
+    buf[..bytes.len()].copy_from_slice(bytes);
+    buf[bytes.len()] = 0;
+    Some(bytes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_follow_strace() {
+        let options = TraceOptions::default();
+        let mut line = Line::new();
+        syscall_line(
+            &mut line,
+            &options,
+            Prefix::Bracket(42),
+            42,
+            42,
+            Sysno::close.id() as u64,
+            &[3, 0, 0, 0, 0, 0],
+            Some(0),
+        );
+        assert_eq!(
+            line.as_bytes(),
+            b"[pid    42] close(3)                    = 0\n"
+        );
+        let mut line = Line::new();
+        syscall_line(
+            &mut line,
+            &options,
+            Prefix::Column(1234),
+            1234,
+            1234,
+            Sysno::close.id() as u64,
+            &[3, 0, 0, 0, 0, 0],
+            Some(0),
+        );
+        assert_eq!(
+            line.as_bytes(),
+            b"1234  close(3)                          = 0\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_have_the_documented_fields() {
+        let options = TraceOptions {
+            json: true,
+            ..TraceOptions::default()
+        };
+        let mut line = Line::new();
+        syscall_line(
+            &mut line,
+            &options,
+            Prefix::Nothing,
+            7,
+            8,
+            Sysno::close.id() as u64,
+            &[3, 0, 0, 0, 0, 0],
+            Some(-9),
+        );
+        assert_eq!(
+            line.as_bytes(),
+            b"{\"type\":\"syscall\",\"pid\":7,\"tid\":8,\"name\":\"close\",\"nr\":3,\"args\":[3],\"ret\":-1,\"errno\":\"EBADF\"}\n"
+        );
+    }
+}

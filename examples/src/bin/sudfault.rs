@@ -3,7 +3,7 @@
 //! User Dispatch inside the program; this injects faults for testing and
 //! confines nothing (SUD is not a security boundary).
 //!
-//! `sudfault --fail NAME=ERRNO[@N] [--fail ...] -- PROG [ARGS...]`
+//! `sudfault [--json] [-o FILE] --fail NAME=ERRNO[@N] [--fail ...] -- PROG [ARGS...]`
 //!
 //! `@N` counts calls of NAME over all the program's processes and threads,
 //! from 1. Each injection is reported on standard error as it happens, and
@@ -26,6 +26,9 @@ struct Cli {
     /// examples/JSON.md).
     #[arg(long)]
     json: bool,
+    /// Write the reports to FILE instead of standard error.
+    #[arg(short = 'o', value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
     /// Make call N of NAME (every call without @N) fail with ERRNO, e.g.
     /// `openat=ENOENT@2`.
     #[arg(long = "fail", value_name = "NAME=ERRNO[@N]", required = true, value_parser = parse_rule)]
@@ -85,7 +88,7 @@ fn main() {
         follow: true,
         trace: None,
         faults: cli.fail.clone(),
-        output: None,
+        output: cli.output,
         program: cli.program,
         options: TraceOptions {
             json: cli.json,

@@ -1134,10 +1134,28 @@ fn argv(line: &mut Line, addr: u64, limit: usize) {
     line.push_bytes(b"]");
 }
 
+/// execve's argv as a JSON array of strings.
+fn json_argv(line: &mut Line, addr: u64, limit: usize) {
+    if addr == 0 {
+        return line.push_bytes(b"null");
+    }
+    line.push_bytes(b"[");
+    for i in 0..MAX_ARGV {
+        let Some(ptr) = escape::read_value::<u64>(addr + 8 * i as u64).filter(|&p| p != 0) else {
+            break;
+        };
+        if i > 0 {
+            line.push_bytes(b",");
+        }
+        c_string(line, ptr, Some(limit), Quote::Json);
+    }
+    line.push_bytes(b"]");
+}
+
 /// The same decoding as JSON: `"args":[...]` values. Integers are JSON
 /// numbers, NULL is `null`, strings and buffers are JSON strings of their
-/// bytes (cut at `-s`; bytes from 0x80 up as U+0080..U+00FF), and
-/// everything else (flags, structures, pointers) is a JSON string holding
+/// bytes (cut at `-s`; bytes from 0x80 up as U+0080..U+00FF), execve's
+/// argv is an array of such strings, and everything else (flags, structures, pointers) is a JSON string holding
 /// strace's text for it.
 pub fn format_json_args(
     line: &mut Line,
@@ -1186,6 +1204,7 @@ pub fn format_json_args(
             Path => c_string(line, value, None, Quote::Json),
             Str => c_string(line, value, Some(limit), Quote::Json),
             InBuf(len) => counted(line, value, args[len] as usize, limit, Quote::Json),
+            Argv => json_argv(line, value, limit),
             OutBuf if ctx.ok().is_some() => counted(
                 line,
                 value,

@@ -450,6 +450,7 @@ impl Preload {
             args[1] = 0;
         }
         let options = &self.config.options;
+        tracer::on_entry(options);
         if tracer::shown(options, Some(0)) {
             let mut line = Line::new();
             let nr = Sysno::execve.id() as u64;

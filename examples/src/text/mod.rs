@@ -4,7 +4,7 @@
 //! program's memory is read with `process_vm_readv`, so a bad pointer
 //! prints as an address instead of faulting inside the signal handler.
 //!
-//! Each syscall has a list of argument kinds ([`Arg`]) chosen to print
+//! Each syscall has a list of argument kinds (`Arg`) chosen to print
 //! what strace prints for it: the same number of arguments, flags and
 //! enums by name, structures the call reads before it and those it fills
 //! after it (the whole line is written when the call has returned).

@@ -345,10 +345,13 @@ fn post(call: &Syscall, result: &mut i64) {
     if creation(call).is_some() {
         if *result == 0 {
             // The forked child: the parent reports the call.
+            crate::text::forget_pid();
             return;
         }
         if *result > 0 {
             p.count_creation(false);
+            // A vfork child may have cached its own pid in our memory.
+            crate::text::forget_pid();
         }
     }
     if p.config.mode == Mode::Trace {
@@ -366,17 +369,16 @@ impl Preload {
 
     /// How this thread's lines start; `None` when its lines are not
     /// shown (no `-f`, and not the first process's first thread).
-    fn prefix(&self) -> Option<Prefix> {
-        let tid = gettid();
+    fn prefix(&self, pid: i64, tid: i64) -> Option<Prefix> {
         if !self.config.follow {
-            return (tid == getpid()).then_some(Prefix::Nothing);
+            return (tid == pid).then_some(Prefix::Nothing);
         }
         let options = &self.config.options;
         if options.per_task.is_some() {
             Some(Prefix::Nothing)
         } else if options.pid_column {
             Some(Prefix::Column(tid))
-        } else if !self.is_root || MANY_TASKS.load(Relaxed) || tid != getpid() {
+        } else if !self.is_root || MANY_TASKS.load(Relaxed) || tid != pid {
             Some(Prefix::Bracket(tid))
         } else {
             Some(Prefix::Nothing)
@@ -387,11 +389,11 @@ impl Preload {
         if !self.print.contains(call.nr) {
             return;
         }
-        let Some(who) = self.prefix() else {
+        let (pid, tid) = (crate::text::own_pid(), gettid());
+        let Some(who) = self.prefix(pid, tid) else {
             return;
         };
         let options = &self.config.options;
-        let (pid, tid) = (getpid(), gettid());
         if tracer::shown(options, result) {
             let mut line = Line::new();
             tracer::syscall_line(
@@ -439,7 +441,7 @@ impl Preload {
         if !self.print.contains(Sysno::execve.id() as u64) {
             return;
         }
-        let Some(who) = self.prefix() else {
+        let Some(who) = self.prefix(getpid(), gettid()) else {
             return;
         };
         // SAFETY: AT_EXECFN is the file name the kernel was given, a

@@ -3,7 +3,29 @@
 
 use super::Line;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use sud_engine::Sysno;
+
+/// This process's pid for process_vm_readv, cached: one getpid less per
+/// read. A forked child must call [`forget_pid`] before its first read.
+static OWN_PID: AtomicI64 = AtomicI64::new(0);
+
+/// Drops the cached pid (in a fork child, whose pid differs).
+pub fn forget_pid() {
+    OWN_PID.store(0, Relaxed);
+}
+
+/// This process's pid (cached; see [`forget_pid`]).
+pub fn own_pid() -> i64 {
+    let cached = OWN_PID.load(Relaxed);
+    if cached > 0 {
+        return cached;
+    }
+    // SAFETY: getpid takes no arguments and touches no memory.
+    let pid = unsafe { syscalls::raw::syscall0(Sysno::getpid as usize) } as i64;
+    OWN_PID.store(pid, Relaxed);
+    pid
+}
 
 /// Reads up to `buf.len()` bytes of this process at `addr`; how many it got.
 pub(crate) fn read_memory(addr: u64, buf: &mut [u8]) -> usize {
@@ -24,7 +46,7 @@ pub(crate) fn read_memory(addr: u64, buf: &mut [u8]) -> usize {
     let n = unsafe {
         syscalls::raw::syscall6(
             Sysno::process_vm_readv as usize,
-            syscalls::raw::syscall0(Sysno::getpid as usize),
+            own_pid() as usize,
             &local as *const _ as usize,
             1,
             &remote as *const _ as usize,

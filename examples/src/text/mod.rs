@@ -15,6 +15,7 @@ mod flags;
 mod structs;
 
 pub(crate) use escape::read_memory;
+pub use escape::{forget_pid, own_pid};
 
 use escape::{c_string, counted, Quote};
 use flags::Unknown;

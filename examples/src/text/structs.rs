@@ -346,12 +346,22 @@ fn field_string(line: &mut Line, field: &[libc::c_char]) {
 
 /// getdents64's buffer: `0x... /* 5 entries */`.
 pub(crate) fn dirents(line: &mut Line, addr: u64, len: u64) {
+    // Read in blocks: one process_vm_readv per 4 KiB, not per entry.
+    let mut block = [0u8; 4096];
+    let (mut block_start, mut block_len) = (0u64, 0usize);
     let mut at = 0u64;
     let mut entries = 0u64;
     while at + 19 <= len {
-        let Some(reclen) = read_value::<u16>(addr + at + 16) else {
-            break;
-        };
+        if at + 18 > block_start + block_len as u64 || at < block_start {
+            let want = (len - at).min(block.len() as u64) as usize;
+            block_len = read_memory(addr + at, &mut block[..want]);
+            block_start = at;
+            if block_len < 18 {
+                break;
+            }
+        }
+        let off = (at - block_start) as usize;
+        let reclen = u16::from_ne_bytes([block[off + 16], block[off + 17]]);
         if reclen == 0 {
             break;
         }

@@ -275,6 +275,45 @@ fn sudtrace_lines_match_strace_lines() {
     } else {
         println!("python: skipped, python3 is not installed");
     }
+    if have("python3") {
+        add(check(
+            "python-threads-subprocess",
+            &[
+                "/usr/bin/python3",
+                "-S",
+                "-c",
+                "import subprocess, threading, os\n\
+                 t = threading.Thread(target=lambda: os.stat('f.txt')); t.start(); t.join()\n\
+                 r, w = os.pipe(); os.write(w, b'abc'); os.close(w); print(os.read(r, 10)); os.close(r)\n\
+                 print(subprocess.run(['cat', 'f.txt'], capture_output=True).stdout)\n",
+            ],
+            fixed_files,
+        ));
+    }
+    if have("git") {
+        add(check(
+            "git",
+            &[
+                "sh",
+                "-c",
+                "rm -rf r && git init -q r && cd r && cp ../f.txt . && git add f.txt && \
+                 git -c user.email=t@example.invalid -c user.name=t commit -qm first && \
+                 git log --format=%s && cd .. && rm -rf r",
+            ],
+            fixed_files,
+        ));
+    } else {
+        println!("git: skipped, git is not installed");
+    }
+    add(check(
+        "bash",
+        &[
+            "bash",
+            "-c",
+            "f() { echo \"$1\"; }; for i in 1 2; do f $i | cat; done; x=$(ls sub); echo $x; (exit 3); echo $?",
+        ],
+        fixed_files,
+    ));
     if have("sqlite3") {
         add(check(
             "sqlite3",

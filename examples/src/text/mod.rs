@@ -740,10 +740,29 @@ pub fn format_result(
         Some(s) if style.fd_paths && returns_fd(s, args) => {
             fd(line, style, r as u64);
         }
+        Some(s) if is_poll(s) => {
+            // strace adds the descriptors that have events, or "Timeout".
+            let _ = write!(line, "{r}");
+            if r == 0 {
+                line.push_bytes(b" (Timeout)");
+            } else {
+                line.push_bytes(b" (");
+                structs::pollfds(line, args[0], args[1], true);
+                line.push_bytes(b")");
+            }
+        }
         _ => {
             let _ = write!(line, "{r}");
         }
     }
+}
+
+fn is_poll(sysno: Sysno) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if sysno == Sysno::poll {
+        return true;
+    }
+    sysno == Sysno::ppoll
 }
 
 fn returns_fd(sysno: Sysno, args: &[u64; 6]) -> bool {

@@ -122,6 +122,8 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
     for always in [
         Sysno::execve,
         Sysno::execveat,
+        Sysno::exit,
+        Sysno::exit_group,
         Sysno::close,
         Sysno::close_range,
         Sysno::clone,
@@ -386,7 +388,9 @@ impl Preload {
     }
 
     fn trace(&self, call: &Syscall, result: Option<i64>) {
-        if !self.print.contains(call.nr) {
+        let exits = matches!(call.sysno(), Some(Sysno::exit | Sysno::exit_group));
+        let printed = self.print.contains(call.nr);
+        if !printed && !exits {
             return;
         }
         let (pid, tid) = (crate::text::own_pid(), gettid());
@@ -394,14 +398,15 @@ impl Preload {
             return;
         };
         let options = &self.config.options;
-        if tracer::shown(options, result) {
+        if printed && tracer::shown(options, result) {
             let mut line = Line::new();
             tracer::syscall_line(
                 &mut line, options, who, pid, tid, call.nr, &call.args, result,
             );
             self.emit(line.as_bytes());
         }
-        if let Some(Sysno::exit | Sysno::exit_group) = call.sysno() {
+        // strace reports every exit, whatever -e trace= shows.
+        if exits {
             let mut line = Line::new();
             tracer::exit_line(
                 &mut line,

@@ -78,7 +78,8 @@ fn sudtrace_lines_are_strace_style() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         trace,
-        "rmdir(\"/nonexistent-sud-dir\") = -1 ENOENT (No such file or directory)\n"
+        "rmdir(\"/nonexistent-sud-dir\") = -1 ENOENT (No such file or directory)\n\
+         +++ exited with 1 +++\n"
     );
 }
 
@@ -124,8 +125,8 @@ fn sudtrace_follows_children_only_with_f() {
     assert_eq!(text(&out.stdout), "one\ntwo\n");
     assert_eq!(
         alone.lines().count(),
-        1,
-        "only the first process's execve\n{alone}"
+        2,
+        "only the first process's execve, and its exit\n{alone}"
     );
     assert!(alone.starts_with("execve(\"/usr/bin/sh\""), "{alone}");
 }

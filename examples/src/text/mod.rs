@@ -1022,8 +1022,8 @@ fn ioctl_arg(line: &mut Line, ctx: &Ctx, value: u64) {
         0x5421 | 0x5452 => structs::int_in_brackets(line, value),
         // FICLONE: the source descriptor.
         0x40049409 => fd(line, ctx.style, value),
-        // TCGETS on success: strace shows the termios in its own short
-        // notation; the address is shown here.
+        0x5401 if ctx.ok().is_some() => structs::termios(line, value),
+        0x5402..=0x5404 => structs::termios(line, value),
         _ => hex(line, value),
     }
 }
@@ -1435,6 +1435,24 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("/* 1 vars */) = -1 ENOENT"), "{line}");
+    }
+
+    #[test]
+    fn tty_ioctls_decode_termios_and_winsize() {
+        // c_iflag, c_oflag, c_cflag, c_lflag of a usual terminal.
+        let termios: [u32; 9] = [0o2400, 0o5, 0o277, 0o105073, 0, 0, 0, 0, 0];
+        let args = [1, 0x5401, termios.as_ptr() as u64, 0, 0, 0];
+        assert_eq!(
+            flat(Sysno::ioctl, args, Some(0)),
+            "ioctl(1, TCGETS, {c_iflag=ICRNL|IXON, c_oflag=NL0|CR0|TAB0|BS0|VT0|FF0|OPOST|ONLCR, c_cflag=B38400|CS8|CREAD, c_lflag=ISIG|ICANON|ECHO|ECHOE|ECHOK|IEXTEN|ECHOCTL|ECHOKE, ...}) = 0\n"
+        );
+        assert!(flat(Sysno::ioctl, args, Some(-25)).contains("TCGETS, 0x"));
+        let size: [u16; 4] = [24, 80, 0, 0];
+        let args = [1, 0x5413, size.as_ptr() as u64, 0, 0, 0];
+        assert_eq!(
+            flat(Sysno::ioctl, args, Some(0)),
+            "ioctl(1, TIOCGWINSZ, {ws_row=24, ws_col=80, ws_xpixel=0, ws_ypixel=0}) = 0\n"
+        );
     }
 
     #[test]

@@ -478,3 +478,37 @@ pub(crate) fn flock(line: &mut Line, addr: u64, with_pid: bool) {
     }
     line.push_bytes(b"}");
 }
+
+/// TCGETS's `struct termios`, as strace abbreviates it.
+pub(crate) fn termios(line: &mut Line, addr: u64) {
+    let Some([iflag, oflag, cflag, lflag]) = read_value::<[u32; 4]>(addr) else {
+        return hex(line, addr);
+    };
+    let (iflag, oflag, cflag, lflag) = (
+        u64::from(iflag),
+        u64::from(oflag),
+        u64::from(cflag),
+        u64::from(lflag),
+    );
+    line.push_bytes(b"{c_iflag=");
+    flags::flags(line, iflag, flags::TERM_IFLAGS, "0");
+    line.push_bytes(b", c_oflag=");
+    // The delay fields are enumerations inside the flag word.
+    for &(mask, names) in flags::TERM_ODELAYS {
+        flags::enumeration(line, oflag & mask, names, Unknown::Int);
+        line.push_bytes(b"|");
+    }
+    let delays: u64 = flags::TERM_ODELAYS.iter().map(|(m, _)| m).sum();
+    flags::flags(line, oflag & !delays, flags::TERM_OFLAGS, "0");
+    line.push_bytes(b", c_cflag=");
+    flags::enumeration(line, cflag & 0o10017, flags::BAUDS, Unknown::Int);
+    line.push_bytes(b"|");
+    flags::enumeration(line, cflag & 0o60, flags::CSIZES, Unknown::Int);
+    if cflag & !0o10077 != 0 {
+        line.push_bytes(b"|");
+        flags::flags(line, cflag & !0o10077, flags::TERM_CFLAGS, "0");
+    }
+    line.push_bytes(b", c_lflag=");
+    flags::flags(line, lflag, flags::TERM_LFLAGS, "0");
+    line.push_bytes(b", ...}");
+}

@@ -151,7 +151,7 @@ pub(crate) fn c_string(line: &mut Line, addr: u64, limit: Option<usize>, quote: 
     let mut first = true;
     loop {
         let want = chunk.len().min(max + 1 - shown);
-        let got = read_memory(addr + shown as u64, &mut chunk[..want]);
+        let got = read_memory(addr.wrapping_add(shown as u64), &mut chunk[..want]);
         if got == 0 {
             if first {
                 super::hex(line, addr);
@@ -207,7 +207,7 @@ pub(crate) fn counted(line: &mut Line, addr: u64, len: usize, limit: usize, quot
     while done < show {
         // One byte more than shown when possible, for the octal rule.
         let want = chunk.len().min(show - done + 1).min(len - done);
-        let got = read_memory(addr + done as u64, &mut chunk[..want]);
+        let got = read_memory(addr.wrapping_add(done as u64), &mut chunk[..want]);
         if got == 0 {
             if !opened {
                 super::hex(line, addr);

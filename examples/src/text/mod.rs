@@ -1101,7 +1101,7 @@ fn count_env(addr: u64) -> usize {
     let mut count = 0;
     let mut index = 0u64;
     while index < 100_000 {
-        let Some(ptr) = escape::read_value::<u64>(addr + 8 * index) else {
+        let Some(ptr) = escape::read_value::<u64>(addr.wrapping_add(8 * index)) else {
             break;
         };
         if ptr == 0 {
@@ -1132,7 +1132,7 @@ fn argv(line: &mut Line, addr: u64, limit: usize) {
     }
     line.push_bytes(b"[");
     for i in 0..=MAX_ARGV {
-        let Some(ptr) = escape::read_value::<u64>(addr + 8 * i as u64) else {
+        let Some(ptr) = escape::read_value::<u64>(addr.wrapping_add(8 * i as u64)) else {
             if i == 0 {
                 line.truncate_last(1);
                 return hex(line, addr);
@@ -1161,7 +1161,9 @@ fn json_argv(line: &mut Line, addr: u64, limit: usize) {
     }
     line.push_bytes(b"[");
     for i in 0..MAX_ARGV {
-        let Some(ptr) = escape::read_value::<u64>(addr + 8 * i as u64).filter(|&p| p != 0) else {
+        let Some(ptr) =
+            escape::read_value::<u64>(addr.wrapping_add(8 * i as u64)).filter(|&p| p != 0)
+        else {
             break;
         };
         if i > 0 {

@@ -133,7 +133,7 @@ pub(crate) fn iovec(line: &mut Line, addr: u64, count: u64, data: Option<u64>, l
     let mut left = data;
     line.push_bytes(b"[");
     for i in 0..count.min(MAX_ELEMENTS as u64) {
-        let Some([base, len]) = read_value::<[u64; 2]>(addr + 16 * i) else {
+        let Some([base, len]) = read_value::<[u64; 2]>(addr.wrapping_add(16 * i)) else {
             if i == 0 {
                 line.truncate_last(1);
                 return hex(line, addr);
@@ -170,7 +170,7 @@ pub(crate) fn pollfds(line: &mut Line, addr: u64, count: u64, revents: bool) {
     line.push_bytes(b"[");
     let mut first = true;
     for i in 0..count.min(MAX_ELEMENTS as u64) {
-        let Some(p) = read_value::<libc::pollfd>(addr + 8 * i) else {
+        let Some(p) = read_value::<libc::pollfd>(addr.wrapping_add(8 * i)) else {
             break;
         };
         if revents && p.revents == 0 {
@@ -202,7 +202,7 @@ pub(crate) fn epoll_events(line: &mut Line, addr: u64, count: u64) {
         if i > 0 {
             line.push_bytes(b", ");
         }
-        epoll_event(line, addr + 12 * i);
+        epoll_event(line, addr.wrapping_add(12 * i));
     }
     line.push_bytes(b"]");
 }
@@ -262,7 +262,7 @@ pub(crate) fn sockaddr(line: &mut Line, addr: u64, len: u64) {
                 line.push_bytes(b"\"");
             } else {
                 line.push_bytes(b", sun_path=");
-                c_string(line, addr + 2, Some(len - 2), Quote::Strace);
+                c_string(line, addr.wrapping_add(2), Some(len - 2), Quote::Strace);
             }
         }
         libc::AF_INET if len >= 8 => {
@@ -296,7 +296,7 @@ pub(crate) fn sockaddr(line: &mut Line, addr: u64, len: u64) {
         }
         _ if len > 2 => {
             line.push_bytes(b", sa_data=");
-            counted(line, addr + 2, len - 2, len, Quote::Strace);
+            counted(line, addr.wrapping_add(2), len - 2, len, Quote::Strace);
         }
         _ => {}
     }
@@ -346,15 +346,16 @@ fn field_string(line: &mut Line, field: &[libc::c_char]) {
 
 /// getdents64's buffer: `0x... /* 5 entries */`.
 pub(crate) fn dirents(line: &mut Line, addr: u64, len: u64) {
-    // Read in blocks: one process_vm_readv per 4 KiB, not per entry.
-    let mut block = [0u8; 4096];
+    // Read in blocks: one process_vm_readv per 1 KiB, not per entry (the
+    // handler runs on the program's stack: blocks stay small).
+    let mut block = [0u8; 1024];
     let (mut block_start, mut block_len) = (0u64, 0usize);
     let mut at = 0u64;
     let mut entries = 0u64;
     while at + 19 <= len {
         if at + 18 > block_start + block_len as u64 || at < block_start {
             let want = (len - at).min(block.len() as u64) as usize;
-            block_len = read_memory(addr + at, &mut block[..want]);
+            block_len = read_memory(addr.wrapping_add(at), &mut block[..want]);
             block_start = at;
             if block_len < 18 {
                 break;
@@ -377,7 +378,7 @@ pub(crate) fn cpu_set(line: &mut Line, addr: u64, bytes: u64) {
     line.push_bytes(b"[");
     let mut first = true;
     for word in 0..(bytes / 8).min(128) {
-        let Some(bits) = read_value::<u64>(addr + word * 8) else {
+        let Some(bits) = read_value::<u64>(addr.wrapping_add(word * 8)) else {
             break;
         };
         for bit in 0..64 {

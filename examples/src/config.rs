@@ -4,7 +4,7 @@
 //! counter area all the traced processes update.
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use sud_engine::TRACKED_NUMBERS;
 
 /// The environment variable holding the encoded [`ToolConfig`].
@@ -280,6 +280,10 @@ pub struct SharedArea {
     pub processes: AtomicU64,
     /// Threads traced, over all processes (each process's first thread included).
     pub threads: AtomicU64,
+    /// Tasks alive besides one, as far as the hooks see creations and
+    /// exits: strace prefixes `-f` lines with `[pid N]` while it traces
+    /// more than one task.
+    pub extra_tasks: AtomicI64,
     /// Calls per syscall number (numbers past the table share the last slot).
     pub per_number: [AtomicU64; TRACKED_NUMBERS + 1],
     /// Calls seen per fault rule.

@@ -32,7 +32,7 @@ use crate::text::{read_memory, Line};
 use crate::tracer::{self, Prefix};
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, CStr, CString};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::OnceLock;
 use sud_engine::{Engine, Errno, Selector, Syscall, SyscallSet, Sysno, Verdict};
 
@@ -48,15 +48,9 @@ struct Preload {
     preload_entry: CString,
     /// `SUD_TOOL=<config>`.
     config_entry: CString,
-    /// This process is the tool's child (the first traced process).
-    is_root: bool,
 }
 
 static PRELOAD: OnceLock<Preload> = OnceLock::new();
-
-/// Set once this process image has made a thread or child: from then on
-/// trace lines carry `[pid N]`.
-static MANY_TASKS: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// The environment copy made for this thread's pending execve, unmapped
@@ -145,7 +139,6 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         so_path,
         preload_entry: CString::new(preload_entry).unwrap_or_default(),
         config_entry: CString::new(config_entry).unwrap_or_default(),
-        is_root,
     };
     let preload = PRELOAD.get_or_init(|| preload);
     if preload.config.mode == Mode::Trace {
@@ -262,6 +255,8 @@ fn gettid() -> i64 {
 /// What a clone-family call will create, read from its arguments.
 struct Creation {
     thread: bool,
+    /// CLONE_VM (vfork, posix_spawn): the child runs in our memory.
+    shares_memory: bool,
     /// A new stack: the engine re-issues the call, the hooks never see the
     /// result (the parent resumes in the program with the child's tid).
     reissued: bool,
@@ -282,11 +277,14 @@ fn creation(call: &Syscall) -> Option<Creation> {
             (word(0), word(5))
         }
         #[cfg(target_arch = "x86_64")]
-        Sysno::fork | Sysno::vfork => (0, 0),
+        Sysno::fork => (0, 0),
+        #[cfg(target_arch = "x86_64")]
+        Sysno::vfork => (libc::CLONE_VM as u64, 0),
         _ => return None,
     };
     Some(Creation {
         thread: flags & libc::CLONE_THREAD as u64 != 0,
+        shares_memory: flags & libc::CLONE_VM as u64 != 0,
         reissued: stack != 0,
     })
 }
@@ -306,7 +304,7 @@ fn pre(call: &Syscall) -> Verdict {
     };
     let sysno = call.sysno();
     if let Some(created) = creation(call) {
-        MANY_TASKS.store(true, Relaxed);
+        tracer::task_starting(p.shared, created.thread);
         if created.reissued {
             p.count_creation(created.thread);
         }
@@ -325,14 +323,14 @@ fn pre(call: &Syscall) -> Verdict {
     if let Some(verdict) = p.protect_tool_fds(call) {
         return verdict;
     }
+    if p.config.mode == Mode::Trace {
+        tracer::on_entry(&p.config.options);
+    }
     if let Some(Sysno::execve | Sysno::execveat) = sysno {
         return p.keep_preload_in_exec(call);
     }
-    if p.config.mode == Mode::Trace {
-        tracer::on_entry(&p.config.options);
-        if returns_unseen(call) {
-            p.trace(call, None);
-        }
+    if p.config.mode == Mode::Trace && returns_unseen(call) {
+        p.trace(call, None);
     }
     Verdict::Run
 }
@@ -344,11 +342,17 @@ fn post(call: &Syscall, result: &mut i64) {
     if let Some(Sysno::execve | Sysno::execveat) = call.sysno() {
         release_exec_env_copy();
     }
-    if creation(call).is_some() {
+    if let Some(created) = creation(call) {
         if *result == 0 {
             // The forked child: the parent reports the call.
             crate::text::forget_pid();
+            if !created.shares_memory {
+                tracer::in_forked_child();
+            }
             return;
+        }
+        if *result < 0 {
+            tracer::task_not_started(p.shared, created.thread);
         }
         if *result > 0 {
             p.count_creation(false);
@@ -380,7 +384,7 @@ impl Preload {
             Some(Prefix::Nothing)
         } else if options.pid_column {
             Some(Prefix::Column(tid))
-        } else if !self.is_root || MANY_TASKS.load(Relaxed) || tid != pid {
+        } else if tracer::many_tasks(self.shared) {
             Some(Prefix::Bracket(tid))
         } else {
             Some(Prefix::Nothing)
@@ -417,6 +421,7 @@ impl Preload {
                 call.args[0] as i32 & 0xff,
             );
             self.emit(line.as_bytes());
+            tracer::task_ending(self.shared, call.sysno() == Some(Sysno::exit_group));
         }
     }
 

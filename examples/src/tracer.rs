@@ -3,11 +3,11 @@
 //! text or JSON body, and the `+++ exited with N +++` lines. Runs on the
 //! trap path: fixed buffers only, no allocation, no locks.
 
-use crate::config::{StatusFilter, TraceOptions};
+use crate::config::{SharedArea, StatusFilter, TraceOptions};
 use crate::text::{self, Line, Style};
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use sud_engine::{errno_of, Sysno};
 
 thread_local! {
@@ -18,6 +18,48 @@ thread_local! {
 
 /// The monotonic entry time of the previous call in this process, for `-r`.
 static PREVIOUS_ENTRY: AtomicU64 = AtomicU64::new(0);
+
+/// Threads alive in this process, so that exit_group can tell the shared
+/// count how many tasks end with it.
+static THREADS_HERE: AtomicI64 = AtomicI64::new(1);
+
+/// A task is being created (counted before the call: a vfork child runs
+/// before its parent returns).
+pub(crate) fn task_starting(shared: &SharedArea, thread: bool) {
+    shared.extra_tasks.fetch_add(1, Relaxed);
+    if thread {
+        THREADS_HERE.fetch_add(1, Relaxed);
+    }
+}
+
+/// The creation counted by [`task_starting`] failed.
+pub(crate) fn task_not_started(shared: &SharedArea, thread: bool) {
+    shared.extra_tasks.fetch_sub(1, Relaxed);
+    if thread {
+        THREADS_HERE.fetch_sub(1, Relaxed);
+    }
+}
+
+/// In a new child process with its own memory: one thread.
+pub(crate) fn in_forked_child() {
+    THREADS_HERE.store(1, Relaxed);
+}
+
+/// A thread (`exit`) or the whole process (`exit_group`) is ending.
+pub(crate) fn task_ending(shared: &SharedArea, whole_process: bool) {
+    let ending = if whole_process {
+        THREADS_HERE.swap(0, Relaxed).max(1)
+    } else {
+        THREADS_HERE.fetch_sub(1, Relaxed);
+        1
+    };
+    shared.extra_tasks.fetch_sub(ending, Relaxed);
+}
+
+/// Whether more than one task is traced now (strace's `[pid N]` rule).
+pub(crate) fn many_tasks(shared: &SharedArea) -> bool {
+    shared.extra_tasks.load(Relaxed) > 0
+}
 
 /// How a line names its task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

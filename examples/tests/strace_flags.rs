@@ -259,3 +259,37 @@ fn bad_flags_get_strace_messages_and_fail() {
     assert!(out.status.success());
     assert!(text(&out.stdout).starts_with("Usage: sudtrace"));
 }
+
+#[test]
+fn f_on_stderr_prefixes_lines_while_several_tasks_live() {
+    let dir = setup("flags-pid");
+    let (out, stderr) = trace(
+        &dir,
+        &["-f", "-e", "trace=write,exit_group"],
+        &["sh", "-c", "echo one; /bin/echo two; echo three"],
+    );
+    assert_eq!(text(&out.stdout), "one\ntwo\nthree\n");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in\n{stderr}"))
+    };
+    // One task: no prefix; the child while it lives: [pid N] (pid padded
+    // to five columns, as strace does); the parent alone again: none.
+    assert!(at("\"one\\n\"").starts_with("write(1, "), "{stderr}");
+    let child = at("\"two\\n\"");
+    assert!(child.starts_with("[pid "), "{stderr}");
+    let pid = child[5..].split(']').next().unwrap();
+    assert!(
+        pid.len() >= 5 && pid.trim_start().parse::<u32>().is_ok(),
+        "{stderr}"
+    );
+    assert!(
+        lines.contains(&format!("[pid {pid}] +++ exited with 0 +++").as_str()),
+        "{stderr}"
+    );
+    assert!(at("\"three\\n\"").starts_with("write(1, "), "{stderr}");
+    assert_eq!(lines.last(), Some(&"+++ exited with 0 +++"), "{stderr}");
+}

@@ -314,6 +314,19 @@ fn sudtrace_lines_match_strace_lines() {
         ],
         fixed_files,
     ));
+    if have("node") {
+        add(check(
+            "node",
+            &[
+                "node",
+                "-e",
+                "const fs = require('fs'); console.log(fs.readFileSync('f.txt', 'utf8').length, fs.readdirSync('.').length)",
+            ],
+            fixed_files,
+        ));
+    } else {
+        println!("node: skipped, node is not installed");
+    }
     if have("sqlite3") {
         add(check(
             "sqlite3",

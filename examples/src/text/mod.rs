@@ -148,6 +148,12 @@ enum Arg {
     Utimes,
     /// fcntl's struct flock.
     Flock,
+    /// capget/capset's header.
+    CapHeader,
+    /// Capability sets the call fills.
+    CapDataOut,
+    /// Capability sets the call reads.
+    CapDataIn,
     /// A flag set.
     Flags(&'static [(u64, &'static str)], &'static str),
     /// An enumeration.
@@ -495,6 +501,16 @@ fn schema(nr: Sysno) -> Option<&'static [Arg]> {
         Sysno::getgroups | Sysno::setgroups => &[Int, Ptr],
         Sysno::getresuid | Sysno::getresgid => &[Ptr, Ptr, Ptr],
         Sysno::membarrier => &[Int, Int, Int],
+        Sysno::capget => &[CapHeader, CapDataOut],
+        Sysno::capset => &[CapHeader, CapDataIn],
+        Sysno::pkey_alloc => &[
+            Hex,
+            Flags(
+                &[(1, "PKEY_DISABLE_ACCESS"), (2, "PKEY_DISABLE_WRITE")],
+                "0",
+            ),
+        ],
+        Sysno::pkey_free => &[Int],
         Sysno::pidfd_open => &[Int, Int],
         Sysno::inotify_init1 => &[Flags(
             &[(0o4000, "IN_NONBLOCK"), (0o2000000, "IN_CLOEXEC")],
@@ -729,7 +745,11 @@ pub fn format_result(
                 line.push_bytes(b"0");
                 return;
             }
-            let _ = write!(line, "{r:#x} (flags ");
+            if r == 0 {
+                line.push_bytes(b"0 (flags ");
+            } else {
+                let _ = write!(line, "{r:#x} (flags ");
+            }
             if args[1] as i32 == libc::F_GETFL {
                 flags::open_flags(line, r as u64);
             } else {
@@ -869,6 +889,9 @@ fn format_arg(line: &mut Line, ctx: &Ctx, kind: Arg, value: u64) {
             }
         },
         Utimes => structs::utimes(line, value),
+        CapHeader => structs::cap_header(line, value),
+        CapDataOut => out(line, ctx, value, structs::cap_data),
+        CapDataIn => structs::cap_data(line, value),
         Flock => {
             let getlk = matches!(ctx.args[1] as i32, libc::F_GETLK | libc::F_OFD_GETLK);
             structs::flock(line, value, getlk && ctx.ok().is_some())

@@ -104,6 +104,9 @@ pub(crate) fn sigaction(line: &mut Line, addr: u64, setsize: usize) {
     line.push_bytes(b", sa_mask=");
     flags::sigset(line, mask, setsize);
     line.push_bytes(b", sa_flags=");
+    // The C type is int: glibc's sign extension of SA_RESETHAND is not a
+    // flag, and strace does not show it.
+    let sa_flags = sa_flags & 0xffff_ffff;
     flags::flags(line, sa_flags, flags::SA_FLAGS, "0");
     if sa_flags & 0x0400_0000 != 0 {
         line.push_bytes(b", sa_restorer=");
@@ -512,4 +515,68 @@ pub(crate) fn termios(line: &mut Line, addr: u64) {
     line.push_bytes(b", c_lflag=");
     flags::flags(line, lflag, flags::TERM_LFLAGS, "0");
     line.push_bytes(b", ...}");
+}
+
+/// capget/capset's `{version=..., pid=N}`.
+pub(crate) fn cap_header(line: &mut Line, addr: u64) {
+    let Some([version, pid]) = read_value::<[u32; 2]>(addr) else {
+        return hex(line, addr);
+    };
+    line.push_bytes(b"{version=");
+    let versions: &[(u64, &str)] = &[
+        (0x1998_0330, "_LINUX_CAPABILITY_VERSION_1"),
+        (0x2007_1026, "_LINUX_CAPABILITY_VERSION_2"),
+        (0x2008_0522, "_LINUX_CAPABILITY_VERSION_3"),
+    ];
+    flags::enumeration(
+        line,
+        u64::from(version),
+        versions,
+        Unknown::Hex("_LINUX_CAPABILITY_VERSION"),
+    );
+    let _ = write!(line, ", pid={}}}", pid as i32);
+}
+
+/// Version 3 capability sets: `{effective=1<<CAP_CHOWN|..., permitted=..., inheritable=...}`.
+pub(crate) fn cap_data(line: &mut Line, addr: u64) {
+    let Some(d) = read_value::<[u32; 6]>(addr) else {
+        return hex(line, addr);
+    };
+    let set = |low: u32, high: u32| u64::from(low) | u64::from(high) << 32;
+    for (i, (name, value)) in [
+        ("effective", set(d[0], d[3])),
+        ("permitted", set(d[1], d[4])),
+        ("inheritable", set(d[2], d[5])),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        line.push_bytes(if i == 0 { b"{" } else { b", " });
+        line.push_bytes(name.as_bytes());
+        line.push_bytes(b"=");
+        if value == 0 {
+            line.push_bytes(b"0");
+            continue;
+        }
+        let mut first = true;
+        for bit in 0..64 {
+            if value & (1 << bit) == 0 {
+                continue;
+            }
+            if !first {
+                line.push_bytes(b"|");
+            }
+            first = false;
+            match flags::CAPABILITIES.get(bit) {
+                Some(cap) => {
+                    line.push_bytes(b"1<<");
+                    line.push_bytes(cap.as_bytes());
+                }
+                None => {
+                    let _ = write!(line, "1<<{bit}");
+                }
+            }
+        }
+    }
+    line.push_bytes(b"}");
 }

@@ -303,18 +303,32 @@ pub(crate) fn fault_line(
     line.finish();
 }
 
-/// `FILE.<tid>` for `-ff`, NUL-terminated, in a fixed buffer; `None` if
-/// the path does not fit.
+/// `FILE.<tid>` for `-ff`, NUL-terminated, written straight into `buf`
+/// (no second buffer on the program's stack); `None` if it does not fit.
 pub(crate) fn task_file_name(base: &str, tid: i64, buf: &mut [u8; 4200]) -> Option<usize> {
-    let mut name = Line::new();
-    let _ = write!(name, "{base}.{tid}");
-    let bytes = name.as_bytes();
-    if bytes.len() + 1 > buf.len() || bytes.contains(&0) {
+    let base = base.as_bytes();
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    let mut v = tid.unsigned_abs();
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let len = base.len() + 1 + n;
+    if len + 1 > buf.len() || base.contains(&0) {
         return None;
     }
-    buf[..bytes.len()].copy_from_slice(bytes);
-    buf[bytes.len()] = 0;
-    Some(bytes.len())
+    buf[..base.len()].copy_from_slice(base);
+    buf[base.len()] = b'.';
+    for (i, d) in digits[..n].iter().rev().enumerate() {
+        buf[base.len() + 1 + i] = *d;
+    }
+    buf[len] = 0;
+    Some(len)
 }
 
 #[cfg(test)]
@@ -353,6 +367,17 @@ mod tests {
         assert_eq!(
             line.as_bytes(),
             b"1234  close(3)                          = 0\n"
+        );
+    }
+
+    #[test]
+    fn task_file_names() {
+        let mut buf = [0u8; 4200];
+        assert_eq!(task_file_name("/tmp/out", 4207, &mut buf), Some(13));
+        assert_eq!(&buf[..14], b"/tmp/out.4207\0");
+        assert_eq!(
+            task_file_name(&"x".repeat(4190), 1234567890, &mut buf),
+            None
         );
     }
 

@@ -235,6 +235,19 @@ fn c_prints_the_count_table() {
             .ends_with("total (1 processes, 1 threads)"),
         "{stderr}"
     );
+    // -e trace= narrows the table, as it does strace's.
+    let (_, only) = trace(&dir, &["-c", "-e", "trace=read,close"], &["cat", "f.txt"]);
+    let names: Vec<&str> = only
+        .lines()
+        .skip(1)
+        .filter(|l| !l.contains("total"))
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert!(
+        names.contains(&"read") && names.contains(&"close"),
+        "{only}"
+    );
+    assert_eq!(names.len(), 2, "{only}");
 }
 
 #[test]

@@ -60,7 +60,7 @@ fn main() {
     let launch = Launch {
         mode: if cli.count { Mode::Count } else { Mode::Trace },
         follow: cli.follow > 0 || cli.count,
-        trace: cli.trace,
+        trace: cli.trace.clone(),
         faults: Vec::new(),
         output,
         program: cli.program,
@@ -69,7 +69,7 @@ fn main() {
     match launcher::run(&launch) {
         Ok(mut finished) => {
             let text = if cli.count {
-                report::count_report(finished.shared, cli.options.json)
+                report::count_report(finished.shared, cli.options.json, cli.trace.as_deref())
             } else {
                 match finished.status.signal() {
                     // The program cannot report its own death by a signal.

@@ -50,7 +50,7 @@ fn main() {
     };
     match launcher::run(&launch) {
         Ok(mut finished) => {
-            let text = report::count_report(finished.shared, cli.json);
+            let text = report::count_report(finished.shared, cli.json, None);
             if let Err(e) = finished.report.write_all(text.as_bytes()) {
                 eprintln!("syscount: cannot write the report: {e}");
             }

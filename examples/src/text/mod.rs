@@ -1481,6 +1481,83 @@ mod tests {
     }
 
     #[test]
+    fn sockaddrs_iovecs_polls_and_wait_statuses() {
+        // SAFETY: sockaddr_in is plain data.
+        let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sin.sin_family = libc::AF_INET as u16;
+        sin.sin_port = 53u16.to_be();
+        sin.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let args = [5, &sin as *const _ as u64, 16, 0, 0, 0];
+        assert_eq!(
+            flat(Sysno::connect, args, Some(-111)),
+            "connect(5, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr(\"127.0.0.1\")}, 16) = -1 ECONNREFUSED (Connection refused)\n"
+        );
+        let mut sun = [0u8; 110];
+        sun[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+        sun[2..22].copy_from_slice(b"/var/run/nscd/socket");
+        let args = [3, sun.as_ptr() as u64, 110, 0, 0, 0];
+        assert_eq!(
+            flat(Sysno::connect, args, Some(-2)),
+            "connect(3, {sa_family=AF_UNIX, sun_path=\"/var/run/nscd/socket\"}, 110) = -1 ENOENT (No such file or directory)\n"
+        );
+        let (a, b) = (b"xy".as_slice(), b"z....".as_slice());
+        let iov = [a.as_ptr() as u64, 2, b.as_ptr() as u64, 5];
+        let args = [3, iov.as_ptr() as u64, 2, 0, 0, 0];
+        assert_eq!(
+            flat(Sysno::readv, args, Some(3)),
+            "readv(3, [{iov_base=\"xy\", iov_len=2}, {iov_base=\"z\", iov_len=5}], 2) = 3\n"
+        );
+        let fds = [libc::pollfd {
+            fd: 3,
+            events: libc::POLLIN,
+            revents: libc::POLLIN | libc::POLLHUP,
+        }];
+        let args = [fds.as_ptr() as u64, 1, u64::MAX, 0, 0, 0];
+        assert_eq!(
+            flat(Sysno::poll, args, Some(1)),
+            "poll([{fd=3, events=POLLIN}], 1, -1) = 1 ([{fd=3, revents=POLLIN|POLLHUP}])\n"
+        );
+        assert!(flat(Sysno::poll, args, Some(0)).ends_with("= 0 (Timeout)\n"));
+        let status: i32 = 3 << 8;
+        let args = [u64::MAX, &status as *const _ as u64, 0, 0, 0, 0];
+        assert_eq!(
+            flat(Sysno::wait4, args, Some(42)),
+            "wait4(-1, [{WIFEXITED(s) && WEXITSTATUS(s) == 3}], 0, NULL) = 42\n"
+        );
+        let killed: i32 = libc::SIGTERM;
+        let args = [42, &killed as *const _ as u64, 1, 0, 0, 0];
+        assert_eq!(
+            flat(Sysno::wait4, args, Some(42)),
+            "wait4(42, [{WIFSIGNALED(s) && WTERMSIG(s) == SIGTERM}], WNOHANG, NULL) = 42\n"
+        );
+    }
+
+    #[test]
+    fn fd_paths_with_y() {
+        let style = Style {
+            fd_paths: true,
+            ..Style::default()
+        };
+        let file = std::fs::File::open("/proc/self/exe").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file) as u64;
+        let target = std::fs::read_link("/proc/self/exe").unwrap();
+        let mut line = Line::new();
+        format_syscall(
+            &mut line,
+            &style,
+            Sysno::close.id() as u64,
+            &[fd, 0, 0, 0, 0, 0],
+            Some(0),
+            0,
+        );
+        let text = String::from_utf8(line.as_bytes().to_vec()).unwrap();
+        assert!(
+            text.starts_with(&format!("close({fd}<{}>)", target.display())),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn json_arguments_are_typed() {
         let path = c"/etc/pass\"wd";
         let args = [

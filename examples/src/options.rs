@@ -165,7 +165,11 @@ pub fn parse(args: &[OsString]) -> Result<TraceCli, CliError> {
 
 /// One `-e` expression.
 fn expression(cli: &mut TraceCli, text: &str) -> Result<(), CliError> {
-    let (key, value) = text.split_once('=').unwrap_or(("trace", text));
+    let (key, value) = match text.split_once('=') {
+        Some((key, value)) if KEYS.contains(&key) => (key, value),
+        // strace reads anything else as a list of calls.
+        _ => ("trace", text),
+    };
     match key {
         "trace" | "t" => {
             let (negate, list) = match value.strip_prefix('!') {
@@ -206,10 +210,38 @@ fn expression(cli: &mut TraceCli, text: &str) -> Result<(), CliError> {
                 _ => return Err(CliError::plain(format!("invalid status '{value}'"))),
             }
         }
-        "signal" | "signals" | "s" => cli.signals = Some(value.to_string()),
-        _ => return Err(CliError::plain(format!("invalid filter action '{key}'"))),
+        _ => {
+            let list = value.strip_prefix('!').unwrap_or(value);
+            for name in list.split(',').filter(|n| !n.is_empty()) {
+                if !is_signal(name) {
+                    return Err(CliError::plain(format!("invalid signal '{name}'")));
+                }
+            }
+            cli.signals = Some(value.to_string());
+        }
     }
     Ok(())
+}
+
+/// The `-e` keys sudtrace knows.
+const KEYS: &[&str] = &["trace", "t", "status", "signal", "signals", "s"];
+
+/// A signal as strace accepts it: `all`, `none`, a number, or a name with
+/// or without `SIG`, in any case.
+fn is_signal(name: &str) -> bool {
+    if matches!(name, "all" | "none") {
+        return true;
+    }
+    if let Ok(n) = name.parse::<u32>() {
+        return (1..=64).contains(&n);
+    }
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    (1..=64).any(|n| crate::text::signal_name(n).strip_prefix("SIG") == Some(bare))
+        || bare == "RTMIN"
+        || bare
+            .strip_prefix("RT_")
+            .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n <= 32))
 }
 
 fn every_syscall() -> impl Iterator<Item = u64> {
@@ -527,6 +559,12 @@ mod tests {
             "sudtrace: invalid system call 'nosuchcall'\n"
         );
         assert!(parse(&args(&["-f"])).is_err());
+        let e = parse(&args(&["-e", "signal=FOO", "true"])).unwrap_err();
+        assert_eq!(e.message, "invalid signal 'FOO'");
+        assert!(parse(&args(&["-e", "signal=SIGCHLD,usr1,!9", "true"])).is_err());
+        assert!(parse(&args(&["-e", "signal=!SIGCHLD,usr1,9", "true"])).is_ok());
+        let e = parse(&args(&["-e", "foo=bar", "true"])).unwrap_err();
+        assert_eq!(e.message, "invalid system call 'foo=bar'");
         assert!(parse(&args(&["-s", "x", "true"])).is_err());
     }
 }

@@ -25,6 +25,8 @@ pub struct TraceCli {
     pub options: TraceOptions,
     /// `-h`/`--help`.
     pub help: bool,
+    /// `-V`/`--version`.
+    pub version: bool,
     /// The program and its arguments.
     pub program: Vec<OsString>,
 }
@@ -65,7 +67,7 @@ impl CliError {
 
 /// sudtrace's help text.
 pub const USAGE: &str = "\
-Usage: sudtrace [-cfhrTty] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] PROG [ARGS]
+Usage: sudtrace [-cfhqrTtVy] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] PROG [ARGS]
 
 Traces the system calls of PROG with Syscall User Dispatch inside the
 program (no ptrace), printing strace's lines.
@@ -77,11 +79,13 @@ program (no ptrace), printing strace's lines.
   -f             follow threads and child processes
   -ff            with -o FILE: one file FILE.TID per task
   -h, --help     this text
+  -q             accepted (there are no attach messages to quieten)
   -o FILE        write the trace to FILE instead of standard error
   -r             print the time since the previous call
   -s STRSIZE     most string bytes shown (default 32; paths are whole)
   -t, -tt, -ttt  print the time of day (seconds, microseconds, epoch)
   -T             print the time spent in each call
+  -V, --version  print the version
   -y             print the paths of file descriptors
   --json         one JSON object per line (see examples/JSON.md)
 ";
@@ -100,6 +104,7 @@ pub fn parse(args: &[OsString]) -> Result<TraceCli, CliError> {
             match long {
                 "json" => cli.options.json = true,
                 "help" => cli.help = true,
+                "version" => cli.version = true,
                 _ => {
                     let name = long.split('=').next().unwrap_or(long);
                     return Err(CliError::usage(format!("unrecognized option '--{name}'")));
@@ -125,6 +130,16 @@ pub fn parse(args: &[OsString]) -> Result<TraceCli, CliError> {
                 'T' => cli.options.durations = true,
                 't' => cli.options.timestamps = cli.options.timestamps.saturating_add(1).min(3),
                 'y' => cli.options.fd_paths = true,
+                'V' => cli.version = true,
+                // sudtrace prints no attach/detach messages to quieten.
+                'q' => {}
+                'p' => {
+                    return Err(CliError::plain(
+                        "-p is not supported: sudtrace traces from inside the program it \
+                         starts and cannot attach to a running process"
+                            .into(),
+                    ))
+                }
                 'o' | 's' | 'e' => {
                     let value = if j < chars.len() {
                         let rest: String = chars[j..].iter().collect();
@@ -157,7 +172,7 @@ pub fn parse(args: &[OsString]) -> Result<TraceCli, CliError> {
         }
     }
     cli.program = args[i..].to_vec();
-    if cli.program.is_empty() && !cli.help {
+    if cli.program.is_empty() && !cli.help && !cli.version {
         return Err(CliError::usage("must have PROG [ARGS]".into()));
     }
     Ok(cli)
@@ -563,6 +578,15 @@ mod tests {
         assert_eq!(e.message, "invalid signal 'FOO'");
         assert!(parse(&args(&["-e", "signal=SIGCHLD,usr1,!9", "true"])).is_err());
         assert!(parse(&args(&["-e", "signal=!SIGCHLD,usr1,9", "true"])).is_ok());
+        assert!(parse(&args(&["-p", "1"]))
+            .unwrap_err()
+            .message
+            .starts_with("-p is not supported"));
+        assert!(parse(&args(&["-V"])).unwrap().version);
+        assert_eq!(
+            parse(&args(&["-qq", "true"])).unwrap().program,
+            args(&["true"])
+        );
         let e = parse(&args(&["-e", "foo=bar", "true"])).unwrap_err();
         assert_eq!(e.message, "invalid system call 'foo=bar'");
         assert!(parse(&args(&["-s", "x", "true"])).is_err());

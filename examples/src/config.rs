@@ -66,6 +66,8 @@ pub struct TraceOptions {
     pub string_limit: usize,
     /// `-y`: descriptor paths.
     pub fd_paths: bool,
+    /// `-x` (1) and `-xx` (2): strings in hex.
+    pub hex_strings: u8,
     /// `-T`: time spent in each call.
     pub durations: bool,
     /// `-t` (1), `-tt` (2), `-ttt` (3): wall-clock time of each call.
@@ -91,6 +93,7 @@ impl Default for TraceOptions {
         TraceOptions {
             string_limit: 32,
             fd_paths: false,
+            hex_strings: 0,
             durations: false,
             timestamps: 0,
             relative: false,
@@ -170,9 +173,10 @@ impl ToolConfig {
             StatusFilter::Failed => 2,
         };
         s += &format!(
-            ";strsize={};fdpaths={};durations={};timestamps={};relative={};status={status};json={};pidcol={};utc={}",
+            ";strsize={};fdpaths={};hex={};durations={};timestamps={};relative={};status={status};json={};pidcol={};utc={}",
             o.string_limit,
             o.fd_paths as u8,
+            o.hex_strings,
             o.durations as u8,
             o.timestamps,
             o.relative as u8,
@@ -238,6 +242,7 @@ impl ToolConfig {
                 }
                 "strsize" => options.string_limit = num(value)? as usize,
                 "fdpaths" => options.fd_paths = flag(value),
+                "hex" => options.hex_strings = num(value)?.min(2) as u8,
                 "durations" => options.durations = flag(value),
                 "timestamps" => options.timestamps = num(value)?.min(3) as u8,
                 "relative" => options.relative = flag(value),
@@ -323,6 +328,7 @@ mod tests {
             options: TraceOptions {
                 string_limit: 100,
                 fd_paths: true,
+                hex_strings: 2,
                 durations: true,
                 timestamps: 2,
                 relative: true,

@@ -67,7 +67,7 @@ impl CliError {
 
 /// sudtrace's help text.
 pub const USAGE: &str = "\
-Usage: sudtrace [-cfhqrTtVy] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] PROG [ARGS]
+Usage: sudtrace [-cfhqrTtVxy] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] PROG [ARGS]
 
 Traces the system calls of PROG with Syscall User Dispatch inside the
 program (no ptrace), printing strace's lines.
@@ -86,6 +86,7 @@ program (no ptrace), printing strace's lines.
   -t, -tt, -ttt  print the time of day (seconds, microseconds, epoch)
   -T             print the time spent in each call
   -V, --version  print the version
+  -x, -xx        non-ASCII strings in hex; every string in hex
   -y             print the paths of file descriptors
   --json         one JSON object per line (see examples/JSON.md)
 ";
@@ -130,6 +131,7 @@ pub fn parse(args: &[OsString]) -> Result<TraceCli, CliError> {
                 'T' => cli.options.durations = true,
                 't' => cli.options.timestamps = cli.options.timestamps.saturating_add(1).min(3),
                 'y' => cli.options.fd_paths = true,
+                'x' => cli.options.hex_strings = (cli.options.hex_strings + 1).min(2),
                 'V' => cli.version = true,
                 // sudtrace prints no attach/detach messages to quieten.
                 'q' => {}

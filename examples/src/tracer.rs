@@ -95,6 +95,7 @@ fn style(options: &TraceOptions) -> Style {
     Style {
         string_limit: options.string_limit,
         fd_paths: options.fd_paths,
+        hex_strings: options.hex_strings,
     }
 }
 

@@ -93,13 +93,45 @@ pub(crate) enum Quote {
     Hex,
     /// A JSON string: bytes from 0x80 up become U+0080..U+00FF.
     Json,
+    /// `-x`: every byte in hex when the string has a byte that is neither
+    /// printable ASCII nor whitespace, else as `Strace`.
+    HexIfBinary,
+}
+
+/// strace's `-x` test: a byte that forces the whole string into hex.
+fn is_binary(b: u8) -> bool {
+    b > 0x7e || (b < b' ' && !(9..=13).contains(&b))
+}
+
+/// Whether the `len` bytes at `addr` (or those before a NUL when
+/// `stop_at_nul`) hold a byte that makes `-x` print the string in hex.
+fn has_binary(addr: u64, len: usize, stop_at_nul: bool) -> bool {
+    let mut chunk = [0u8; 256];
+    let mut done = 0usize;
+    while done < len {
+        let want = chunk.len().min(len - done);
+        let got = read_memory(addr.wrapping_add(done as u64), &mut chunk[..want]);
+        for &b in &chunk[..got] {
+            if stop_at_nul && b == 0 {
+                return false;
+            }
+            if is_binary(b) {
+                return true;
+            }
+        }
+        if got < want {
+            return false;
+        }
+        done += got;
+    }
+    false
 }
 
 /// Writes `bytes` escaped (without the quotes).
 pub(crate) fn escape(line: &mut Line, bytes: &[u8], quote: Quote, next: Option<u8>) {
     for (i, &b) in bytes.iter().enumerate() {
         match quote {
-            Quote::Hex => {
+            Quote::Hex | Quote::HexIfBinary => {
                 let _ = write!(line, "\\x{b:02x}");
             }
             Quote::Json => match b {
@@ -146,6 +178,14 @@ pub(crate) fn c_string(line: &mut Line, addr: u64, limit: Option<usize>, quote: 
         return;
     }
     let max = limit.unwrap_or(4096);
+    if quote == Quote::HexIfBinary {
+        let quote = if has_binary(addr, max, true) {
+            Quote::Hex
+        } else {
+            Quote::Strace
+        };
+        return c_string(line, addr, limit, quote);
+    }
     let mut chunk = [0u8; 256];
     let mut shown = 0usize;
     let mut first = true;
@@ -201,6 +241,14 @@ pub(crate) fn counted(line: &mut Line, addr: u64, len: usize, limit: usize, quot
         return;
     }
     let show = len.min(limit);
+    if quote == Quote::HexIfBinary {
+        let quote = if has_binary(addr, show, false) {
+            Quote::Hex
+        } else {
+            Quote::Strace
+        };
+        return counted(line, addr, len, limit, quote);
+    }
     let mut chunk = [0u8; 256];
     let mut done = 0usize;
     let mut opened = false;
@@ -270,6 +318,18 @@ mod tests {
         assert_eq!(quoted(b"\x01\x32", 1), r#""\1"..."#);
         assert_eq!(quoted(b"\x012\x013", 3), r#""\0012\1"..."#);
         assert_eq!(quoted(b"", 32), r#""""#);
+    }
+
+    #[test]
+    fn x_prints_binary_strings_in_hex() {
+        let text = b"ab\tc\n";
+        let binary = b"ab\x01";
+        let mut line = Line::new();
+        counted(&mut line, text.as_ptr() as u64, 5, 32, Quote::HexIfBinary);
+        assert_eq!(line.as_bytes(), b"\"ab\\tc\\n\"");
+        let mut line = Line::new();
+        counted(&mut line, binary.as_ptr() as u64, 3, 32, Quote::HexIfBinary);
+        assert_eq!(line.as_bytes(), b"\"\\x61\\x62\\x01\"");
     }
 
     #[test]

@@ -98,6 +98,18 @@ pub struct Style {
     pub string_limit: usize,
     /// `-y`: descriptors followed by their path, `3</etc/passwd>`.
     pub fd_paths: bool,
+    /// `-x` (1): non-ASCII strings in hex; `-xx` (2): every string in hex.
+    pub hex_strings: u8,
+}
+
+impl Style {
+    fn quote(&self) -> Quote {
+        match self.hex_strings {
+            0 => Quote::Strace,
+            1 => Quote::HexIfBinary,
+            _ => Quote::Hex,
+        }
+    }
 }
 
 impl Default for Style {
@@ -105,6 +117,7 @@ impl Default for Style {
         Style {
             string_limit: 32,
             fd_paths: false,
+            hex_strings: 0,
         }
     }
 }
@@ -843,28 +856,28 @@ fn format_arg(line: &mut Line, ctx: &Ctx, kind: Arg, value: u64) {
             }
         }
         Mode => flags::octal(line, value),
-        Path => c_string(line, value, None, Quote::Strace),
-        Str => c_string(line, value, Some(limit), Quote::Strace),
+        Path => c_string(line, value, None, ctx.style.quote()),
+        Str => c_string(line, value, Some(limit), ctx.style.quote()),
         InBuf(len_index) => counted(
             line,
             value,
             ctx.args[len_index] as usize,
             limit,
-            Quote::Strace,
+            ctx.style.quote(),
         ),
         OutBuf | OutBufHex => match ctx.ok() {
             Some(n) => {
                 let quote = if matches!(kind, OutBufHex) {
                     Quote::Hex
                 } else {
-                    Quote::Strace
+                    ctx.style.quote()
                 };
                 counted(line, value, n as usize, limit, quote)
             }
             None => hex(line, value),
         },
         OutPath => match ctx.ok() {
-            Some(_) => c_string(line, value, None, Quote::Strace),
+            Some(_) => c_string(line, value, None, ctx.style.quote()),
             None => hex(line, value),
         },
         StatxFlags => {
@@ -940,10 +953,24 @@ fn format_arg(line: &mut Line, ctx: &Ctx, kind: Arg, value: u64) {
             Some(r) if r > 0 && value != 0 => structs::wait_status_at(line, value),
             _ => hex(line, value),
         },
-        IovIn(count) => structs::iovec(line, value, ctx.args[count], Some(u64::MAX), limit),
+        IovIn(count) => structs::iovec(
+            line,
+            value,
+            ctx.args[count],
+            Some(u64::MAX),
+            limit,
+            ctx.style.quote(),
+        ),
         IovOut(count) => match ctx.ok() {
-            Some(n) => structs::iovec(line, value, ctx.args[count], Some(n as u64), limit),
-            None => structs::iovec(line, value, ctx.args[count], None, limit),
+            Some(n) => structs::iovec(
+                line,
+                value,
+                ctx.args[count],
+                Some(n as u64),
+                limit,
+                ctx.style.quote(),
+            ),
+            None => structs::iovec(line, value, ctx.args[count], None, limit, ctx.style.quote()),
         },
         PollFds(count) => {
             structs::pollfds(line, value, ctx.args[count], false);
@@ -985,7 +1012,7 @@ fn format_arg(line: &mut Line, ctx: &Ctx, kind: Arg, value: u64) {
             Some(n) => structs::cpu_set(line, value, n as u64),
             None => hex(line, value),
         },
-        Argv => argv(line, value, limit),
+        Argv => argv(line, value, limit, ctx.style.quote()),
         Envp => {
             hex(line, value);
             if value != 0 {
@@ -1148,7 +1175,7 @@ fn count_env(addr: u64) -> usize {
     count
 }
 
-fn argv(line: &mut Line, addr: u64, limit: usize) {
+fn argv(line: &mut Line, addr: u64, limit: usize, quote: Quote) {
     if addr == 0 {
         line.push_bytes(b"NULL");
         return;
@@ -1172,7 +1199,7 @@ fn argv(line: &mut Line, addr: u64, limit: usize) {
             line.push_bytes(b"...");
             break;
         }
-        c_string(line, ptr, Some(limit), Quote::Strace);
+        c_string(line, ptr, Some(limit), quote);
     }
     line.push_bytes(b"]");
 }

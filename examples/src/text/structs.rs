@@ -129,7 +129,14 @@ pub(crate) fn sigset_at(line: &mut Line, addr: u64, setsize: usize) {
 
 /// An iovec array; with `data` bytes in total shown from the buffers
 /// (the call's result for reads, everything for writes).
-pub(crate) fn iovec(line: &mut Line, addr: u64, count: u64, data: Option<u64>, limit: usize) {
+pub(crate) fn iovec(
+    line: &mut Line,
+    addr: u64,
+    count: u64,
+    data: Option<u64>,
+    limit: usize,
+    quote: Quote,
+) {
     if addr == 0 {
         return line.push_bytes(b"NULL");
     }
@@ -154,7 +161,7 @@ pub(crate) fn iovec(line: &mut Line, addr: u64, count: u64, data: Option<u64>, l
         match left {
             Some(n) => {
                 let shown = n.min(len);
-                counted(line, base, shown as usize, limit, Quote::Strace);
+                counted(line, base, shown as usize, limit, quote);
                 left = Some(n - shown);
             }
             None => hex(line, base),

@@ -95,7 +95,7 @@ fn ff_writes_one_file_per_task_without_prefixes() {
 }
 
 #[test]
-fn y_shows_descriptor_paths_and_s_caps_strings() {
+fn y_shows_descriptor_paths_s_caps_strings_x_shows_hex() {
     let dir = setup("flags-y");
     let (out, stderr) = trace(
         &dir,
@@ -106,6 +106,16 @@ fn y_shows_descriptor_paths_and_s_caps_strings() {
     let path = dir.join("f.txt").canonicalize().unwrap();
     let expected = format!("read(3<{}>, \"hell\"..., ", path.display());
     assert!(stderr.contains(&expected), "{stderr}");
+    std::fs::write(dir.join("b.bin"), b"\x01\x32").unwrap();
+    let (_, x) = trace(
+        &dir,
+        &["-x", "-e", "trace=read"],
+        &["cat", "f.txt", "b.bin"],
+    );
+    assert!(x.contains("read(3, \"hello\\nworld\\n\", "), "{x}");
+    assert!(x.contains("read(3, \"\\x01\\x32\", "), "{x}");
+    let (_, xx) = trace(&dir, &["-xx", "-e", "trace=read"], &["cat", "f.txt"]);
+    assert!(xx.contains("read(3, \"\\x68\\x65\\x6c"), "{xx}");
 }
 
 /// `h:m:s` with `micros` digits after a dot when non-zero.

@@ -10,7 +10,7 @@
 //!   involved ([`DirectStub`]);
 //! - a small translator that puts the three together for one foreign
 //!   function ([`Translator`]), and generated loops that measure them
-//!   ([`bench`]).
+//!   ([`mod@bench`]).
 //!
 //! ```no_run
 //! use sud_codegen::{direct, CodeCache, DirectStub, VectorState};

@@ -122,6 +122,7 @@ pub struct Builder {
     initial: Selector,
     follow_fork: bool,
     foreign_signal_handlers: bool,
+    reuse_thread_blocks: bool,
 }
 
 impl Builder {
@@ -161,6 +162,17 @@ impl Builder {
     /// disarms every child). Default: true.
     pub fn follow_fork(mut self, follow: bool) -> Self {
         self.follow_fork = follow;
+        self
+    }
+
+    /// Whether the per-thread block (signal stack and state) of a thread
+    /// that exited may serve a later thread. Default: true; without reuse
+    /// a program that makes many threads over its life keeps one mapping
+    /// per thread it ever had. Turn it off under ThreadSanitizer: it cannot
+    /// see that the old thread is gone, and reports the new thread's use
+    /// of the same stack memory as a race.
+    pub fn reuse_thread_blocks(mut self, reuse: bool) -> Self {
+        self.reuse_thread_blocks = reuse;
         self
     }
 
@@ -280,6 +292,7 @@ impl Builder {
             sa_mask_sigsys: AtomicU64::new(0),
             support,
         }));
+        thread::set_block_reuse(self.reuse_thread_blocks);
         let previous = engine.reinstall_sigsys_handler()?;
         engine.app_sigsys.store(previous);
         engine.adopt_inherited_sigsys_mask();
@@ -409,6 +422,7 @@ impl Engine {
             initial: Selector::Allow,
             follow_fork: true,
             foreign_signal_handlers: false,
+            reuse_thread_blocks: true,
         }
     }
 

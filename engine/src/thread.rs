@@ -25,7 +25,7 @@
 use crate::counters::CounterBlock;
 use crate::sys;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use syscalls::Sysno;
 
 /// Size and alignment of a thread block. Hooks run on its stack, so it is
@@ -458,10 +458,21 @@ fn new_block() -> Result<&'static ThreadState, syscalls::Errno> {
     Ok(unsafe { &*state })
 }
 
+/// Whether retired blocks serve new threads (see
+/// [`crate::Builder::reuse_thread_blocks`]).
+static REUSE: AtomicBool = AtomicBool::new(true);
+
+pub(crate) fn set_block_reuse(reuse: bool) {
+    REUSE.store(reuse, Ordering::Relaxed);
+}
+
 /// Takes a retired block off the list if its thread no longer exists.
 /// Only the head is tried: threads come and go in order often enough, and
 /// a list walk would race with other claimers.
 fn reuse_retired() -> Option<usize> {
+    if !REUSE.load(Ordering::Relaxed) {
+        return None;
+    }
     let head = RETIRED.load(Ordering::Acquire);
     if head.is_null() {
         return None;

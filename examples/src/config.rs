@@ -4,7 +4,7 @@
 //! counter area all the traced processes update.
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use sud_engine::TRACKED_NUMBERS;
 
 /// The environment variable holding the encoded [`ToolConfig`]s.
@@ -59,6 +59,75 @@ pub struct ToolConfig {
     pub trace: Option<Vec<u64>>,
     /// sudfault's rules.
     pub faults: Vec<FaultRule>,
+    /// How sudtrace prints (and sudfault reports) calls.
+    pub options: TraceOptions,
+}
+
+/// sudtrace's output choices, the strace flags that shape each line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceOptions {
+    /// `-s N`: most bytes of a string shown.
+    pub string_limit: usize,
+    /// `-y`: descriptor paths.
+    pub fd_paths: bool,
+    /// `-x` (1) and `-xx` (2): strings in hex.
+    pub hex_strings: u8,
+    /// `-T`: time spent in each call.
+    pub durations: bool,
+    /// `-t` (1), `-tt` (2), `-ttt` (3): wall-clock time of each call.
+    pub timestamps: u8,
+    /// `-r`: time since the previous call.
+    pub relative: bool,
+    /// `-e status=`: which results are shown.
+    pub status: StatusFilter,
+    /// `--json`: one JSON object per line.
+    pub json: bool,
+    /// `-o FILE` with `-f`: every line starts with the pid (`1234  `),
+    /// as strace does when it writes to a file.
+    pub pid_column: bool,
+    /// `-ff -o FILE`: each task writes to `FILE.<tid>` (absolute path).
+    pub per_task: Option<String>,
+    /// The local time zone's offset from UTC in seconds, for `-t`/`-tt`
+    /// (the traced program cannot call localtime from a signal handler).
+    pub utc_offset: i64,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            string_limit: 32,
+            fd_paths: false,
+            hex_strings: 0,
+            durations: false,
+            timestamps: 0,
+            relative: false,
+            status: StatusFilter::All,
+            json: false,
+            pid_column: false,
+            per_task: None,
+            utc_offset: 0,
+        }
+    }
+}
+
+/// `-e status=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Every call.
+    All,
+    /// `status=successful`: calls that did not fail.
+    Successful,
+    /// `status=failed`: calls that returned an error.
+    Failed,
+}
+
+/// Hex of bytes, so a path survives the `;`/`=` syntax of the encoding.
+fn hex_decode(text: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 /// A malformed [`CONFIG_ENV`] value.
@@ -105,6 +174,31 @@ impl ToolConfig {
             let head = if i == 0 { ";fail=" } else { "," };
             write!(w, "{head}{}:{}:{}", r.nr, r.errno, r.nth)?;
         }
+        let o = &self.options;
+        let status = match o.status {
+            StatusFilter::All => 0,
+            StatusFilter::Successful => 1,
+            StatusFilter::Failed => 2,
+        };
+        write!(
+            w,
+            ";strsize={};fdpaths={};hex={};durations={};timestamps={};relative={};status={status};json={};pidcol={};utc={}",
+            o.string_limit,
+            o.fd_paths as u8,
+            o.hex_strings,
+            o.durations as u8,
+            o.timestamps,
+            o.relative as u8,
+            o.json as u8,
+            o.pid_column as u8,
+            o.utc_offset
+        )?;
+        if let Some(path) = &o.per_task {
+            w.write_str(";pertask=")?;
+            for byte in path.as_bytes() {
+                write!(w, "{byte:02x}")?;
+            }
+        }
         Ok(())
     }
 
@@ -121,6 +215,8 @@ impl ToolConfig {
         let mut mode = None;
         let (mut out_fd, mut shared_fd, mut tool_pid, mut follow) = (None, None, None, false);
         let (mut trace, mut faults) = (None, Vec::new());
+        let mut options = TraceOptions::default();
+        let flag = |v: &str| v == "1";
         for field in text.split(';') {
             let (key, value) = field
                 .split_once('=')
@@ -162,6 +258,26 @@ impl ToolConfig {
                         return Err(bad("too many fault rules"));
                     }
                 }
+                "strsize" => options.string_limit = num(value)? as usize,
+                "fdpaths" => options.fd_paths = flag(value),
+                "hex" => options.hex_strings = num(value)?.min(2) as u8,
+                "durations" => options.durations = flag(value),
+                "timestamps" => options.timestamps = num(value)?.min(3) as u8,
+                "relative" => options.relative = flag(value),
+                "status" => {
+                    options.status = match value {
+                        "0" => StatusFilter::All,
+                        "1" => StatusFilter::Successful,
+                        "2" => StatusFilter::Failed,
+                        _ => return Err(bad("bad status filter")),
+                    }
+                }
+                "json" => options.json = flag(value),
+                "pidcol" => options.pid_column = flag(value),
+                "utc" => options.utc_offset = value.parse().map_err(|_| bad("bad number"))?,
+                "pertask" => {
+                    options.per_task = Some(hex_decode(value).ok_or_else(|| bad("bad path"))?)
+                }
                 _ => return Err(bad("unknown field")),
             }
         }
@@ -173,6 +289,7 @@ impl ToolConfig {
             tool_pid: tool_pid.ok_or_else(|| bad("no tool pid"))?,
             trace,
             faults,
+            options,
         })
     }
 }
@@ -186,6 +303,10 @@ pub struct SharedArea {
     pub processes: AtomicU64,
     /// Threads traced, over all processes (each process's first thread included).
     pub threads: AtomicU64,
+    /// Tasks alive besides one, as far as the hooks see creations and
+    /// exits: strace prefixes `-f` lines with `[pid N]` while it traces
+    /// more than one task.
+    pub extra_tasks: AtomicI64,
     /// Calls per syscall number (numbers past the table share the last slot).
     pub per_number: [AtomicU64; TRACKED_NUMBERS + 1],
     /// Calls seen per fault rule.
@@ -222,6 +343,19 @@ mod tests {
                 errno: 2,
                 nth: 3,
             }],
+            options: TraceOptions {
+                string_limit: 100,
+                fd_paths: true,
+                hex_strings: 2,
+                durations: true,
+                timestamps: 2,
+                relative: true,
+                status: StatusFilter::Failed,
+                json: true,
+                pid_column: true,
+                per_task: Some("/tmp/a;b=c".into()),
+                utc_offset: -3600,
+            },
         };
         assert_eq!(ToolConfig::decode(&config.encode()), Ok(config.clone()));
         let inner = ToolConfig {

@@ -3,7 +3,9 @@
 //! output descriptor and the shared counters, start the program with the
 //! library preloaded, wait for it, and exit the way it exited.
 
-use crate::config::{FaultRule, Mode, SharedArea, ToolConfig, CONFIG_ENV, PRELOAD_FILE};
+use crate::config::{
+    FaultRule, Mode, SharedArea, ToolConfig, TraceOptions, CONFIG_ENV, PRELOAD_FILE,
+};
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -115,6 +117,8 @@ pub struct Launch {
     pub output: Option<PathBuf>,
     /// The program and its arguments.
     pub program: Vec<OsString>,
+    /// How lines look (sudtrace's flags, `--json`).
+    pub options: TraceOptions,
 }
 
 /// A finished run.
@@ -167,6 +171,7 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
         tool_pid: std::process::id(),
         trace: launch.trace.clone(),
         faults: launch.faults.clone(),
+        options: launch.options.clone(),
     };
     let mut ld_preload = preload.into_os_string();
     if let Some(theirs) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {

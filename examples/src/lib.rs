@@ -11,5 +11,8 @@
 
 pub mod config;
 pub mod launcher;
+pub mod options;
 mod preload;
+pub mod report;
 pub mod text;
+mod tracer;

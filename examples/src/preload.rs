@@ -51,7 +51,8 @@
 //! SIGPIPE to the program.
 
 use crate::config::{Mode, SharedArea, ToolConfig, CONFIG_ENV, CONFIG_SEPARATOR, PRELOAD_FILE};
-use crate::text::{format_call, format_result, read_memory, Line};
+use crate::text::{read_memory, Line};
+use crate::tracer::{self, Prefix};
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering::*};
@@ -95,10 +96,6 @@ struct Preload {
 }
 
 static PRELOAD: OnceLock<Preload> = OnceLock::new();
-
-/// Set once this process image has made a thread or child: from then on
-/// trace lines carry `[pid N]`.
-static MANY_TASKS: AtomicBool = AtomicBool::new(false);
 
 // Runs when the dynamic loader maps the library, before the program's own
 // constructors and main. glibc passes argc, argv and envp.
@@ -187,6 +184,9 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
     for always in [
         Sysno::execve,
         Sysno::execveat,
+        // strace reports every exit, whatever -e trace= selects.
+        Sysno::exit,
+        Sysno::exit_group,
         Sysno::close,
         Sysno::close_range,
         Sysno::dup,
@@ -218,6 +218,7 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         .post_hook(post)
         .follow_fork(follow)
         .foreign_signal_handlers(true)
+        .reuse_thread_blocks(!under_thread_sanitizer())
         .initial_selector(Selector::Block)
         .install();
     if let Err(e) = installed {
@@ -230,6 +231,14 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         // SAFETY: _exit ends the process at once; nothing is left to run.
         unsafe { libc::_exit(125) };
     }
+}
+
+/// Whether the program is a ThreadSanitizer build (its runtime defines
+/// `__tsan_init`): see `Builder::reuse_thread_blocks`.
+fn under_thread_sanitizer() -> bool {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name, in the
+    // constructor (not in a signal handler).
+    !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__tsan_init".as_ptr()) }.is_null()
 }
 
 fn complain(fd: i32, message: &str) {
@@ -456,6 +465,8 @@ fn write_to_pipe(fd: i32, bytes: &[u8]) -> i64 {
 /// What a clone-family call will create, read from its arguments.
 struct Creation {
     thread: bool,
+    /// CLONE_VM (vfork, posix_spawn): the child runs in our memory.
+    shares_memory: bool,
     /// A new stack: the engine re-issues the call, the hooks never see the
     /// result (the parent resumes in the program with the child's tid).
     reissued: bool,
@@ -476,11 +487,14 @@ fn creation(call: &Syscall) -> Option<Creation> {
             (word(0), word(5))
         }
         #[cfg(target_arch = "x86_64")]
-        Sysno::fork | Sysno::vfork => (0, 0),
+        Sysno::fork => (0, 0),
+        #[cfg(target_arch = "x86_64")]
+        Sysno::vfork => (libc::CLONE_VM as u64, 0),
         _ => return None,
     };
     Some(Creation {
         thread: flags & libc::CLONE_THREAD as u64 != 0,
+        shares_memory: flags & libc::CLONE_VM as u64 != 0,
         reissued: stack != 0,
     })
 }
@@ -500,7 +514,7 @@ fn pre(call: &Syscall) -> Verdict {
     };
     sweep_exec_copies();
     if let Some(created) = creation(call) {
-        MANY_TASKS.store(true, Relaxed);
+        tracer::task_starting(p.tools.iter().map(|t| t.shared), created.thread);
         if created.reissued {
             for tool in &p.tools {
                 tool.count_creation(created.thread);
@@ -522,6 +536,12 @@ fn pre(call: &Syscall) -> Verdict {
     }
     if let Some(verdict) = p.protect_tool_fds(call) {
         return verdict;
+    }
+    if let Some(tool) = p.tools.iter().find(|t| t.config.mode == Mode::Trace) {
+        tracer::on_entry(&tool.config.options, sud_engine::hook_words(call));
+        if sud_engine::in_strict_mode(call) {
+            crate::text::read_directly();
+        }
     }
     if let Some(Sysno::execve | Sysno::execveat) = call.sysno() {
         return p.keep_preload_in_exec(call);
@@ -550,12 +570,21 @@ fn post(call: &Syscall, result: &mut i64) {
         }
         _ => {}
     }
-    if creation(call).is_some() {
+    if let Some(created) = creation(call) {
         if *result == 0 {
             // The forked child: the parent reports the call.
+            crate::text::forget_pid();
+            if !created.shares_memory {
+                tracer::in_forked_child();
+            }
             return;
         }
+        if *result < 0 {
+            tracer::task_not_started(p.tools.iter().map(|t| t.shared), created.thread);
+        }
         if *result > 0 {
+            // A vfork child may have cached its own pid in our memory.
+            crate::text::forget_pid();
             // A vfork-like child that shared our memory has exec'd or
             // exited: the environment copy it made for its execve is ours
             // to free.
@@ -600,38 +629,79 @@ impl Tool {
         }
     }
 
-    /// Starts a line with `[pid N] ` when more than one task is involved;
-    /// `None` when this thread's lines are not shown (no `-f`, and not the
-    /// first process's first thread).
-    fn start_line(&self, line: &mut Line) -> Option<()> {
-        if self.is_root && !MANY_TASKS.load(Relaxed) {
-            // The tool's child, before any thread or child: no prefix, and
-            // no syscall to find that out (a seccomp strict-mode program
-            // may not make any but read, write and exit).
-            return Some(());
-        }
-        let tid = gettid();
+    /// How this thread's lines start; `None` when its lines are not shown
+    /// (no `-f`, and not the first process's first thread).
+    fn prefix(&self, pid: i64, tid: i64) -> Option<Prefix> {
         if !self.config.follow {
-            return (self.is_root && tid == getpid()).then_some(());
+            return (self.is_root && tid == pid).then_some(Prefix::Nothing);
         }
-        if !self.is_root || MANY_TASKS.load(Relaxed) || tid != getpid() {
-            let _ = write!(line, "[pid {tid}] ");
+        let options = &self.config.options;
+        if options.per_task.is_some() {
+            Some(Prefix::Nothing)
+        } else if options.pid_column {
+            Some(Prefix::Column(tid))
+        } else if tracer::many_tasks(self.shared) {
+            Some(Prefix::Bracket(tid))
+        } else {
+            Some(Prefix::Nothing)
         }
-        Some(())
+    }
+
+    /// This thread's pid and tid, without a syscall while the tool's first
+    /// process is single-threaded (a seccomp strict-mode program may make
+    /// none but read, write and exit).
+    fn who(&self) -> (i64, i64) {
+        if self.is_root && !tracer::many_tasks(self.shared) {
+            let pid = crate::text::own_pid();
+            return (pid, pid);
+        }
+        (crate::text::own_pid(), gettid())
     }
 
     fn trace(&self, call: &Syscall, result: Option<i64>) {
-        if self.config.mode != Mode::Trace || !self.print.contains(call.nr) {
+        if self.config.mode != Mode::Trace {
             return;
         }
-        let mut line = Line::new();
-        if self.start_line(&mut line).is_none() {
+        let exits = matches!(call.sysno(), Some(Sysno::exit | Sysno::exit_group));
+        let printed = self.print.contains(call.nr);
+        if !printed && !exits {
             return;
         }
-        format_call(&mut line, call.nr, &call.args, result);
-        format_result(&mut line, call.nr, result);
-        line.finish();
-        self.output(line.as_bytes());
+        let (pid, tid) = self.who();
+        let Some(who) = self.prefix(pid, tid) else {
+            return;
+        };
+        let options = &self.config.options;
+        if printed && tracer::shown(options, result) {
+            let mut line = Line::new();
+            let entered = tracer::entered(sud_engine::hook_words(call));
+            tracer::syscall_line(
+                &mut line, options, who, pid, tid, call.nr, &call.args, result, entered,
+            );
+            self.emit(tid, line.as_bytes());
+        }
+        // strace reports every exit, whatever -e trace= shows.
+        if exits {
+            let mut line = Line::new();
+            let code = call.args[0] as i32 & 0xff;
+            tracer::exit_line(&mut line, options, who, pid, tid, code);
+            self.emit(tid, line.as_bytes());
+        }
+    }
+
+    /// Writes one finished line where this task's output goes (`-ff`: its
+    /// own file).
+    fn emit(&self, tid: i64, bytes: &[u8]) {
+        match &self.config.options.per_task {
+            Some(base) => {
+                if let Some(fd) = open_task_output(base, tid) {
+                    write_all(fd, bytes);
+                    // SAFETY: closing the descriptor opened just above.
+                    unsafe { raw(Sysno::close, [fd as u64, 0, 0, 0, 0, 0]) };
+                }
+            }
+            None => self.output(bytes),
+        }
     }
 
     /// The line for the execve that started this image (the old image
@@ -646,10 +716,10 @@ impl Tool {
         if !self.print.contains(Sysno::execve.id() as u64) {
             return;
         }
-        let mut line = Line::new();
-        if self.start_line(&mut line).is_none() {
+        let (pid, tid) = (getpid(), gettid());
+        let Some(who) = self.prefix(pid, tid) else {
             return;
-        }
+        };
         // SAFETY: AT_EXECFN is the file name the kernel was given, a
         // NUL-terminated string on the initial stack (or 0 when absent).
         let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) };
@@ -657,10 +727,24 @@ impl Tool {
         if argc < 0 {
             args[1] = 0;
         }
-        format_call(&mut line, Sysno::execve.id() as u64, &args, Some(0));
-        format_result(&mut line, Sysno::execve.id() as u64, Some(0));
-        line.finish();
-        self.output(line.as_bytes());
+        let options = &self.config.options;
+        if tracer::shown(options, Some(0)) {
+            let mut line = Line::new();
+            let nr = Sysno::execve.id() as u64;
+            let entered = tracer::entry_time(options).unwrap_or_default();
+            tracer::syscall_line(
+                &mut line,
+                options,
+                who,
+                pid,
+                tid,
+                nr,
+                &args,
+                Some(0),
+                entered,
+            );
+            self.emit(tid, line.as_bytes());
+        }
     }
 
     /// sudfault: fails the call if a rule says so, and reports it.
@@ -676,17 +760,45 @@ impl Tool {
             self.shared.rule_injected[i].fetch_add(1, Relaxed);
             let result = -(rule.errno as i64);
             let mut line = Line::new();
-            line.push_bytes(b"sudfault: ");
-            let _ = write!(line, "[pid {}] ", gettid());
-            format_call(&mut line, call.nr, &call.args, Some(result));
-            format_result(&mut line, call.nr, Some(result));
-            let _ = write!(line, " (injected, call {n})");
-            line.finish();
+            tracer::fault_line(
+                &mut line,
+                &self.config.options,
+                getpid(),
+                gettid(),
+                call.nr,
+                &call.args,
+                result,
+                n,
+            );
             self.output(line.as_bytes());
             return Some(Verdict::Fail(Errno::new(rule.errno)));
         }
         None
     }
+}
+
+/// `-ff`: opens `BASE.<tid>` for appending one line (opened per line and
+/// closed at once, so the program never holds or closes it). The one
+/// place a per-task output is opened.
+fn open_task_output(base: &str, tid: i64) -> Option<i32> {
+    let mut path = [0u8; 4200];
+    tracer::task_file_name(base, tid, &mut path)?;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
+    // SAFETY: openat with a NUL-terminated path in `path`.
+    let fd = unsafe {
+        raw(
+            Sysno::openat,
+            [
+                libc::AT_FDCWD as u64,
+                path.as_ptr() as u64,
+                flags as u64,
+                0o644,
+                0,
+                0,
+            ],
+        )
+    };
+    (fd >= 0).then_some(fd as i32)
 }
 
 /// Most tool descriptors in one process (two per nested tool).
@@ -698,6 +810,10 @@ impl Preload {
     fn trace(&self, call: &Syscall, result: Option<i64>) {
         for tool in &self.tools {
             tool.trace(call, result);
+        }
+        if let Some(sysno @ (Sysno::exit | Sysno::exit_group)) = call.sysno() {
+            let traced = self.tools.iter().filter(|t| t.config.mode == Mode::Trace);
+            tracer::task_ending(traced.map(|t| t.shared), sysno == Sysno::exit_group);
         }
     }
 

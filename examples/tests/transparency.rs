@@ -366,7 +366,7 @@ fn item18_a_seccomp_sandbox_refusing_a_syscall_the_engine_uses() {
 }
 
 #[test]
-#[ignore = "item 18: fails before the fix (SIGKILL under sudtrace: text::read_memory's getpid and process_vm_readv are not allowed in strict mode)"]
+
 fn item18_seccomp_strict_mode() {
     let runs = check("seccomp_sandbox", &[], &["strict"]);
     assert_native(&runs, "strict: wrote\n");

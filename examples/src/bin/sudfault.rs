@@ -3,7 +3,7 @@
 //! User Dispatch inside the program; this injects faults for testing and
 //! confines nothing (SUD is not a security boundary).
 //!
-//! `sudfault --fail NAME=ERRNO[@N] [--fail ...] -- PROG [ARGS...]`
+//! `sudfault [--json] [-o FILE] --fail NAME=ERRNO[@N] [--fail ...] -- PROG [ARGS...]`
 //!
 //! `@N` counts calls of NAME over all the program's processes and threads,
 //! from 1. Each injection is reported on standard error as it happens, and
@@ -13,7 +13,7 @@ use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;
-use sud_examples::config::{FaultRule, Mode, MAX_FAULT_RULES};
+use sud_examples::config::{FaultRule, Mode, TraceOptions, MAX_FAULT_RULES};
 use sud_examples::launcher::{self, Launch};
 
 #[derive(Parser, Debug)]
@@ -22,6 +22,13 @@ use sud_examples::launcher::{self, Launch};
     about = "Make chosen system calls of a program fail, for testing (not a sandbox)"
 )]
 struct Cli {
+    /// Report each injection and the summary as JSON lines (schema in
+    /// examples/JSON.md).
+    #[arg(long)]
+    json: bool,
+    /// Write the reports to FILE instead of standard error.
+    #[arg(short = 'o', value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
     /// Make call N of NAME (every call without @N) fail with ERRNO, e.g.
     /// `openat=ENOENT@2`.
     #[arg(long = "fail", value_name = "NAME=ERRNO[@N]", required = true, value_parser = parse_rule)]
@@ -81,8 +88,12 @@ fn main() {
         follow: true,
         trace: None,
         faults: cli.fail.clone(),
-        output: None,
+        output: cli.output,
         program: cli.program,
+        options: TraceOptions {
+            json: cli.json,
+            ..TraceOptions::default()
+        },
     };
     match launcher::run(&launch) {
         Ok(mut finished) => {
@@ -90,10 +101,17 @@ fn main() {
             for (i, rule) in cli.fail.iter().enumerate() {
                 let calls = finished.shared.rule_calls[i].load(Relaxed);
                 let injected = finished.shared.rule_injected[i].load(Relaxed);
-                text += &format!(
-                    "sudfault: {}: injected {injected} of {calls} calls\n",
-                    describe(rule)
-                );
+                if cli.json {
+                    text += &format!(
+                        "{{\"type\":\"summary\",\"rule\":\"{}\",\"injected\":{injected},\"calls\":{calls}}}\n",
+                        describe(rule)
+                    );
+                } else {
+                    text += &format!(
+                        "sudfault: {}: injected {injected} of {calls} calls\n",
+                        describe(rule)
+                    );
+                }
             }
             let _ = finished.report.write_all(text.as_bytes());
             launcher::exit_like(finished.status)

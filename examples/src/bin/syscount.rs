@@ -11,9 +11,9 @@ use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
-use sud_examples::config::{Mode, SharedArea};
+use sud_examples::config::{Mode, TraceOptions};
 use sud_examples::launcher::{self, Launch};
+use sud_examples::report;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,7 +21,8 @@ use sud_examples::launcher::{self, Launch};
     about = "Count the system calls of a program with Syscall User Dispatch (no ptrace)"
 )]
 struct Cli {
-    /// Print one JSON object: {"total", "counts", "processes", "threads"}.
+    /// Print one JSON object: {"total", "counts", "processes", "threads"}
+    /// (schema in examples/JSON.md).
     #[arg(long)]
     json: bool,
     /// Write the counts to FILE instead of standard error.
@@ -36,44 +37,6 @@ struct Cli {
     program: Vec<OsString>,
 }
 
-/// The counts, biggest first (ties by name).
-fn counts(shared: &SharedArea) -> Vec<(String, u64)> {
-    let mut counts: Vec<(String, u64)> = shared
-        .per_number
-        .iter()
-        .enumerate()
-        .map(|(nr, c)| (nr, c.load(Relaxed)))
-        .filter(|&(_, n)| n > 0)
-        .map(|(nr, n)| (launcher::slot_name(nr), n))
-        .collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    counts
-}
-
-fn report(shared: &SharedArea, json: bool) -> String {
-    let counts = counts(shared);
-    let total: u64 = counts.iter().map(|(_, n)| n).sum();
-    let processes = shared.processes.load(Relaxed);
-    let threads = shared.threads.load(Relaxed);
-    if json {
-        let fields: Vec<String> = counts
-            .iter()
-            .map(|(name, n)| format!("\"{name}\": {n}"))
-            .collect();
-        format!(
-            "{{\"total\": {total}, \"counts\": {{{}}}, \"processes\": {processes}, \"threads\": {threads}}}\n",
-            fields.join(", ")
-        )
-    } else {
-        let mut text = format!("{:>10}  syscall\n", "calls");
-        for (name, n) in &counts {
-            text += &format!("{n:>10}  {name}\n");
-        }
-        text += &format!("{total:>10}  total ({processes} processes, {threads} threads)\n");
-        text
-    }
-}
-
 fn main() {
     let cli = Cli::parse();
     let launch = Launch {
@@ -83,10 +46,11 @@ fn main() {
         faults: Vec::new(),
         output: cli.output,
         program: cli.program,
+        options: TraceOptions::default(),
     };
     match launcher::run(&launch) {
         Ok(mut finished) => {
-            let text = report(finished.shared, cli.json);
+            let text = report::count_report(finished.shared, cli.json, None);
             if let Err(e) = finished.report.write_all(text.as_bytes()) {
                 eprintln!("syscount: cannot write the report: {e}");
             }

@@ -61,6 +61,14 @@
 //!   handler without `SA_ONSTACK` runs on the engine's stack. Handlers that
 //!   only read `si_*`, or that modify the context of faults they caused
 //!   themselves, are unaffected.
+//! - Which thread takes a process-directed signal: a trap ends with an
+//!   `rt_sigreturn`, and the kernel then hands that thread any signal
+//!   pending for the process, where natively it would have woken the
+//!   thread it chose (often the main thread, asleep in a blocking call).
+//!   POSIX allows either; a program whose main thread waits for signals
+//!   in a blocking call sees them later (Python's handlers, which run on
+//!   the main thread, run fewer times for a burst of signals). Returning
+//!   from traps without `rt_sigreturn` would fix it.
 //! - A ptracer (gdb, strace) sees the SIGSYS stops of every trap.
 //! - A vfork child's calls are reported with its parent's tid (it runs on
 //!   its parent's state while the parent waits); with a code cache as the

@@ -241,8 +241,9 @@ mod tests {
         let thread = crate::thread::current();
         let v = dispatch(&core, thread, &mut call(Sysno::getppid), &mut &rec);
         assert_eq!(returned(v), 21, "post-hook saw the executed result");
-        assert_eq!(*rec.0.borrow(), [(110, [11, 0, 0, 0, 0, 0])]);
-        assert_eq!(core.counters.count(110), 1);
+        let getppid = Sysno::getppid.id() as u64;
+        assert_eq!(*rec.0.borrow(), [(getppid, [11, 0, 0, 0, 0, 0])]);
+        assert_eq!(core.counters.count(getppid), 1);
         assert_eq!(core.counters.snapshot().hooked, 1);
     }
 

@@ -29,6 +29,7 @@ pub(crate) fn as_seen_from(stack: AltStack, sp: u64) -> [u64; 3] {
 
 /// `stack_t` as a signal frame's `uc_stack` holds it: the task's raw
 /// settings (the kernel's `__save_altstack`).
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn in_frame(stack: AltStack) -> [u64; 3] {
     [stack.sp, stack.flags as u32 as u64, stack.size]
 }

@@ -71,9 +71,31 @@ pub(crate) unsafe extern "C" fn on_app_signal(
     if act.flags & libc::SA_RESETHAND as u64 != 0 {
         APP_ACTIONS[sig as usize].store(KernelSigaction::default());
     }
-    let interrupted = thread.replace_selector(Selector::Block as u8);
+    let interrupted = thread.replace_selector(Selector::Allow as u8);
+    // SAFETY: the kernel's siginfo for this delivery.
+    unsafe { observe(thread, sig, info) };
+    thread.replace_selector(Selector::Block as u8);
     // SAFETY: the frame's own siginfo and context.
     unsafe { enter_handler(thread, &act, sig, info, uc, interrupted) };
+}
+
+/// Shows a delivery to the signal hooks (with the selector on ALLOW).
+///
+/// # Safety
+/// `info` points to a 128-byte siginfo.
+unsafe fn observe(thread: &ThreadState, sig: libc::c_int, info: *const libc::siginfo_t) {
+    let Some(engine) = Engine::installed() else {
+        return;
+    };
+    // SAFETY: the caller's contract.
+    let siginfo = unsafe { (info as *const [u64; 16]).read_unaligned() };
+    let signal = crate::hooks::DeliveredSignal {
+        signo: sig,
+        code: (siginfo[1] & 0xffff_ffff) as i32,
+        tid: thread.armed_tid.get(),
+        siginfo,
+    };
+    crate::dispatch::observe_signal(&engine.core, thread, &signal);
 }
 
 /// A SIGSYS that did not come from dispatch: deliver it as the program's
@@ -131,6 +153,8 @@ pub(crate) unsafe fn forward(
         )
     };
     sigprocmask(libc::SIG_BLOCK, &extra, &mut previous as *mut _ as u64);
+    // SAFETY: the caller's contract.
+    unsafe { observe(thread, sig, info) };
     let handler_selector = if engine.foreign_signal_handlers {
         Selector::Block as u8
     } else {

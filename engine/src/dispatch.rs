@@ -9,7 +9,7 @@
 
 use crate::counters::Counters;
 use crate::filter::SyscallSet;
-use crate::hooks::{PostHook, PreHook, Syscall, Verdict};
+use crate::hooks::{DeliveredSignal, PostHook, PreHook, SignalHook, Syscall, Verdict};
 use crate::thread::ThreadState;
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,6 +20,27 @@ pub(crate) struct Core {
     pub(crate) post_hooks: Vec<PostHook>,
     pub(crate) filter: SyscallSet,
     pub(crate) counters: Counters,
+    pub(crate) signal_hooks: Vec<SignalHook>,
+}
+
+/// Marks `in_hook` while signal hooks run (the low bits hold the signal).
+const SIGNAL_HOOK: u64 = 1 << 62;
+
+/// Runs the signal hooks for a delivery to a program handler.
+pub(crate) fn observe_signal(engine: &Core, thread: &ThreadState, signal: &DeliveredSignal) {
+    if engine.signal_hooks.is_empty() {
+        return;
+    }
+    let outer = thread.in_hook.replace(SIGNAL_HOOK | signal.signo as u64);
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        for hook in &engine.signal_hooks {
+            hook(signal);
+        }
+    }));
+    if ran.is_err() {
+        hook_panicked(SIGNAL_HOOK | signal.signo as u64, signal.tid);
+    }
+    thread.in_hook.set(outer);
 }
 
 /// How a syscall got executed.
@@ -166,15 +187,26 @@ fn in_hook_on_this_thread() -> Option<(u64, i32)> {
 
 #[cold]
 fn hook_panicked(nr: u64, tid: i32) -> ! {
-    let name = usize::try_from(nr)
-        .ok()
-        .and_then(syscalls::Sysno::new)
-        .map_or("?", |s| s.name());
     let mut msg = StackText::<200>::new();
+    if nr & SIGNAL_HOOK != 0 {
+        let _ = write!(
+            msg,
+            "sud-engine: a signal hook panicked while observing signal {}",
+            nr & !SIGNAL_HOOK
+        );
+    } else {
+        let name = usize::try_from(nr)
+            .ok()
+            .and_then(syscalls::Sysno::new)
+            .map_or("?", |s| s.name());
+        let _ = write!(
+            msg,
+            "sud-engine: a hook panicked while handling syscall {name} ({nr})"
+        );
+    }
     let _ = writeln!(
         msg,
-        "sud-engine: a hook panicked while handling syscall {name} ({nr}) on thread {tid}; \
-         aborting, because a panic cannot unwind through a signal frame",
+        " on thread {tid}; aborting, because a panic cannot unwind through a signal frame",
     );
     crate::sys::write_all(2, msg.as_bytes());
     std::process::abort()
@@ -214,6 +246,7 @@ mod tests {
             post_hooks: post,
             filter: SyscallSet::from_sysnos(watched),
             counters: Counters::new(),
+            signal_hooks: Vec::new(),
         }
     }
 

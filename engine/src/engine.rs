@@ -7,7 +7,7 @@ use crate::counters::{CounterSnapshot, Counters, Entrance};
 use crate::dispatch::{dispatch, Core, Execution, Executor};
 use crate::error::{Error, RegionProblem, Result};
 use crate::filter::SyscallSet;
-use crate::hooks::{PostHook, PreHook, Syscall, Verdict};
+use crate::hooks::{DeliveredSignal, PostHook, PreHook, SignalHook, Syscall, Verdict};
 use crate::kernel::{self, Region, Support};
 use crate::selector::{self, Selector};
 use crate::sigaction::{self, VirtualSigaction, SIGSET_SIZE, SIGSYS_BIT};
@@ -117,6 +117,7 @@ pub enum Placement {
 pub struct Builder {
     pre_hooks: Vec<PreHook>,
     post_hooks: Vec<PostHook>,
+    signal_hooks: Vec<SignalHook>,
     filter: SyscallSet,
     placement: Placement,
     initial: Selector,
@@ -135,6 +136,14 @@ impl Builder {
     /// Adds a post-hook; post-hooks run in the order they were added.
     pub fn post_hook(mut self, hook: impl Fn(&Syscall, &mut i64) + Send + Sync + 'static) -> Self {
         self.post_hooks.push(Box::new(hook));
+        self
+    }
+
+    /// Adds a signal hook: it sees each signal the engine delivers to one
+    /// of the program's handlers (see [`DeliveredSignal`]), in the order
+    /// hooks were added, before the handler runs.
+    pub fn signal_hook(mut self, hook: impl Fn(&DeliveredSignal) + Send + Sync + 'static) -> Self {
+        self.signal_hooks.push(Box::new(hook));
         self
     }
 
@@ -283,6 +292,7 @@ impl Builder {
                 post_hooks: self.post_hooks,
                 filter: self.filter,
                 counters: Counters::new(),
+                signal_hooks: self.signal_hooks,
             },
             region,
             gadgets,
@@ -417,6 +427,7 @@ impl Engine {
         Builder {
             pre_hooks: Vec::new(),
             post_hooks: Vec::new(),
+            signal_hooks: Vec::new(),
             filter: SyscallSet::all(),
             placement: Placement::GadgetPage,
             initial: Selector::Allow,

@@ -59,6 +59,26 @@ pub fn errno_of(result: i64) -> Option<Errno> {
         .then(|| Errno::new(-result as i32))
 }
 
+/// A signal the engine is about to deliver to one of the program's own
+/// handlers (with [`crate::Builder::foreign_signal_handlers`], or a SIGSYS
+/// that did not come from dispatch), as signal hooks see it: strace's
+/// `--- SIGCHLD {...} ---` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredSignal {
+    /// The signal number.
+    pub signo: i32,
+    /// `si_code`.
+    pub code: i32,
+    /// The receiving thread's id (as in [`Syscall::tid`]).
+    pub tid: i32,
+    /// The kernel's whole `siginfo_t`, for the fields of each kind.
+    pub siginfo: [u64; 16],
+}
+
+/// A signal hook: sees each delivery to a program handler, before the
+/// handler runs; the same rules as for syscall hooks apply.
+pub type SignalHook = Box<dyn Fn(&DeliveredSignal) + Send + Sync>;
+
 /// How many words [`hook_words`] gives each thread.
 pub const HOOK_WORDS: usize = 8;
 

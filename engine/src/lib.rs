@@ -123,8 +123,8 @@ pub use engine::{
 pub use error::{Error, RegionProblem, Result};
 pub use filter::{SyscallSet, TRACKED_NUMBERS};
 pub use hooks::{
-    errno_of, hook_words, in_strict_mode, HookWords, PostHook, PreHook, Syscall, Verdict,
-    HOOK_WORDS,
+    errno_of, hook_words, in_strict_mode, DeliveredSignal, HookWords, PostHook, PreHook,
+    SignalHook, Syscall, Verdict, HOOK_WORDS,
 };
 pub use kernel::{Region, Support};
 pub use selector::{selector_location, Selector, SelectorLocation};

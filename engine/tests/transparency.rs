@@ -722,3 +722,32 @@ fn hooks_know_when_the_thread_is_in_seccomp_strict_mode() {
         "before (1) and after (2) strict mode"
     );
 }
+
+static OBSERVED: AtomicU64 = AtomicU64::new(0);
+
+#[test]
+fn signal_hooks_see_each_delivery_to_a_program_handler_before_it_runs() {
+    child_passes(|| {
+        Engine::builder()
+            .foreign_signal_handlers(true)
+            .signal_hook(|signal| {
+                // The handler has not run yet; the code is tgkill's.
+                if signal.signo == libc::SIGUSR1
+                    && signal.code == libc::SI_TKILL
+                    && DELIVERED.load(SeqCst) == OBSERVED.load(SeqCst)
+                {
+                    OBSERVED.fetch_add(1, SeqCst);
+                }
+            })
+            .install()
+            .unwrap();
+        foreign(|| {
+            set_handler(libc::SIGUSR1, count_usr1 as *const () as usize, 0, false);
+            for _ in 0..3 {
+                tgkill_self(libc::SIGUSR1);
+            }
+        });
+        assert_eq!(DELIVERED.load(SeqCst), 3);
+        assert_eq!(OBSERVED.load(SeqCst), 3);
+    });
+}

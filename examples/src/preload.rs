@@ -216,6 +216,7 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         .watch(watch)
         .pre_hook(pre)
         .post_hook(post)
+        .signal_hook(on_signal)
         .follow_fork(follow)
         .foreign_signal_handlers(true)
         .reuse_thread_blocks(!under_thread_sanitizer())
@@ -550,6 +551,22 @@ fn pre(call: &Syscall) -> Verdict {
         p.trace(call, None);
     }
     Verdict::Run
+}
+
+/// sudtrace: `--- SIGNAME {...} ---` for each signal delivered to one of
+/// the program's handlers.
+fn on_signal(signal: &sud_engine::DeliveredSignal) {
+    let Some(p) = PRELOAD.get() else {
+        return;
+    };
+    for tool in p.tools.iter().filter(|t| t.config.mode == Mode::Trace) {
+        let (pid, tid) = tool.who();
+        if let Some(who) = tool.prefix(pid, tid) {
+            let mut line = Line::new();
+            tracer::signal_line(&mut line, &tool.config.options, who, pid, tid, signal);
+            tool.emit(tid, line.as_bytes());
+        }
+    }
 }
 
 fn post(call: &Syscall, result: &mut i64) {

@@ -256,6 +256,50 @@ pub(crate) fn syscall_line(
     line.finish();
 }
 
+/// `--- SIGCHLD {si_signo=SIGCHLD, ...} ---` (or its JSON form) for a
+/// signal delivered to one of the program's handlers.
+pub(crate) fn signal_line(
+    line: &mut Line,
+    options: &TraceOptions,
+    who: Prefix,
+    pid: i64,
+    tid: i64,
+    signal: &sud_engine::DeliveredSignal,
+) {
+    if options.json {
+        let _ = write!(
+            line,
+            "{{\"type\":\"signal\",\"pid\":{pid},\"tid\":{tid},\"signo\":{},\"code\":{}}}",
+            signal.signo, signal.code
+        );
+        line.finish();
+        return;
+    }
+    prefix(line, who);
+    if options.timestamps > 0 || options.relative {
+        let now = entry_time(options).unwrap_or_default();
+        times(line, options, now);
+    }
+    line.push_bytes(b"--- ");
+    let mut name = Line::new();
+    text::siginfo(&mut name, signal);
+    let start = name
+        .as_bytes()
+        .iter()
+        .position(|&b| b == b'=')
+        .map_or(0, |i| i + 1);
+    let end = name
+        .as_bytes()
+        .iter()
+        .position(|&b| b == b',')
+        .unwrap_or(start);
+    line.push_bytes(&name.as_bytes()[start..end]);
+    line.push_bytes(b" ");
+    line.push_bytes(name.as_bytes());
+    line.push_bytes(b" ---");
+    line.finish();
+}
+
 /// `+++ exited with N +++` (or its JSON form) for a task ending.
 pub(crate) fn exit_line(
     line: &mut Line,

@@ -69,6 +69,15 @@ fn sudtrace_json_lines_follow_the_schema() {
                 exits += 1;
                 assert!(field(v, "status").is_i64(), "{v}");
             }
+            Some("signal") => {
+                assert!(field(v, "pid").is_i64() && field(v, "tid").is_i64(), "{v}");
+                assert_eq!(
+                    field(v, "signo").as_i64(),
+                    Some(libc::SIGCHLD as i64),
+                    "{v}"
+                );
+                assert!(field(v, "code").is_i64(), "{v}");
+            }
             other => panic!("unknown type {other:?}: {v}"),
         }
     }

@@ -12,10 +12,12 @@
 mod errno;
 mod escape;
 mod flags;
+mod signals;
 mod structs;
 
 pub use escape::{forget_pid, own_pid};
 pub(crate) use escape::{read_directly, read_memory};
+pub(crate) use signals::siginfo;
 
 use escape::{c_string, counted, Quote};
 use flags::Unknown;

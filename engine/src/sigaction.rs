@@ -186,6 +186,8 @@ impl Engine {
             return efault;
         }
         let mut new = KernelSigaction::from_words(new_words);
+        // The kernel never keeps SIGKILL or SIGSTOP in an action's mask.
+        new.mask &= !UNBLOCKABLE;
         let bit = 1u64 << (sig - 1);
         if sig == SIGSYS {
             let old = self.app_sigsys.load();

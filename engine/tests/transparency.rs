@@ -751,3 +751,20 @@ fn signal_hooks_see_each_delivery_to_a_program_handler_before_it_runs() {
         assert_eq!(OBSERVED.load(SeqCst), 3);
     });
 }
+
+#[test]
+fn an_actions_mask_reads_back_without_sigkill_and_sigstop_as_the_kernel_keeps_it() {
+    child_passes(|| {
+        engine_with_wrapped_handlers();
+        let old = foreign(|| {
+            set_handler(libc::SIGUSR1, count_usr1 as *const () as usize, 0, true);
+            set_handler(libc::SIGUSR1, count_usr1 as *const () as usize, 0, true)
+        });
+        // SAFETY: sigismember on a sigset the kernel (or engine) filled.
+        unsafe {
+            assert_eq!(libc::sigismember(&old.sa_mask, libc::SIGKILL), 0);
+            assert_eq!(libc::sigismember(&old.sa_mask, libc::SIGSTOP), 0);
+            assert_eq!(libc::sigismember(&old.sa_mask, libc::SIGTERM), 1);
+        }
+    });
+}

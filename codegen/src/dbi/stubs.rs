@@ -6,8 +6,8 @@
 //!   state, flips the selector to ALLOW, calls [`super::host_entry`] with a
 //!   writable register frame, flips back to BLOCK and restores everything;
 //! - the *indirect-branch lookup* (`ibl`): native target in rax, foreign
-//!   rax parked in the scratch slot; one flag-free probe of the block map's
-//!   home slot, else a miss through the host stub;
+//!   rax parked in the scratch slot; a flag-free walk of the block map's
+//!   probe chain (see `table.rs`), else a miss through the host stub;
 //! - the *entry trampoline*: host Rust calls it to run a translated
 //!   function, and translated code returns into it (its return address is
 //!   in the block map, mapped to itself), where it flips back to ALLOW.
@@ -18,7 +18,7 @@
 //! stack pointer is back where it was. Nothing in these stubs allocates or
 //! locks; what the Rust side may do is documented at `host_entry`.
 
-use super::scratch;
+use super::{scratch, table};
 use crate::direct::{selector_flip, SelectorAccess};
 use crate::{CodeCache, Error, Selector};
 use dynasmrt::x64::X64Relocation;
@@ -69,6 +69,8 @@ pub(crate) struct StubParams {
     pub(crate) host_entry: u64,
     pub(crate) resolve_request: i32,
     pub(crate) vectors: VectorSave,
+    /// BMI2's flag-free shifts are there.
+    pub(crate) bmi2: bool,
 }
 
 pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Error> {
@@ -144,23 +146,59 @@ pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Err
         );
 
         // ---- indirect-branch lookup ----
+        // The home slot is `header + HEADER + (native & mask) * 16`, got
+        // flag-free as `(native << s) >> (s - 4)` with BMI2's shifts (s =
+        // 64 - table bits, both counts in the table's header); without
+        // BMI2, `and` between a pushfq/popfq pair.
         let ibl = a.offset().0;
+        let s_r11 = s + scratch::R11;
         dynasm!(a
             ; .arch x64
             ; fs mov [s_rcx], rcx
             ; fs mov [s_rdx], rdx
-            ; movzx ecx, ax
+            ; fs mov [s_r11], r11
             ; mov rdx, QWORD p.table as i64
-            // 16-byte slots: rdx + 8*i + 8*i, no flags touched.
-            ; lea rdx, [rdx + rcx * 8]
-            ; lea rdx, [rdx + rcx * 8]
+            ; mov rdx, [rdx]
+        );
+        if p.bmi2 {
+            dynasm!(a
+                ; .arch x64
+                ; mov rcx, [rdx]
+                ; mov r11, [rdx + 8]
+                ; shlx rcx, rax, rcx
+                ; shrx rcx, rcx, r11
+            );
+        } else {
+            dynasm!(a
+                ; .arch x64
+                ; mov rcx, [rdx]
+                ; lea rsp, [rsp - 128]
+                ; pushfq
+                ; mov r11, rax
+                ; shl r11, cl
+                ; mov rcx, [rdx + 8]
+                ; shr r11, cl
+                ; popfq
+                ; lea rsp, [rsp + 128]
+                ; mov rcx, r11
+            );
+        }
+        dynasm!(a
+            ; .arch x64
+            ; lea rdx, [rdx + rcx + table::HEADER as i32]
+            ; probe:
             ; mov rcx, [rdx]
+            ; jrcxz >miss
             ; lea rcx, [rcx + rax]
             ; jrcxz >hit
+            ; lea rdx, [rdx + 16]
+            ; jmp <probe
+            ; miss:
             ; fs mov [s_native], rax
             ; fs mov rax, [s_rax]
             ; fs mov rcx, [s_rcx]
             ; fs mov rdx, [s_rdx]
+            ; fs mov r11, [s_r11]
             ; lea rsp, [rsp - 128]
             ; push p.resolve_request
             ; call ->host
@@ -171,6 +209,7 @@ pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Err
             ; fs mov rax, [s_rax]
             ; fs mov rcx, [s_rcx]
             ; fs mov rdx, [s_rdx]
+            ; fs mov r11, [s_r11]
             ; fs jmp QWORD [s_target]
         );
 

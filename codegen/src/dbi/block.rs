@@ -379,7 +379,8 @@ impl Translator {
                         .extend_from_slice(&self.inline[start..start + len]);
                 }
                 Item::Counter { counter, amount } => {
-                    glue::add_to_counter(&mut self.code, counter, amount);
+                    let flags_dead = self.flags_dead_after(i);
+                    glue::add_to_counter(&mut self.code, here, counter, amount, flags_dead);
                 }
             }
         }
@@ -436,6 +437,38 @@ impl Translator {
         }
         self.code.extend_from_slice(&[0x58, 0x9d]); // pop rax; popfq
         glue::lea_rsp(&mut self.code, 128);
+    }
+
+    /// Whether the arithmetic flags are dead at item `item`: a kept
+    /// instruction after it writes all of them before any reads one (the
+    /// block's end counts as reading them).
+    fn flags_dead_after(&self, item: usize) -> bool {
+        use iced_x86::RflagsBits;
+        const STATUS: u32 = RflagsBits::OF
+            | RflagsBits::SF
+            | RflagsBits::ZF
+            | RflagsBits::AF
+            | RflagsBits::CF
+            | RflagsBits::PF;
+        let mut live = STATUS;
+        for it in &self.items[item + 1..] {
+            match it {
+                Item::Keep(k) => {
+                    let insn = &self.insns[*k as usize];
+                    if insn.rflags_read() & live != 0 {
+                        return false;
+                    }
+                    live &= !insn.rflags_modified();
+                    if live == 0 {
+                        return true;
+                    }
+                }
+                // Inline code and callouts may read the flags.
+                Item::Inline { .. } | Item::Callout { .. } => return false,
+                Item::Counter { .. } => {}
+            }
+        }
+        false
     }
 
     /// The native address after the block's last decoded instruction.

@@ -101,9 +101,13 @@ impl BlockIterator<'_> {
         });
     }
 
-    /// Puts an inline `counter += amount` here (atomic; keeps registers,
-    /// flags and the red zone): the cheap way to count blocks or
-    /// instructions without leaving translated code.
+    /// Puts an inline `counter += amount` here (keeps registers, flags
+    /// and the red zone): the cheap way to count blocks or instructions
+    /// without leaving translated code. Not atomic, by choice: threads
+    /// incrementing one counter at once may lose increments (a locked add
+    /// costs ~20 cycles each); give each thread its own counters (a
+    /// transformer can tell blocks apart, not threads) or accept the
+    /// undercount. Where the flags are dead it is one `add`.
     pub fn put_counter(&mut self, counter: &'static AtomicU64, amount: u32) {
         self.push(Item::Counter {
             counter: counter.as_ptr() as u64,

@@ -12,18 +12,9 @@
 //!   patchable rel32 jumps, linked straight to the target's translation
 //!   when it exists, else to an exit stub that asks the translator and
 //!   then patches the jump (so a block is chained once both ends exist);
-//! - a call starts a block of its own and becomes a real `call` to a
-//!   short sequence that overwrites the pushed (translated) return address
-//!   with the native one, then jumps to the callee: the callee sees exactly
-//!   the native stack, and the CPU's return predictor has an entry for the
-//!   *return point* right after the real `call` (a jump to the translation
-//!   of the native return address);
-//! - a return goes to the shared return stub, which finds the native
-//!   return address's return point (or block) in the maps, puts it on the
-//!   stack and executes a real `ret`, which the predictor gets right;
-//! - indirect calls do the same through the shared indirect-call lookup,
-//!   indirect jumps through the indirect-branch lookup (native target in
-//!   rax);
+//! - a call pushes the *native* return address, then jumps;
+//! - indirect jumps and calls and returns load the native target into rax
+//!   (foreign rax parked in the scratch slot) and go to the shared lookup;
 //! - `syscall` becomes a direct-hook call site. The numbers that create a
 //!   task (`clone`, `vfork`, `clone3`) reach the hooks that way too, but
 //!   their child must continue right after the instruction on its own
@@ -107,9 +98,6 @@ pub(crate) struct Translator {
     arena_end: u64,
     /// Offsets in `code` of the `jne` fields of the byte check, if any.
     checks: Vec<usize>,
-    /// The block's return point (offset in `code`) and the native return
-    /// address it stands for.
-    ret_point: Option<(usize, u64)>,
     pub(crate) blocks: Vec<BlockRecord>,
     pub(crate) exit_pool: Vec<ExitRecord>,
     pub(crate) alive: usize,
@@ -139,7 +127,6 @@ impl Translator {
             arena_next: arena,
             arena_end: arena + arena_len,
             checks: Vec::with_capacity(FOREIGN_WINDOW),
-            ret_point: None,
             blocks: Vec::with_capacity(MAX_BLOCKS),
             exit_pool: Vec::with_capacity(MAX_EXITS),
             alive: 0,
@@ -235,7 +222,6 @@ impl Translator {
             first_exit: first_exit as u32,
             exit_count: (self.exit_pool.len() - first_exit) as u32,
             incoming: NONE,
-            ret_key: self.ret_point.map_or(0, |(_, native)| native),
             alive: true,
         });
         self.alive += 1;
@@ -250,11 +236,6 @@ impl Translator {
         }
         self.chunks.insert(native, native_end);
         dbi.map.insert(native, at, id);
-        if let Some((offset, ret_native)) = self.ret_point {
-            // Returns to `ret_native` go to the return point, where the
-            // return predictor expects them (see `real_call`).
-            dbi.rets.insert(ret_native, at + offset as u64, id);
-        }
         let syscalls = self
             .insns
             .iter()
@@ -280,18 +261,7 @@ impl Translator {
         while decoder.can_decode() && self.insns.len() < MAX_BLOCK_INSNS {
             decoder.decode_out(&mut insn);
             let first = self.insns.is_empty();
-            // A call starts a block of its own, so that it has one
-            // translation and one return point, whatever path reaches it:
-            // a second translation's return would find the first one's
-            // return point and always miss the return predictor.
-            let is_call = matches!(
-                insn.flow_control(),
-                FlowControl::Call | FlowControl::IndirectCall
-            );
-            if insn.is_invalid()
-                || untranslatable(&insn)
-                || (!first && (is_call || dbi.is_stop(insn.ip())))
-            {
+            if insn.is_invalid() || untranslatable(&insn) || (!first && dbi.is_stop(insn.ip())) {
                 break;
             }
             self.insns.push(insn);
@@ -337,7 +307,6 @@ impl Translator {
         self.code.clear();
         self.exits.clear();
         self.checks.clear();
-        self.ret_point = None;
         if checked {
             self.emit_check();
         }
@@ -498,59 +467,25 @@ impl Translator {
                 None => self.emit_counting_branch(at, insn)?,
             },
             FlowControl::Call => {
-                self.real_call(at, insn.next_ip())?;
+                glue::push_u64(&mut self.code, insn.next_ip());
                 self.patchable(at, &[0xe9], insn.near_branch_target());
             }
-            FlowControl::IndirectCall => {
-                // The operand is read with the foreign rsp, before the call.
-                glue::store_at_rsp(&mut self.code, 0, -16);
-                self.load_target_into_rax(at, insn)?;
-                self.real_call(at, insn.next_ip())?;
-                self.jump_to(at, dbi.stubs.icall as u64)?;
-            }
-            FlowControl::IndirectBranch => {
+            FlowControl::IndirectCall | FlowControl::IndirectBranch => {
                 glue::fs_mov(&mut self.code, 0, slot_rax, true);
                 self.load_target_into_rax(at, insn)?;
+                if insn.flow_control() == FlowControl::IndirectCall {
+                    glue::push_u64(&mut self.code, insn.next_ip());
+                }
                 self.jump_to(at, dbi.stubs.ibl as u64)?;
             }
             FlowControl::Return => {
-                let pop = insn.immediate16() as i32;
-                if pop != 0 {
-                    // `ret n`: the return address moves up over the n bytes.
-                    glue::store_at_rsp(&mut self.code, 0, -8);
-                    glue::load_rax_from_stack_top(&mut self.code);
-                    glue::store_at_rsp(&mut self.code, 0, pop);
-                    glue::load_at_rsp(&mut self.code, 0, -8);
-                    glue::lea_rsp(&mut self.code, pop);
-                }
-                self.jump_to(at, dbi.stubs.ret as u64)?;
+                glue::fs_mov(&mut self.code, 0, slot_rax, true);
+                glue::load_rax_from_stack_top(&mut self.code);
+                glue::lea_rsp(&mut self.code, 8 + insn.immediate16() as i32);
+                self.jump_to(at, dbi.stubs.ibl as u64)?;
             }
             _ => self.copy(dbi, at, insn)?,
         }
-        Ok(())
-    }
-
-    /// A call's first half: a real `call` (so the CPU's return predictor
-    /// learns where the translated return goes), the *return point* it
-    /// returns to (a patchable jump to the translation of `ret_native`),
-    /// and, where the call lands, the native return address written over
-    /// the translated one, so the callee sees exactly what it would
-    /// natively. What follows is the jump to the callee.
-    fn real_call(&mut self, at: u64, ret_native: u64) -> Result<(), LeftNative> {
-        self.code.push(0xe8);
-        let field = self.code.len();
-        self.code.extend_from_slice(&[0; 4]);
-        self.ret_point = Some((self.code.len(), ret_native));
-        self.patchable(at, &[0xe9], ret_native);
-        self.resolve((field, self.code.len()))?;
-        // One 8-byte store through rax (parked below the stack, which is
-        // the callee's and unused yet; [rsp - 8] holds an indirect call's
-        // foreign rax): two 4-byte stores would make the callee's `ret`
-        // load miss store forwarding.
-        glue::store_at_rsp(&mut self.code, 0, -16);
-        glue::mov_imm64(&mut self.code, 0, ret_native);
-        glue::store_at_rsp(&mut self.code, 0, 0);
-        glue::load_at_rsp(&mut self.code, 0, -16);
         Ok(())
     }
 
@@ -886,9 +821,6 @@ impl Translator {
         self.blocks[id as usize].alive = false;
         self.alive -= 1;
         dbi.map.remove_if(b.native, |_, owner| owner != id);
-        if b.ret_key != 0 {
-            dbi.rets.remove_if(b.ret_key, |_, owner| owner != id);
-        }
         for exit in b.first_exit as usize..(b.first_exit + b.exit_count) as usize {
             if self.exit_pool[exit].target != NONE {
                 self.unlink(dbi, exit);

@@ -14,22 +14,14 @@ pub(crate) fn lea_rsp(out: &mut Vec<u8>, disp: i32) {
     }
 }
 
-/// `mov [rsp + disp], reg64` (`store`) or `mov reg64, [rsp + disp]`.
-fn rsp_mov(out: &mut Vec<u8>, reg: u8, disp: i32, store: bool) {
-    let rex = 0x48 | ((reg >> 3) << 2);
-    let opcode = if store { 0x89 } else { 0x8b };
-    out.extend_from_slice(&[rex, opcode, 0x84 | ((reg & 7) << 3), 0x24]);
-    out.extend_from_slice(&disp.to_le_bytes());
-}
-
-/// `mov [rsp + disp], reg64`.
-pub(crate) fn store_at_rsp(out: &mut Vec<u8>, reg: u8, disp: i32) {
-    rsp_mov(out, reg, disp, true);
-}
-
-/// `mov reg64, [rsp + disp]`.
-pub(crate) fn load_at_rsp(out: &mut Vec<u8>, reg: u8, disp: i32) {
-    rsp_mov(out, reg, disp, false);
+/// Pushes a 64-bit constant without a register or the flags:
+/// `lea rsp,[rsp-8]; mov dword [rsp], lo; mov dword [rsp+4], hi`.
+pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
+    lea_rsp(out, -8);
+    out.extend_from_slice(&[0xc7, 0x04, 0x24]);
+    out.extend_from_slice(&(value as u32).to_le_bytes());
+    out.extend_from_slice(&[0xc7, 0x44, 0x24, 0x04]);
+    out.extend_from_slice(&((value >> 32) as u32).to_le_bytes());
 }
 
 /// `mov fs:[disp], reg64` (`store`) or `mov reg64, fs:[disp]`.
@@ -140,6 +132,16 @@ mod tests {
     #[test]
     fn glue_decodes_to_what_it_claims() {
         let mut b = Vec::new();
+        push_u64(&mut b, 0x7f12_3456_789a);
+        assert_eq!(
+            text(&b, 0),
+            [
+                "lea rsp,[rsp-8]",
+                "mov dword [rsp],3456789Ah",
+                "mov dword [rsp+4],7F12h"
+            ]
+        );
+        let mut b = Vec::new();
         fs_mov(&mut b, 11, -0x40, true);
         fs_mov(&mut b, 0, 0x20, false);
         jmp_fs(&mut b, 0x18);
@@ -157,10 +159,6 @@ mod tests {
                 "mov r9,1122334455667788h"
             ]
         );
-        let mut b = Vec::new();
-        store_at_rsp(&mut b, 0, -16);
-        load_at_rsp(&mut b, 9, 24);
-        assert_eq!(text(&b, 0), ["mov [rsp-10h],rax", "mov r9,[rsp+18h]"]);
         let mut b = Vec::new();
         call_host(&mut b, 0x1000, 0x2000, 0x3000_0005).unwrap();
         assert_eq!(b.len() as u64, CALL_HOST_LEN);

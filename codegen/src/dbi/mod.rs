@@ -30,9 +30,8 @@
 //! - Blocks are translated when control first reaches them (see
 //!   the `block` module for what becomes of each instruction). Direct branches are
 //!   chained block to block once both ends exist; indirect jumps, calls
-//!   and returns go through a lookup of translated blocks; calls are real
-//!   calls whose pushed address is swapped for the native one, so code
-//!   that inspects it sees the native one and returns stay predicted.
+//!   and returns go through a lookup of translated blocks; calls push the
+//!   native return address, so code that inspects it sees the native one.
 //! - Syscalls in translated code are direct calls of the engine's dispatch
 //!   core (counted as `Entrance::Direct`), no signal involved.
 //! - Code the translator cannot handle, and code at a
@@ -94,8 +93,7 @@
 //! - The glue reaches its per-thread slots and the selector through `fs`:
 //!   foreign code that moves the `fs` base breaks it (as it breaks the
 //!   engine's flips).
-//! - Return addresses on the stack are swapped (native for translated and
-//!   back around each call and return), so user-mode
+//! - Calls are emulated (push, jump) and returns looked up, so user-mode
 //!   CET shadow stacks cannot be enabled for translated code.
 //! - The inline lookup follows the block map's probe chain (see the
 //!   `table` module); the map grows, so lookups stay in translated code
@@ -341,29 +339,27 @@ impl DbiBuilder {
         // Clone-family calls are issued at the site itself (see block.rs),
         // after the hooks have seen them through this entrance.
         let stub = DirectStub::with_entry(cache, access, vectors, direct_entry)?;
-        let new_map = || {
-            BlockMap::new().ok_or(DbiError::Codegen(Error::Os {
-                op: "mmap(block map)",
-                errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-            }))
-        };
-        let (map, rets) = (new_map()?, new_map()?);
+        let map = BlockMap::new().ok_or(DbiError::Codegen(Error::Os {
+            op: "mmap(block map)",
+            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        }))?;
         let stubs = stubs::emit(
             cache,
             &StubParams {
                 access,
                 scratch,
                 table: map.current_address(),
-                rets: rets.current_address(),
                 host_entry: host_entry as extern "C" fn(*mut u64, u64) as usize as u64,
                 resolve_request: REQ_RESOLVE as i32,
                 vectors: VectorSave::detect(),
                 bmi2: std::arch::is_x86_feature_detected!("bmi2"),
             },
         )?;
-        let enter_return = stubs.enter_return as u64;
-        map.insert(enter_return, enter_return, NO_OWNER);
-        rets.insert(enter_return, enter_return, NO_OWNER);
+        map.insert(
+            stubs.enter_return as u64,
+            stubs.enter_return as u64,
+            NO_OWNER,
+        );
         let arena = cache.emit_with(|_| Ok(vec![0xcc; self.arena]))?;
         let mut translator = Translator::new(arena as u64, self.arena as u64)?;
         translator.warm_up();
@@ -377,7 +373,6 @@ impl DbiBuilder {
                 stubs,
                 scratch,
                 map,
-                rets,
                 sites: Registry::new(MAX_CALLOUT_SITES, 3),
                 transformer: self.transformer,
                 callouts: self.callouts,
@@ -427,9 +422,6 @@ pub(crate) struct Shared {
     pub(crate) stubs: SharedStubs,
     pub(crate) scratch: i32,
     pub(crate) map: BlockMap,
-    /// Native return address -> return point of the call site's block
-    /// (see `block.rs`); what translated returns look up first.
-    pub(crate) rets: BlockMap,
     /// Callout sites: callout, data, pc.
     pub(crate) sites: Registry,
     pub(crate) transformer: Option<Transformer>,

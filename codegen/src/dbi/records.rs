@@ -42,8 +42,6 @@ pub(crate) struct BlockRecord {
     pub(crate) exit_count: u32,
     /// Head of the list of exits (of any block) linked into this one.
     pub(crate) incoming: u32,
-    /// The native return address its return point stands for (0: none).
-    pub(crate) ret_key: u64,
     pub(crate) alive: bool,
 }
 

@@ -59,10 +59,6 @@ pub(crate) struct SharedStubs {
     pub(crate) enter: usize,
     /// The trampoline's return address (in the block map, mapped to itself).
     pub(crate) enter_return: usize,
-    /// Where translated `ret`s go: native return address at [rsp].
-    pub(crate) ret: usize,
-    /// Where translated indirect calls go, after their real `call`.
-    pub(crate) icall: usize,
 }
 
 /// Everything the stubs bake in.
@@ -70,8 +66,6 @@ pub(crate) struct StubParams {
     pub(crate) access: SelectorAccess,
     pub(crate) scratch: i32,
     pub(crate) table: u64,
-    /// The return-point map's current-table word.
-    pub(crate) rets: u64,
     pub(crate) host_entry: u64,
     pub(crate) resolve_request: i32,
     pub(crate) vectors: VectorSave,
@@ -82,7 +76,7 @@ pub(crate) struct StubParams {
 pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Error> {
     let allow = selector_flip(p.access, Selector::Allow)?;
     let block = selector_flip(p.access, Selector::Block)?;
-    let mut offsets = (0, 0, 0, 0, 0, 0);
+    let mut offsets = (0, 0, 0, 0);
     let base = cache.emit_with(|rip| {
         let mut a = VecAssembler::<X64Relocation>::new(rip);
         let s = p.scratch;
@@ -152,22 +146,54 @@ pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Err
         );
 
         // ---- indirect-branch lookup ----
-        // Native target in rax; foreign rax, rcx, rdx, r11 in the scratch
-        // slots (an indirect jmp may have live data in the red zone, so
-        // nothing goes on the stack).
+        // The home slot is `header + HEADER + (native & mask) * 16`, got
+        // flag-free as `(native << s) >> (s - 4)` with BMI2's shifts (s =
+        // 64 - table bits, both counts in the table's header); without
+        // BMI2, `and` between a pushfq/popfq pair.
         let ibl = a.offset().0;
         let s_r11 = s + scratch::R11;
-        let (hit, miss) = (a.new_dynamic_label(), a.new_dynamic_label());
         dynasm!(a
             ; .arch x64
             ; fs mov [s_rcx], rcx
             ; fs mov [s_rdx], rdx
             ; fs mov [s_r11], r11
+            ; mov rdx, QWORD p.table as i64
+            ; mov rdx, [rdx]
         );
-        probe(&mut a, p.table, p.bmi2, hit, miss);
+        if p.bmi2 {
+            dynasm!(a
+                ; .arch x64
+                ; mov rcx, [rdx]
+                ; mov r11, [rdx + 8]
+                ; shlx rcx, rax, rcx
+                ; shrx rcx, rcx, r11
+            );
+        } else {
+            dynasm!(a
+                ; .arch x64
+                ; mov rcx, [rdx]
+                ; lea rsp, [rsp - 128]
+                ; pushfq
+                ; mov r11, rax
+                ; shl r11, cl
+                ; mov rcx, [rdx + 8]
+                ; shr r11, cl
+                ; popfq
+                ; lea rsp, [rsp + 128]
+                ; mov rcx, r11
+            );
+        }
         dynasm!(a
             ; .arch x64
-            ; =>miss
+            ; lea rdx, [rdx + rcx + table::HEADER as i32]
+            ; probe:
+            ; mov rcx, [rdx]
+            ; jrcxz >miss
+            ; lea rcx, [rcx + rax]
+            ; jrcxz >hit
+            ; lea rdx, [rdx + 16]
+            ; jmp <probe
+            ; miss:
             ; fs mov [s_native], rax
             ; fs mov rax, [s_rax]
             ; fs mov rcx, [s_rcx]
@@ -177,96 +203,13 @@ pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Err
             ; push p.resolve_request
             ; call ->host
             ; fs jmp QWORD [s_target]
-            ; =>hit
+            ; hit:
             ; mov rax, [rdx + 8]
             ; fs mov [s_target], rax
             ; fs mov rax, [s_rax]
             ; fs mov rcx, [s_rcx]
             ; fs mov rdx, [s_rdx]
             ; fs mov r11, [s_r11]
-            ; fs jmp QWORD [s_target]
-        );
-
-        // ---- return ----
-        // [rsp] = the native return address. Below rsp nothing is live at
-        // a return (the returning function's frame is gone, and its
-        // caller's red zone cannot hold data across a call), and a signal
-        // frame starts 128 bytes below rsp: registers are parked there.
-        // The native address is swapped for its translation on the stack
-        // and a real `ret` goes there, so the CPU's return predictor,
-        // filled by the real `call` of the translated call site, predicts
-        // it (the translation of a call's return address is the return
-        // point right after that `call`).
-        let ret = a.offset().0;
-        let (hit, miss) = (a.new_dynamic_label(), a.new_dynamic_label());
-        dynasm!(a
-            ; .arch x64
-            ; mov [rsp - 8], rcx
-            ; mov [rsp - 16], rdx
-            ; mov [rsp - 24], r11
-            ; mov [rsp - 32], rax
-            ; mov rax, [rsp]
-        );
-        // Return points first, then blocks (a `push; ret`, a return point
-        // that was dropped).
-        let blocks = a.new_dynamic_label();
-        probe(&mut a, p.rets, p.bmi2, hit, blocks);
-        dynasm!(a ; .arch x64 ; =>blocks);
-        probe(&mut a, p.table, p.bmi2, hit, miss);
-        dynasm!(a
-            ; .arch x64
-            ; =>hit
-            ; mov rcx, [rdx + 8]
-            ; mov [rsp], rcx
-            ; mov rax, [rsp - 32]
-            ; mov rcx, [rsp - 8]
-            ; mov rdx, [rsp - 16]
-            ; mov r11, [rsp - 24]
-            ; ret
-            ; =>miss
-            ; fs mov [s_native], rax
-            ; mov rax, [rsp - 32]
-            ; mov rcx, [rsp - 8]
-            ; mov rdx, [rsp - 16]
-            ; mov r11, [rsp - 24]
-            ; lea rsp, [rsp + 8 - 128]
-            ; push p.resolve_request
-            ; call ->host
-            ; fs jmp QWORD [s_target]
-        );
-
-        // ---- indirect call ----
-        // At the callee's entry: [rsp] = native return address, rax = the
-        // native target, foreign rax at [rsp - 8]; everything below rsp is
-        // the callee's, unused yet.
-        let icall = a.offset().0;
-        let (hit, miss) = (a.new_dynamic_label(), a.new_dynamic_label());
-        dynasm!(a
-            ; .arch x64
-            ; mov [rsp - 16], rcx
-            ; mov [rsp - 24], rdx
-            ; mov [rsp - 32], r11
-        );
-        probe(&mut a, p.table, p.bmi2, hit, miss);
-        dynasm!(a
-            ; .arch x64
-            ; =>hit
-            ; mov rcx, [rdx + 8]
-            ; mov [rsp - 40], rcx
-            ; mov rax, [rsp - 8]
-            ; mov rcx, [rsp - 16]
-            ; mov rdx, [rsp - 24]
-            ; mov r11, [rsp - 32]
-            ; jmp QWORD [rsp - 40]
-            ; =>miss
-            ; fs mov [s_native], rax
-            ; mov rax, [rsp - 8]
-            ; mov rcx, [rsp - 16]
-            ; mov rdx, [rsp - 24]
-            ; mov r11, [rsp - 32]
-            ; lea rsp, [rsp - 128]
-            ; push p.resolve_request
-            ; call ->host
             ; fs jmp QWORD [s_target]
         );
 
@@ -291,7 +234,7 @@ pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Err
             ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbp ; pop rbx
             ; ret
         );
-        offsets = (host, ibl, enter, enter_return, ret, icall);
+        offsets = (host, ibl, enter, enter_return);
         a.finalize()
             .map_err(|e| Error::Encode(format!("shared DBI stubs: {e:?}")))
     })?;
@@ -300,62 +243,5 @@ pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Err
         ibl: base + offsets.1,
         enter: base + offsets.2,
         enter_return: base + offsets.3,
-        ret: base + offsets.4,
-        icall: base + offsets.5,
     })
-}
-
-/// The flag-free block-map lookup of the native address in rax: rdx ends
-/// at the slot holding it (`=>hit`), or the chain ends (`=>miss`).
-/// Clobbers rcx, rdx, r11. The home slot is `header + HEADER + (native &
-/// mask) * 16`, got as `(native << s) >> (s - 4)` with BMI2's shifts (s =
-/// 64 - table bits; both counts are in the table's header); without BMI2
-/// with `shl`/`shr` between a pushfq/popfq pair below the red zone.
-fn probe(
-    a: &mut VecAssembler<X64Relocation>,
-    table: u64,
-    bmi2: bool,
-    hit: dynasmrt::DynamicLabel,
-    miss: dynasmrt::DynamicLabel,
-) {
-    dynasm!(a
-        ; .arch x64
-        ; mov rdx, QWORD table as i64
-        ; mov rdx, [rdx]
-    );
-    if bmi2 {
-        dynasm!(a
-            ; .arch x64
-            ; mov rcx, [rdx]
-            ; mov r11, [rdx + 8]
-            ; shlx rcx, rax, rcx
-            ; shrx rcx, rcx, r11
-        );
-    } else {
-        dynasm!(a
-            ; .arch x64
-            ; mov rcx, [rdx]
-            ; lea rsp, [rsp - 128]
-            ; pushfq
-            ; mov r11, rax
-            ; shl r11, cl
-            ; mov rcx, [rdx + 8]
-            ; shr r11, cl
-            ; popfq
-            ; lea rsp, [rsp + 128]
-            ; mov rcx, r11
-        );
-    }
-    let again = a.new_dynamic_label();
-    dynasm!(a
-        ; .arch x64
-        ; lea rdx, [rdx + rcx + table::HEADER as i32]
-        ; =>again
-        ; mov rcx, [rdx]
-        ; jrcxz =>miss
-        ; lea rcx, [rcx + rax]
-        ; jrcxz =>hit
-        ; lea rdx, [rdx + 16]
-        ; jmp =>again
-    );
 }

@@ -5,6 +5,8 @@
 //! translated with an empty transformer, warm (median of 15 runs each);
 //! and what translating costs per block: the translator's own clock
 //! (decode, transform, encode, publish) over every block this run made.
+//! Then the same functions again after a flush, with a transformer that
+//! counts every block and instruction (inline counters).
 //!
 //! `cargo bench -p sud-codegen --bench dbi`
 
@@ -26,11 +28,23 @@ mod corpus;
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::corpus;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
     use std::time::{Duration, Instant};
-    use sud_codegen::dbi::{Dbi, Library};
+    use sud_codegen::dbi::{BlockIterator, Dbi, Library};
     use sud_engine::Engine;
 
     const RUNS: usize = 15;
+
+    static COUNTING: AtomicBool = AtomicBool::new(false);
+    static BLOCKS: AtomicU64 = AtomicU64::new(0);
+    static INSNS: AtomicU64 = AtomicU64::new(0);
+
+    fn transformer(block: &mut BlockIterator<'_>) {
+        if COUNTING.load(Relaxed) {
+            block.put_counter(&BLOCKS, 1);
+            block.put_counter(&INSNS, block.instructions().len() as u32);
+        }
+    }
 
     fn compile_corpus() -> String {
         let lib = std::env::temp_dir().join(format!("sud-dbi-bench-{}.so", std::process::id()));
@@ -54,13 +68,30 @@ mod x86 {
         let library = Library::open(&path).unwrap();
         let _ = std::fs::remove_file(&path);
         let (_engine, dbi) = Dbi::builder()
+            .transformer(transformer)
             .install_with_engine(Engine::builder())
             .unwrap();
+        println!("empty transformer:");
+        run_compute(&library, dbi);
+        run_translation_cost(&library, dbi);
+        COUNTING.store(true, Relaxed);
+        dbi.flush();
+        println!("block-counting transformer (after a flush):");
+        run_compute(&library, dbi);
+    }
+
+    fn run_compute(library: &Library, dbi: &Dbi) {
         println!(
-            "{:<16} {:>12} {:>12} {:>7} {:>12} {:>16}",
+            "{:<18} {:>12} {:>12} {:>7} {:>12} {:>16}",
             "function", "native", "translated", "ratio", "first run", "blocks made then"
         );
-        for name in ["bench_checksum", "bench_sort", "recursion"] {
+        for name in [
+            "bench_checksum",
+            "bench_sort",
+            "qsort_callback",
+            "function_pointers",
+            "recursion",
+        ] {
             let addr = library.symbol(name).unwrap();
             // SAFETY: corpus functions are `long f(void)`.
             let native_fn: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
@@ -81,13 +112,16 @@ mod x86 {
             }
             let (native, warm) = (median(native), median(warm));
             println!(
-                "{name:<16} {:>10.3}ms {:>10.3}ms {:>6.2}x {:>10.3}ms {blocks:>16}",
+                "{name:<18} {:>10.3}ms {:>10.3}ms {:>6.2}x {:>10.3}ms {blocks:>16}",
                 native.as_secs_f64() * 1e3,
                 warm.as_secs_f64() * 1e3,
                 warm.as_secs_f64() / native.as_secs_f64(),
                 cold.as_secs_f64() * 1e3,
             );
         }
+    }
+
+    fn run_translation_cost(library: &Library, dbi: &Dbi) {
         // More code to translate for the per-block cost: libc's qsort,
         // stdio-free syscall wrappers, pthread_create and the new thread.
         for name in [

@@ -513,3 +513,22 @@ fn warm_runs_stay_in_the_cache() {
         }
     });
 }
+
+/// `Dbi::call_with_floats`: integer and double arguments in, a double out.
+#[test]
+fn floating_point_arguments_and_results_pass_through() {
+    let handle = open_corpus();
+    child_passes(move || {
+        let f = symbol(handle, "mix_doubles");
+        // SAFETY: `double mix_doubles(long, double, double, long)`.
+        let native: extern "C" fn(i64, f64, f64, i64) -> f64 = unsafe { std::mem::transmute(f) };
+        let expected = native(7, 3.5, -0.125, 9);
+        let (_engine, dbi) = install(None);
+        // SAFETY: as above.
+        let got = unsafe { dbi.call_with_floats(f, &[7, 9], &[3.5, -0.125]) }.unwrap();
+        assert_eq!(got.xmm0.to_bits(), expected.to_bits());
+        // SAFETY: refused before anything runs.
+        let nine = unsafe { dbi.call_with_floats(f, &[], &[0.0; 9]) };
+        assert!(matches!(nine, Err(DbiError::TooManyArguments(9))));
+    });
+}

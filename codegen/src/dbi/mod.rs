@@ -163,7 +163,8 @@ pub enum DbiError {
     /// from the thread pointer (dynamic TLS): link the crate into the
     /// executable.
     ScratchOutOfReach,
-    /// More than six integer arguments for [`Dbi::call`].
+    /// More than six integer (or eight floating-point) arguments for
+    /// [`Dbi::call`].
     TooManyArguments(usize),
 }
 
@@ -181,7 +182,7 @@ impl std::fmt::Display for DbiError {
                 f,
                 "the translator's thread-local slots are not in static TLS; link sud-codegen into the executable"
             ),
-            DbiError::TooManyArguments(n) => write!(f, "{n} arguments given; at most 6 integer arguments are passed"),
+            DbiError::TooManyArguments(n) => write!(f, "{n} arguments given; at most 6 integer and 8 floating-point arguments are passed"),
         }
     }
 }
@@ -192,6 +193,24 @@ impl From<Error> for DbiError {
     fn from(e: Error) -> Self {
         DbiError::Codegen(e)
     }
+}
+
+/// What the entry trampoline reads and writes (offsets baked into it).
+#[repr(C)]
+struct CallArgs {
+    ints: [u64; 6],
+    floats: [f64; 8],
+    vector_count: u64,
+    xmm0: f64,
+}
+
+/// What a function run by [`Dbi::call_with_floats`] returned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CallResult {
+    /// The integer (or pointer) result.
+    pub rax: u64,
+    /// The `double` result (low half of xmm0).
+    pub xmm0: f64,
 }
 
 /// A callout registered with [`DbiBuilder::callout`].
@@ -573,11 +592,37 @@ impl Dbi {
     /// `function` must be the address of code that is safe to call with
     /// the C ABI and these arguments: it runs exactly as it would natively.
     pub unsafe fn call(&self, function: usize, args: &[u64]) -> Result<u64, DbiError> {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.call_with_floats(function, args, &[]) }.map(|r| r.rax)
+    }
+
+    /// [`Dbi::call`] with floating-point arguments too: up to six integer
+    /// arguments (rdi, rsi, rdx, rcx, r8, r9) and eight `double`s (xmm0-7,
+    /// with al = their count, as a varargs callee expects); returns both
+    /// rax and xmm0 (a `double` result).
+    ///
+    /// # Safety
+    /// As for [`Dbi::call`].
+    pub unsafe fn call_with_floats(
+        &self,
+        function: usize,
+        args: &[u64],
+        floats: &[f64],
+    ) -> Result<CallResult, DbiError> {
         if args.len() > 6 {
             return Err(DbiError::TooManyArguments(args.len()));
         }
-        let mut regs = [0u64; 6];
-        regs[..args.len()].copy_from_slice(args);
+        if floats.len() > 8 {
+            return Err(DbiError::TooManyArguments(floats.len()));
+        }
+        let mut call_args = CallArgs {
+            ints: [0; 6],
+            floats: [0.0; 8],
+            vector_count: floats.len() as u64,
+            xmm0: 0.0,
+        };
+        call_args.ints[..args.len()].copy_from_slice(args);
+        call_args.floats[..floats.len()].copy_from_slice(floats);
         let depth = scratch::with_scratch(|s| {
             s.depth.set(s.depth.get() + 1);
             s.depth.get()
@@ -588,15 +633,18 @@ impl Dbi {
         let start = self.resolve(function as u64);
         // SAFETY: `enter` is the entry trampoline emitted at install with
         // this exact C signature; what it runs is the caller's promise.
-        let enter: extern "C" fn(u64, *const [u64; 6]) -> u64 =
+        let enter: extern "C" fn(u64, *mut CallArgs) -> u64 =
             unsafe { std::mem::transmute(self.shared.stubs.enter) };
-        let value = enter(start, &regs);
+        let rax = enter(start, &mut call_args);
         scratch::with_scratch(|s| s.depth.set(s.depth.get() - 1));
         if depth == 1 {
             records::leave();
             self.with_translator(|t| t.reclaim(&self.shared));
         }
-        Ok(value)
+        Ok(CallResult {
+            rax,
+            xmm0: call_args.xmm0,
+        })
     }
 
     /// Drops every translation made from native bytes in `range` (code

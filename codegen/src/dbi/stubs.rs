@@ -55,7 +55,7 @@ impl VectorSave {
 pub(crate) struct SharedStubs {
     pub(crate) host: usize,
     pub(crate) ibl: usize,
-    /// `extern "C" fn(translated: u64, args: *const [u64; 6]) -> u64`.
+    /// `extern "C" fn(translated: u64, args: *mut CallArgs) -> u64`.
     pub(crate) enter: usize,
     /// The trampoline's return address (in the block map, mapped to itself).
     pub(crate) enter_return: usize,
@@ -218,18 +218,26 @@ pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Err
         dynasm!(a
             ; .arch x64
             ; push rbx ; push rbp ; push r12 ; push r13 ; push r14 ; push r15
+            // rbx: the CallArgs (callee-saved: still there after the call).
+            ; mov rbx, rsi
             ; sub rsp, 8
-            ; mov rax, rdi
-            ; mov r11, rsi
-            ; mov rdi, [r11] ; mov rsi, [r11 + 8] ; mov rdx, [r11 + 16]
-            ; mov rcx, [r11 + 24] ; mov r8, [r11 + 32] ; mov r9, [r11 + 40]
+            ; mov r11, rdi
+            ; mov rdi, [rbx] ; mov rsi, [rbx + 8] ; mov rdx, [rbx + 16]
+            ; mov rcx, [rbx + 24] ; mov r8, [rbx + 32] ; mov r9, [rbx + 40]
+            ; movsd xmm0, [rbx + 48] ; movsd xmm1, [rbx + 56]
+            ; movsd xmm2, [rbx + 64] ; movsd xmm3, [rbx + 72]
+            ; movsd xmm4, [rbx + 80] ; movsd xmm5, [rbx + 88]
+            ; movsd xmm6, [rbx + 96] ; movsd xmm7, [rbx + 104]
+            // al: vector registers used, as a varargs callee expects.
+            ; mov rax, [rbx + 112]
         );
         a.extend(block.iter());
-        dynasm!(a ; .arch x64 ; call rax);
+        dynasm!(a ; .arch x64 ; call r11);
         let enter_return = a.offset().0;
         a.extend(allow.iter());
         dynasm!(a
             ; .arch x64
+            ; movsd [rbx + 120], xmm0
             ; add rsp, 8
             ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbp ; pop rbx
             ; ret

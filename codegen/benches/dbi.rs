@@ -71,13 +71,105 @@ mod x86 {
             .transformer(transformer)
             .install_with_engine(Engine::builder())
             .unwrap();
+        let real = real_libraries();
         println!("empty transformer:");
         run_compute(&library, dbi);
+        run_real(&real, dbi);
         run_translation_cost(&library, dbi);
         COUNTING.store(true, Relaxed);
         dbi.flush();
         println!("block-counting transformer (after a flush):");
         run_compute(&library, dbi);
+        run_real(&real, dbi);
+    }
+
+    /// The real-library corpus of tests/dbi_libraries.rs, if it builds.
+    fn real_libraries() -> Vec<(&'static str, usize)> {
+        let dir = std::env::temp_dir();
+        let mut found = Vec::new();
+        let sets: [(&str, bool, &[&str], &[&'static str]); 2] = [
+            (
+                "dbi_libraries.c",
+                false,
+                &["-lz", "-lsqlite3", "-lcrypto"],
+                &["zlib_roundtrip", "sha256_digest", "sqlite_inserts"],
+            ),
+            (
+                "dbi_cxx.cpp",
+                true,
+                &[],
+                &["cxx_exceptions", "cxx_virtual_sort_map"],
+            ),
+        ];
+        for (source, cxx, libs, names) in sets {
+            let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/corpus")
+                .join(source);
+            let lib = dir.join(format!("sud-dbi-bench-{}-{source}.so", std::process::id()));
+            let compiler = cc::Build::new()
+                .cargo_metadata(false)
+                .cpp(cxx)
+                .target("x86_64-unknown-linux-gnu")
+                .host("x86_64-unknown-linux-gnu")
+                .opt_level(2)
+                .get_compiler();
+            let mut cmd = compiler.to_command();
+            cmd.args(["-shared", "-fPIC", "-w"]);
+            if cxx {
+                cmd.arg("-std=gnu++17");
+            }
+            let ok = cmd
+                .arg("-o")
+                .arg(&lib)
+                .arg(&src)
+                .args(libs)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                println!("(skipped {source}: it does not build here)");
+                continue;
+            }
+            let library = Library::open(&lib.to_string_lossy()).unwrap();
+            let _ = std::fs::remove_file(&lib);
+            for name in names {
+                found.push((*name, library.symbol(name).unwrap()));
+            }
+        }
+        found
+    }
+
+    fn measure(name: &str, addr: usize, dbi: &Dbi) {
+        // SAFETY: corpus functions are `long f(void)`.
+        let native_fn: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
+        // SAFETY: as above.
+        let translated = || unsafe { dbi.call(addr, &[]) }.unwrap() as i64;
+        let expected = native_fn();
+        let blocks_before = dbi.counters().blocks;
+        let (cold, value) = time(translated);
+        assert_eq!(value, expected);
+        let blocks = dbi.counters().blocks - blocks_before;
+        let mut native = Vec::new();
+        let mut warm = Vec::new();
+        for _ in 0..RUNS {
+            native.push(time(|| native_fn()).0);
+            let (t, value) = time(translated);
+            assert_eq!(value, expected);
+            warm.push(t);
+        }
+        let (native, warm) = (median(native), median(warm));
+        println!(
+            "{name:<18} {:>10.3}ms {:>10.3}ms {:>6.2}x {:>10.3}ms {blocks:>16}",
+            native.as_secs_f64() * 1e3,
+            warm.as_secs_f64() * 1e3,
+            warm.as_secs_f64() / native.as_secs_f64(),
+            cold.as_secs_f64() * 1e3,
+        );
+    }
+
+    fn run_real(functions: &[(&'static str, usize)], dbi: &Dbi) {
+        for &(name, addr) in functions {
+            measure(name, addr, dbi);
+        }
     }
 
     fn run_compute(library: &Library, dbi: &Dbi) {
@@ -92,32 +184,7 @@ mod x86 {
             "function_pointers",
             "recursion",
         ] {
-            let addr = library.symbol(name).unwrap();
-            // SAFETY: corpus functions are `long f(void)`.
-            let native_fn: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
-            // SAFETY: as above.
-            let translated = || unsafe { dbi.call(addr, &[]) }.unwrap() as i64;
-            let expected = native_fn();
-            let blocks_before = dbi.counters().blocks;
-            let (cold, value) = time(translated);
-            assert_eq!(value, expected);
-            let blocks = dbi.counters().blocks - blocks_before;
-            let mut native = Vec::new();
-            let mut warm = Vec::new();
-            for _ in 0..RUNS {
-                native.push(time(|| native_fn()).0);
-                let (t, value) = time(translated);
-                assert_eq!(value, expected);
-                warm.push(t);
-            }
-            let (native, warm) = (median(native), median(warm));
-            println!(
-                "{name:<18} {:>10.3}ms {:>10.3}ms {:>6.2}x {:>10.3}ms {blocks:>16}",
-                native.as_secs_f64() * 1e3,
-                warm.as_secs_f64() * 1e3,
-                warm.as_secs_f64() / native.as_secs_f64(),
-                cold.as_secs_f64() * 1e3,
-            );
+            measure(name, library.symbol(name).unwrap(), dbi);
         }
     }
 

@@ -476,13 +476,13 @@ impl Translator {
                 if insn.flow_control() == FlowControl::IndirectCall {
                     glue::push_u64(&mut self.code, insn.next_ip());
                 }
-                self.jump_to(at, dbi.stubs.ibl as u64)?;
+                self.inline_lookup(dbi, at)?;
             }
             FlowControl::Return => {
                 glue::fs_mov(&mut self.code, 0, slot_rax, true);
                 glue::load_rax_from_stack_top(&mut self.code);
                 glue::lea_rsp(&mut self.code, 8 + insn.immediate16() as i32);
-                self.jump_to(at, dbi.stubs.ibl as u64)?;
+                self.inline_lookup(dbi, at)?;
             }
             _ => self.copy(dbi, at, insn)?,
         }
@@ -605,11 +605,15 @@ impl Translator {
         self.code.extend_from_slice(&[0; 4]);
     }
 
-    fn jump_to(&mut self, at: u64, target: u64) -> Result<(), LeftNative> {
-        self.code.push(0xe9);
-        let field = at + self.code.len() as u64;
-        let rel = glue::rel32(field, target).ok_or(LeftNative::Untranslatable)?;
-        self.code.extend_from_slice(&rel.to_le_bytes());
+    /// A copy of the block-map lookup here (native target in rax, foreign
+    /// rax in its scratch slot), missing to the shared miss path.
+    fn inline_lookup(&mut self, dbi: &Shared, at: u64) -> Result<(), LeftNative> {
+        let start = self.code.len();
+        self.code.extend_from_slice(&dbi.stubs.lookup_template);
+        let field = start + dbi.stubs.lookup_miss_field;
+        let rel = glue::rel32(at + field as u64, dbi.stubs.ibl_miss as u64)
+            .ok_or(LeftNative::Untranslatable)?;
+        self.code[field..field + 4].copy_from_slice(&rel.to_le_bytes());
         Ok(())
     }
 

@@ -532,3 +532,53 @@ fn floating_point_arguments_and_results_pass_through() {
         assert!(matches!(nine, Err(DbiError::TooManyArguments(9))));
     });
 }
+
+/// Compile events, per-block user data and the transformers' scratch
+/// arena.
+#[test]
+fn block_events_user_data_and_scratch_memory() {
+    let handle = open_corpus();
+    child_passes(move || {
+        static EVENTS: AtomicU64 = AtomicU64::new(0);
+        static SCRATCH_OK: AtomicU64 = AtomicU64::new(0);
+        static LAST_SCRATCH: AtomicU64 = AtomicU64::new(0);
+        let cache: &'static CodeCache = Box::leak(Box::new(
+            CodeCache::new(sud_codegen::DEFAULT_CAPACITY).unwrap(),
+        ));
+        Engine::builder()
+            .placement(cache.placement())
+            .install()
+            .unwrap();
+        let dbi = Dbi::builder()
+            .transformer(|block| {
+                block.set_user_data(block.address() ^ 0x55);
+                if let Some(memory) = block.scratch(24) {
+                    // Fresh, zeroed, and not the previous block's.
+                    let at = memory.as_ptr() as u64;
+                    let fresh = memory.iter().all(|&b| b == 0) && at != LAST_SCRATCH.load(Relaxed);
+                    memory.fill(0xab);
+                    LAST_SCRATCH.store(at, Relaxed);
+                    if fresh && at % 16 == 0 {
+                        SCRATCH_OK.fetch_add(1, Relaxed);
+                    }
+                }
+            })
+            .on_block(|event| {
+                assert!(event.native < event.native_end && event.translated_len > 0);
+                assert_eq!(event.user_data, event.native ^ 0x55);
+                EVENTS.fetch_add(1, Relaxed);
+            })
+            .scratch_bytes(1 << 16)
+            .install(cache)
+            .unwrap();
+        let f = symbol(handle, "function_pointers");
+        // SAFETY: `long f(void)`.
+        assert_eq!(unsafe { dbi.call(f, &[]) }.unwrap() as i64, call_native(f));
+        let blocks = dbi.counters().blocks;
+        assert_eq!(EVENTS.load(Relaxed), blocks);
+        assert_eq!(SCRATCH_OK.load(Relaxed), blocks);
+        assert_eq!(dbi.user_data_of(f), Some(f as u64 ^ 0x55));
+        dbi.flush();
+        assert_eq!(dbi.user_data_of(f), None);
+    });
+}

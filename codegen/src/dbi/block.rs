@@ -98,6 +98,8 @@ pub(crate) struct Translator {
     arena_end: u64,
     /// Offsets in `code` of the `jne` fields of the byte check, if any.
     checks: Vec<usize>,
+    /// What the transformer attached to the block being made.
+    user_data: u64,
     pub(crate) blocks: Vec<BlockRecord>,
     pub(crate) exit_pool: Vec<ExitRecord>,
     pub(crate) alive: usize,
@@ -127,6 +129,7 @@ impl Translator {
             arena_next: arena,
             arena_end: arena + arena_len,
             checks: Vec::with_capacity(FOREIGN_WINDOW),
+            user_data: 0,
             blocks: Vec::with_capacity(MAX_BLOCKS),
             exit_pool: Vec::with_capacity(MAX_EXITS),
             alive: 0,
@@ -222,6 +225,7 @@ impl Translator {
             first_exit: first_exit as u32,
             exit_count: (self.exit_pool.len() - first_exit) as u32,
             incoming: NONE,
+            user_data: self.user_data,
             alive: true,
         });
         self.alive += 1;
@@ -250,6 +254,15 @@ impl Translator {
         if checked {
             c.checked_blocks.fetch_add(1, Relaxed);
         }
+        if let Some(on_block) = &dbi.on_block {
+            on_block(&super::BlockEvent {
+                native,
+                native_end,
+                translated: at,
+                translated_len: self.code.len() as u64,
+                user_data: self.user_data,
+            });
+        }
         Ok(at)
     }
 
@@ -272,6 +285,7 @@ impl Translator {
     }
 
     fn transform(&mut self, dbi: &Shared) {
+        self.user_data = 0;
         self.items.clear();
         self.inline.clear();
         match &dbi.transformer {
@@ -287,8 +301,11 @@ impl Translator {
                     items: &mut self.items,
                     inline: &mut self.inline,
                     overflowed: 0,
+                    user_data: 0,
+                    scratch: &dbi.scratch_arena,
                 };
                 transformer(&mut iterator);
+                self.user_data = iterator.user_data;
                 let overflowed = iterator.finish();
                 dbi.counters
                     .dropped_puts

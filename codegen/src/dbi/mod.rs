@@ -261,11 +261,30 @@ impl CpuContext {
 }
 
 type Transformer = Box<dyn Fn(&mut BlockIterator<'_>) + Send + Sync>;
+type OnBlock = Box<dyn Fn(&BlockEvent) + Send + Sync>;
+
+/// A block was just translated (see [`DbiBuilder::on_block`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockEvent {
+    /// The native bytes it was made from: `[native, native_end)`.
+    pub native: u64,
+    pub native_end: u64,
+    /// Its code in the cache.
+    pub translated: u64,
+    pub translated_len: u64,
+    /// What the transformer attached ([`BlockIterator::set_user_data`]).
+    pub user_data: u64,
+}
+
+/// Bytes of the transformers' scratch arena by default.
+pub const DEFAULT_SCRATCH: usize = 1 << 20;
 type Callout = Box<dyn Fn(&mut CpuContext, u64) + Send + Sync>;
 
 /// Configures the translator. See [`Dbi::builder`].
 pub struct DbiBuilder {
     transformer: Option<Transformer>,
+    on_block: Option<OnBlock>,
+    scratch_bytes: usize,
     callouts: Vec<Callout>,
     stops: Vec<u64>,
     arena: usize,
@@ -299,6 +318,20 @@ impl DbiBuilder {
     /// translated caller's trampoline.
     pub fn stop_at(mut self, native: usize) -> Self {
         self.stops.push(native as u64);
+        self
+    }
+
+    /// Calls `f` after every block translation (a compile event), under
+    /// the same rules as the transformer (no allocation, no lock foreign
+    /// code could hold, no panic).
+    pub fn on_block(mut self, f: impl Fn(&BlockEvent) + Send + Sync + 'static) -> Self {
+        self.on_block = Some(Box::new(f));
+        self
+    }
+
+    /// Bytes to reserve for [`BlockIterator::scratch`].
+    pub fn scratch_bytes(mut self, bytes: usize) -> Self {
+        self.scratch_bytes = bytes;
         self
     }
 
@@ -394,6 +427,8 @@ impl DbiBuilder {
                 map,
                 sites: Registry::new(MAX_CALLOUT_SITES, 3),
                 transformer: self.transformer,
+                on_block: self.on_block,
+                scratch_arena: transform::ScratchArena::new(self.scratch_bytes),
                 callouts: self.callouts,
                 stops: self.stops,
                 counters: Counters::default(),
@@ -444,6 +479,8 @@ pub(crate) struct Shared {
     /// Callout sites: callout, data, pc.
     pub(crate) sites: Registry,
     pub(crate) transformer: Option<Transformer>,
+    pub(crate) on_block: Option<OnBlock>,
+    pub(crate) scratch_arena: transform::ScratchArena,
     callouts: Vec<Callout>,
     stops: Vec<u64>,
     pub(crate) counters: Counters,
@@ -571,6 +608,8 @@ impl Dbi {
     pub fn builder() -> DbiBuilder {
         DbiBuilder {
             transformer: None,
+            on_block: None,
+            scratch_bytes: DEFAULT_SCRATCH,
             callouts: Vec::new(),
             stops: Vec::new(),
             arena: DEFAULT_ARENA,
@@ -655,6 +694,15 @@ impl Dbi {
     /// code is reused only once no thread can be inside it.
     pub fn invalidate(&self, range: std::ops::Range<usize>) -> u64 {
         self.with_translator(|t| t.invalidate(&self.shared, range.start as u64, range.end as u64))
+    }
+
+    /// What the transformer attached to the live translation of the block
+    /// at `native` ([`BlockIterator::set_user_data`]).
+    pub fn user_data_of(&self, native: usize) -> Option<u64> {
+        self.with_translator(|t| {
+            let (_, owner) = self.shared.map.get_owned(native as u64)?;
+            t.is_live(owner).then(|| t.blocks[owner as usize].user_data)
+        })
     }
 
     /// Drops every translation (see [`Dbi::invalidate`]).

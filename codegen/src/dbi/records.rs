@@ -42,6 +42,8 @@ pub(crate) struct BlockRecord {
     pub(crate) exit_count: u32,
     /// Head of the list of exits (of any block) linked into this one.
     pub(crate) incoming: u32,
+    /// What the transformer attached to it.
+    pub(crate) user_data: u64,
     pub(crate) alive: bool,
 }
 

@@ -582,3 +582,59 @@ fn block_events_user_data_and_scratch_memory() {
         assert_eq!(dbi.user_data_of(f), None);
     });
 }
+
+/// A memory tracer: a callout before every instruction with a memory
+/// operand sees the effective address and size it is about to access.
+#[test]
+fn callouts_see_memory_operands_at_run_time() {
+    let handle = open_corpus();
+    child_passes(move || {
+        static SEEN: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let f = symbol(handle, "read_and_write") as u64;
+        let mut builder = Dbi::builder();
+        let trace = builder.callout(|ctx, _| {
+            let Some(access) = ctx.instruction().and_then(|i| ctx.memory_access(&i)) else {
+                return;
+            };
+            let n = COUNT.fetch_add(1, Relaxed) as usize;
+            if let Some(slot) = SEEN.get(n) {
+                slot.store(access.address << 8 | access.size as u64, Relaxed);
+            }
+        });
+        let cache: &'static CodeCache = Box::leak(Box::new(
+            CodeCache::new(sud_codegen::DEFAULT_CAPACITY).unwrap(),
+        ));
+        Engine::builder()
+            .placement(cache.placement())
+            .install()
+            .unwrap();
+        let dbi = builder
+            .transformer(move |block| {
+                if block.address() != f {
+                    return;
+                }
+                while let Some(insn) = block.next() {
+                    if insn.op_count() > 0
+                        && (0..insn.op_count()).any(|i| insn.op_kind(i) == iced_x86::OpKind::Memory)
+                    {
+                        block.put_callout(trace, 0);
+                    }
+                    block.keep();
+                }
+            })
+            .install(cache)
+            .unwrap();
+        let mut values = [0i64; 8];
+        values[3] = 41;
+        // SAFETY: `long read_and_write(long *)` with 8 longs behind the pointer.
+        let got = unsafe { dbi.call(f as usize, &[values.as_mut_ptr() as u64]) }.unwrap();
+        assert_eq!((got, values[5]), (41, 42));
+        let seen: Vec<u64> = SEEN[..COUNT.load(Relaxed).min(16) as usize]
+            .iter()
+            .map(|s| s.load(Relaxed))
+            .collect();
+        let at = |i: usize| (&values[i] as *const i64 as u64) << 8 | 8;
+        assert!(seen.contains(&at(3)) && seen.contains(&at(5)), "{seen:x?}");
+    });
+}

@@ -982,7 +982,7 @@ fn jcc_nibble(insn: &Instruction) -> Option<u8> {
 
 /// Copies up to `buf.len()` bytes of native code at `addr` into `buf`
 /// without faulting on unmapped memory; returns how many were readable.
-fn read_native(addr: u64, buf: &mut [u8]) -> usize {
+pub(crate) fn read_native(addr: u64, buf: &mut [u8]) -> usize {
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),

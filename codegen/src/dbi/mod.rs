@@ -244,6 +244,16 @@ pub struct CpuContext {
     pc: u64,
 }
 
+/// One memory operand of an instruction as it runs: where and how many
+/// bytes (see [`CpuContext::memory_access`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryAccess {
+    /// The effective address (segment base included).
+    pub address: u64,
+    /// Bytes accessed.
+    pub size: usize,
+}
+
 /// The registers exactly as the host stub pushed them.
 const SAVED_WORDS: usize = 16;
 
@@ -257,6 +267,83 @@ impl CpuContext {
     /// (or of the block's end).
     pub fn pc(&self) -> u64 {
         self.pc
+    }
+
+    /// The instruction at [`pc`](Self::pc), decoded (no allocation).
+    pub fn instruction(&self) -> Option<Instruction> {
+        let mut bytes = [0u8; 15];
+        let got = block::read_native(self.pc, &mut bytes);
+        let mut decoder =
+            iced_x86::Decoder::with_ip(64, &bytes[..got], self.pc, iced_x86::DecoderOptions::NONE);
+        let insn = decoder.decode();
+        (!insn.is_invalid()).then_some(insn)
+    }
+
+    /// The memory operand of `insn` evaluated with these registers: what
+    /// a memory tracer wants from a callout put before the instruction
+    /// (`ctx.memory_access(&ctx.instruction()?)`). None for instructions
+    /// without one, and for vector-indexed (gather/scatter) operands.
+    /// `fs`/`gs` operands include the thread's segment base.
+    pub fn memory_access(&self, insn: &Instruction) -> Option<MemoryAccess> {
+        use iced_x86::{OpKind, Register};
+        let has_memory = (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory);
+        if !has_memory || insn.memory_index().is_vector_register() {
+            return None;
+        }
+        let size = insn.memory_size().size();
+        if insn.is_ip_rel_memory_operand() {
+            return Some(MemoryAccess {
+                address: insn.ip_rel_memory_address(),
+                size,
+            });
+        }
+        let value = |r: Register| -> Option<u64> {
+            let full = r.full_register();
+            let v = match full {
+                Register::None => 0,
+                Register::RAX => self.rax,
+                Register::RCX => self.rcx,
+                Register::RDX => self.rdx,
+                Register::RBX => self.rbx,
+                Register::RSP => self.rsp,
+                Register::RBP => self.rbp,
+                Register::RSI => self.rsi,
+                Register::RDI => self.rdi,
+                Register::R8 => self.r8,
+                Register::R9 => self.r9,
+                Register::R10 => self.r10,
+                Register::R11 => self.r11,
+                Register::R12 => self.r12,
+                Register::R13 => self.r13,
+                Register::R14 => self.r14,
+                Register::R15 => self.r15,
+                _ => return None,
+            };
+            Some(if r.is_gpr32() { v & 0xffff_ffff } else { v })
+        };
+        let base = value(insn.memory_base())?;
+        let index = value(insn.memory_index())?;
+        let mut address = base
+            .wrapping_add(index.wrapping_mul(u64::from(insn.memory_index_scale())))
+            .wrapping_add(insn.memory_displacement64());
+        if insn.memory_base().is_gpr32() || insn.memory_index().is_gpr32() {
+            address &= 0xffff_ffff;
+        }
+        let segment = match insn.memory_segment() {
+            Register::FS => Some(0x1003), // ARCH_GET_FS
+            Register::GS => Some(0x1004), // ARCH_GET_GS
+            _ => None,
+        };
+        if let Some(code) = segment {
+            let mut segment_base = 0u64;
+            // SAFETY: arch_prctl GET writes one u64 to the pointer given.
+            let got = unsafe { libc::syscall(libc::SYS_arch_prctl, code, &mut segment_base) };
+            if got != 0 {
+                return None;
+            }
+            address = address.wrapping_add(segment_base);
+        }
+        Some(MemoryAccess { address, size })
     }
 }
 

@@ -236,3 +236,10 @@ double mix_doubles(long a, double x, double y, long b) {
     for (long i = 1; i <= a; i++) acc += x / i - y * i;
     return acc + (double)b * 0.25;
 }
+
+/* Two memory accesses through a pointer argument, for memory tracers. */
+long read_and_write(long *p) {
+    long v = p[3];
+    p[5] = v + 1;
+    return v;
+}

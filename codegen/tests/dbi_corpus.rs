@@ -638,3 +638,22 @@ fn callouts_see_memory_operands_at_run_time() {
         assert!(seen.contains(&at(3)) && seen.contains(&at(5)), "{seen:x?}");
     });
 }
+
+/// The cache-pc -> native-pc map (for signals that land in translated
+/// code): each instruction's translation maps back to it.
+#[test]
+fn cache_addresses_map_back_to_native_instructions() {
+    let handle = open_corpus();
+    child_passes(move || {
+        let (_engine, dbi) = install(None);
+        let five = symbol(handle, "returns_five");
+        // SAFETY: `long f(void)`.
+        assert_eq!(unsafe { dbi.call(five, &[]) }.unwrap(), 5);
+        let t = dbi.translation_of(five).unwrap();
+        // `mov eax, 5` (5 bytes, copied as is), then the `ret`'s glue.
+        assert_eq!(dbi.native_pc_of(t), Some(five as u64));
+        assert_eq!(dbi.native_pc_of(t + 4), Some(five as u64));
+        assert_eq!(dbi.native_pc_of(t + 5), Some(five as u64 + 5));
+        assert_eq!(dbi.native_pc_of(five), None);
+    });
+}

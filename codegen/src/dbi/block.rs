@@ -54,6 +54,8 @@ const MAX_ITEMS: usize = MAX_BLOCK_INSNS * 8;
 /// Block and exit records kept at once (a full flush empties them).
 const MAX_BLOCKS: usize = 1 << 18;
 const MAX_EXITS: usize = 1 << 19;
+/// Code offset -> native offset pairs kept at once (one per emitted item).
+const MAX_PCS: usize = 1 << 21;
 
 /// Syscall numbers that create a task continuing on a new stack.
 const CLONE_LIKE: [i32; 3] = [
@@ -102,6 +104,11 @@ pub(crate) struct Translator {
     user_data: u64,
     pub(crate) blocks: Vec<BlockRecord>,
     pub(crate) exit_pool: Vec<ExitRecord>,
+    /// Per item of every block: (offset in its code, offset of the native
+    /// instruction it runs or comes before).
+    pub(crate) pc_pool: Vec<(u32, u32)>,
+    /// The block being made's pairs.
+    pcs: Vec<(u32, u32)>,
     pub(crate) alive: usize,
     /// Writable and executable ranges: blocks from there check their bytes.
     pub(crate) writable: RangeSet,
@@ -132,6 +139,8 @@ impl Translator {
             user_data: 0,
             blocks: Vec::with_capacity(MAX_BLOCKS),
             exit_pool: Vec::with_capacity(MAX_EXITS),
+            pc_pool: Vec::with_capacity(MAX_PCS),
+            pcs: Vec::with_capacity(MAX_ITEMS + 1),
             alive: 0,
             writable: RangeSet::new(),
             chunks: Chunks::new(),
@@ -217,7 +226,13 @@ impl Translator {
         if piece.is_none() {
             self.arena_next = at + self.code.len() as u64;
         }
+        let first_pc = self.pc_pool.len();
+        if first_pc + self.pcs.len() <= self.pc_pool.capacity() {
+            self.pc_pool.extend_from_slice(&self.pcs);
+        }
         self.blocks.push(BlockRecord {
+            first_pc: first_pc as u32,
+            pc_count: (self.pc_pool.len() - first_pc) as u32,
             native,
             native_end,
             code: at,
@@ -324,6 +339,7 @@ impl Translator {
         self.code.clear();
         self.exits.clear();
         self.checks.clear();
+        self.pcs.clear();
         if checked {
             self.emit_check();
         }
@@ -333,6 +349,17 @@ impl Translator {
                 return Err(LeftNative::ArenaFull);
             }
             let here = at + self.code.len() as u64;
+            // Glue before an instruction stands for that instruction (it
+            // has not run yet); past the last one, for the block's end.
+            let native_next = self.items[i..]
+                .iter()
+                .find_map(|item| match item {
+                    Item::Keep(k) => Some(self.insns[*k as usize].ip()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| self.block_end());
+            let native_offset = (native_next - self.insns[0].ip()) as u32;
+            self.pcs.push((self.code.len() as u32, native_offset));
             match self.items[i] {
                 Item::Keep(index) => {
                     let insn = self.insns[index as usize];
@@ -819,6 +846,24 @@ impl Translator {
         true
     }
 
+    /// The native pc that cache address `pc` stands for: in a live block
+    /// (or a dead one still in limbo), the native instruction whose
+    /// translation or glue it is in, the one not yet run; past the block's
+    /// body (its exit stubs), the block's native end.
+    pub(crate) fn native_pc_of(&self, pc: u64) -> Option<u64> {
+        let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
+        let block = self.blocks.iter().filter(inside).max_by_key(|b| b.alive)?;
+        let offset = (pc - block.code) as u32;
+        let pairs =
+            &self.pc_pool[block.first_pc as usize..(block.first_pc + block.pc_count) as usize];
+        let native_offset = pairs
+            .iter()
+            .take_while(|&&(code, _)| code <= offset)
+            .last()
+            .map_or(0, |&(_, native)| native);
+        Some(block.native + u64::from(native_offset))
+    }
+
     /// Points an exit back at its stub.
     fn unlink(&mut self, dbi: &Shared, exit: usize) {
         let e = self.exit_pool[exit];
@@ -904,6 +949,7 @@ impl Translator {
         if self.alive == 0 && self.reclaimer.limbo_is_empty() {
             self.blocks.clear();
             self.exit_pool.clear();
+            self.pc_pool.clear();
             self.reclaimer.clear();
             self.arena_next = self.arena_start;
         }

@@ -792,6 +792,20 @@ impl Dbi {
         })
     }
 
+    /// The native pc a code-cache address stands for (see the issue of
+    /// signals landing in translated code): inside a block's translation,
+    /// the native instruction being run or about to run. None outside the
+    /// translator's blocks, or when the translator's lock is held (a
+    /// signal that interrupted translation on this thread). Not yet used
+    /// by signal delivery.
+    pub fn native_pc_of(&self, cache_pc: usize) -> Option<u64> {
+        if self.lock_owner.load(Ordering::Acquire) == current_tid() {
+            return None;
+        }
+        let translator = self.translator.try_lock().ok()?;
+        translator.native_pc_of(cache_pc as u64)
+    }
+
     /// Drops every translation (see [`Dbi::invalidate`]).
     pub fn flush(&self) -> u64 {
         self.with_translator(|t| t.flush(&self.shared))

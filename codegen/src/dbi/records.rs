@@ -40,6 +40,9 @@ pub(crate) struct BlockRecord {
     /// Its exits: `[first_exit, first_exit + exit_count)` of the exit pool.
     pub(crate) first_exit: u32,
     pub(crate) exit_count: u32,
+    /// Its code-offset -> native-offset pairs in the pc pool.
+    pub(crate) first_pc: u32,
+    pub(crate) pc_count: u32,
     /// Head of the list of exits (of any block) linked into this one.
     pub(crate) incoming: u32,
     /// What the transformer attached to it.

@@ -89,15 +89,23 @@
 //!
 //! # Limits
 //! - Signal handlers run native (selector BLOCK: their syscalls trap);
-//!   returning from one resumes the translated code it interrupted.
+//!   returning from one resumes the translated code it interrupted. A
+//!   signal that lands in translated code shows the handler the cache pc
+//!   ([`Dbi::native_pc_of`] maps it back, but delivery does not use it
+//!   yet).
+//! - `int 0x80` is left native, so the trap path sees it with the x86-64
+//!   numbers (the engine has no way yet to dispatch the i386 table).
 //! - The glue reaches its per-thread slots and the selector through `fs`:
 //!   foreign code that moves the `fs` base breaks it (as it breaks the
 //!   engine's flips).
 //! - Calls are emulated (push, jump) and returns looked up, so user-mode
 //!   CET shadow stacks cannot be enabled for translated code.
-//! - The inline lookup follows the block map's probe chain (see the
-//!   `table` module); the map grows, so lookups stay in translated code
-//!   however many blocks there are.
+//! - Each indirect branch and return carries a copy of the lookup, which
+//!   follows the block map's probe chain (see the `table` module); the
+//!   map grows, so lookups stay in translated code however many blocks
+//!   there are. Returns still go through that lookup (an attempt at real
+//!   `call`/`ret` pairs for the return predictor measured slower here and
+//!   was reverted).
 //! - A transformer must not call [`Dbi::call`] (the translator lock is
 //!   held while it runs).
 //!
@@ -795,9 +803,9 @@ impl Dbi {
     /// The native pc a code-cache address stands for (see the issue of
     /// signals landing in translated code): inside a block's translation,
     /// the native instruction being run or about to run. None outside the
-    /// translator's blocks, or when the translator's lock is held (a
-    /// signal that interrupted translation on this thread). Not yet used
-    /// by signal delivery.
+    /// translator's blocks, or when the translator's lock is held by any
+    /// thread (it never waits, so a signal handler may call it, even one
+    /// that interrupted translation). Not yet used by signal delivery.
     pub fn native_pc_of(&self, cache_pc: usize) -> Option<u64> {
         if self.lock_owner.load(Ordering::Acquire) == current_tid() {
             return None;

@@ -40,7 +40,18 @@ static LAST_CALL_ADDR: AtomicU64 = AtomicU64::new(0);
 
 #[test]
 fn translated_code_reaches_the_same_hooks_without_traps() {
-    child_passes(|| {
+    // Assembled and translated once before the fork: iced-x86 builds its
+    // tables lazily behind Onces, which a child forked while another test
+    // thread is inside one would wait on forever.
+    let code = sum_of_getppid();
+    {
+        let cache = sud_codegen::CodeCache::new(1 << 20).unwrap();
+        let access = thread_selector().unwrap();
+        let stub = DirectStub::new(&cache, access, VectorState::Sse).unwrap();
+        let translator = Translator::new(&cache, stub, access);
+        translator.translate_function(&code, 0x40_0000).unwrap();
+    }
+    child_passes(move || {
         let cache = leaked_cache();
         let engine = Engine::builder()
             .placement(cache.placement())
@@ -51,7 +62,6 @@ fn translated_code_reaches_the_same_hooks_without_traps() {
             })
             .install()
             .unwrap();
-        let code = sum_of_getppid();
         let native_map = outside_cache(&code);
         let native_addr = native_map.as_ptr() as u64;
         // SAFETY: the mapping holds sum(n) and outlives the calls.

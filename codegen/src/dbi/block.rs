@@ -31,9 +31,11 @@
 //! at install time: translation allocates nothing of its own.
 
 use super::glue;
+use super::records::{self, BlockRecord, Chunks, ExitRecord, RangeSet, Reclaimer, NONE};
 use super::scratch;
+use super::table::NO_OWNER;
 use super::transform::{BlockIterator, Item, INLINE_CAPACITY};
-use super::{Shared, EXIT_DATA_OFFSET, REQ_CALLOUT, REQ_CHILD, REQ_LINK};
+use super::{Shared, EXIT_DATA_OFFSET, REQ_CALLOUT, REQ_CHILD, REQ_LINK, REQ_STALE};
 use iced_x86::{
     Code, ConditionCode, Decoder, DecoderOptions, Encoder, FlowControl, Instruction,
     InstructionInfoFactory, MemoryOperand, Mnemonic, OpKind, Register,
@@ -49,6 +51,11 @@ const FOREIGN_WINDOW: usize = MAX_BLOCK_INSNS * 15;
 const MAX_BLOCK_CODE: usize = 64 << 10;
 /// Items the transformer may produce per block.
 const MAX_ITEMS: usize = MAX_BLOCK_INSNS * 8;
+/// Block and exit records kept at once (a full flush empties them).
+const MAX_BLOCKS: usize = 1 << 18;
+const MAX_EXITS: usize = 1 << 19;
+/// Code offset -> native offset pairs kept at once (one per emitted item).
+const MAX_PCS: usize = 1 << 21;
 
 /// Syscall numbers that create a task continuing on a new stack.
 const CLONE_LIKE: [i32; 3] = [
@@ -65,6 +72,8 @@ pub(crate) enum LeftNative {
     Untranslatable,
     ArenaFull,
     TooManySites,
+    /// The block or exit records are full (until a flush is reclaimed).
+    RecordsFull,
     /// In a forked child: the code cache is shared with the parent, whose
     /// arena this process must not write.
     Forked,
@@ -86,8 +95,25 @@ pub(crate) struct Translator {
     exits: Vec<PendingExit>,
     encoder: Encoder,
     info: InstructionInfoFactory,
+    arena_start: u64,
     arena_next: u64,
     arena_end: u64,
+    /// Offsets in `code` of the `jne` fields of the byte check, if any.
+    checks: Vec<usize>,
+    /// What the transformer attached to the block being made.
+    user_data: u64,
+    pub(crate) blocks: Vec<BlockRecord>,
+    pub(crate) exit_pool: Vec<ExitRecord>,
+    /// Per item of every block: (offset in its code, offset of the native
+    /// instruction it runs or comes before).
+    pub(crate) pc_pool: Vec<(u32, u32)>,
+    /// The block being made's pairs.
+    pcs: Vec<(u32, u32)>,
+    pub(crate) alive: usize,
+    /// Writable and executable ranges: blocks from there check their bytes.
+    pub(crate) writable: RangeSet,
+    pub(crate) chunks: Chunks,
+    pub(crate) reclaimer: Reclaimer,
 }
 
 impl Translator {
@@ -106,8 +132,19 @@ impl Translator {
             exits: Vec::with_capacity(MAX_BLOCK_INSNS * 2 + 2),
             encoder,
             info: InstructionInfoFactory::new(),
+            arena_start: arena,
             arena_next: arena,
             arena_end: arena + arena_len,
+            checks: Vec::with_capacity(FOREIGN_WINDOW),
+            user_data: 0,
+            blocks: Vec::with_capacity(MAX_BLOCKS),
+            exit_pool: Vec::with_capacity(MAX_EXITS),
+            pc_pool: Vec::with_capacity(MAX_PCS),
+            pcs: Vec::with_capacity(MAX_ITEMS + 1),
+            alive: 0,
+            writable: RangeSet::new(),
+            chunks: Chunks::new(),
+            reclaimer: Reclaimer::new(),
         })
     }
 
@@ -148,20 +185,99 @@ impl Translator {
             return Err(LeftNative::Untranslatable);
         }
         self.transform(dbi);
-        let at = (self.arena_next + 15) & !15;
-        self.emit_block(dbi, at)?;
+        if self.blocks.len() == self.blocks.capacity()
+            || self.exit_pool.len() + 2 * MAX_BLOCK_INSNS + 2 > self.exit_pool.capacity()
+        {
+            return Err(LeftNative::RecordsFull);
+        }
+        let id = self.blocks.len() as u32;
+        let native_end = self.block_end();
+        let checked = self.writable.overlaps(native, native_end);
+        let first_exit = self.exit_pool.len();
+        let mut at = (self.arena_next + 15) & !15;
+        let mut piece = None;
+        self.emit_block(dbi, at, id, checked)?;
+        self.register_exits(dbi, at, id)?;
         if at + self.code.len() as u64 > self.arena_end {
+            // The arena is used up: reuse code freed by invalidations. The
+            // block's size depends a little on its address (alignment of
+            // its patchable fields), hence the margin.
+            self.exit_pool.truncate(first_exit);
+            let want = self.code.len() as u32 + 64;
+            let (to, len) = self.reclaimer.take(want).ok_or(LeftNative::ArenaFull)?;
+            let made = self
+                .emit_block(dbi, to, id, checked)
+                .and_then(|()| self.register_exits(dbi, to, id));
+            if made.is_err() || self.code.len() as u32 > len {
+                self.exit_pool.truncate(first_exit);
+                self.reclaimer.untake(to, len);
+                return Err(made.err().unwrap_or(LeftNative::ArenaFull));
+            }
+            at = to;
+            piece = Some(len);
+        }
+        if dbi.cache.write_emitted(at as usize, &self.code).is_err() {
+            self.exit_pool.truncate(first_exit);
+            if let Some(len) = piece {
+                self.reclaimer.untake(at, len);
+            }
             return Err(LeftNative::ArenaFull);
         }
-        let registered = self.register_exits(dbi, at)?;
-        dbi.cache
-            .write_emitted(at as usize, &self.code)
-            .map_err(|_| LeftNative::ArenaFull)?;
-        self.arena_next = at + self.code.len() as u64;
+        if piece.is_none() {
+            self.arena_next = at + self.code.len() as u64;
+        }
+        let first_pc = self.pc_pool.len();
+        if first_pc + self.pcs.len() <= self.pc_pool.capacity() {
+            self.pc_pool.extend_from_slice(&self.pcs);
+        }
+        self.blocks.push(BlockRecord {
+            first_pc: first_pc as u32,
+            pc_count: (self.pc_pool.len() - first_pc) as u32,
+            native,
+            native_end,
+            code: at,
+            code_len: piece.unwrap_or(self.code.len() as u32),
+            first_exit: first_exit as u32,
+            exit_count: (self.exit_pool.len() - first_exit) as u32,
+            incoming: NONE,
+            user_data: self.user_data,
+            alive: true,
+        });
+        self.alive += 1;
+        // Exits linked at once (to blocks that existed, or to this one)
+        // join their target's list, so that invalidating it unlinks them.
+        for e in first_exit..self.exit_pool.len() {
+            let target = self.exit_pool[e].target;
+            if target != NONE {
+                self.exit_pool[e].next_in = self.blocks[target as usize].incoming;
+                self.blocks[target as usize].incoming = e as u32;
+            }
+        }
+        self.chunks.insert(native, native_end);
+        dbi.map.insert(native, at, id);
+        let syscalls = self
+            .insns
+            .iter()
+            .filter(|i| i.code() == Code::Syscall)
+            .count();
         let c = &dbi.counters;
         c.blocks.fetch_add(1, Relaxed);
         c.instructions.fetch_add(self.insns.len() as u64, Relaxed);
-        c.exits.fetch_add(registered, Relaxed);
+        c.exits
+            .fetch_add((self.exit_pool.len() - first_exit) as u64, Relaxed);
+        c.direct_sites.fetch_add(syscalls as u64, Relaxed);
+        if checked {
+            c.checked_blocks.fetch_add(1, Relaxed);
+        }
+        if let Some(on_block) = &dbi.on_block {
+            on_block(&super::BlockEvent {
+                native,
+                native_end,
+                translated: at,
+                translated_len: self.code.len() as u64,
+                user_data: self.user_data,
+            });
+        }
         Ok(at)
     }
 
@@ -184,6 +300,7 @@ impl Translator {
     }
 
     fn transform(&mut self, dbi: &Shared) {
+        self.user_data = 0;
         self.items.clear();
         self.inline.clear();
         match &dbi.transformer {
@@ -199,8 +316,11 @@ impl Translator {
                     items: &mut self.items,
                     inline: &mut self.inline,
                     overflowed: 0,
+                    user_data: 0,
+                    scratch: &dbi.scratch_arena,
                 };
                 transformer(&mut iterator);
+                self.user_data = iterator.user_data;
                 let overflowed = iterator.finish();
                 dbi.counters
                     .dropped_puts
@@ -209,15 +329,37 @@ impl Translator {
         }
     }
 
-    fn emit_block(&mut self, dbi: &Shared, at: u64) -> Result<(), LeftNative> {
+    fn emit_block(
+        &mut self,
+        dbi: &Shared,
+        at: u64,
+        id: u32,
+        checked: bool,
+    ) -> Result<(), LeftNative> {
         self.code.clear();
         self.exits.clear();
+        self.checks.clear();
+        self.pcs.clear();
+        if checked {
+            self.emit_check();
+        }
         let mut falls_through = true;
         for i in 0..self.items.len() {
             if self.code.len() > MAX_BLOCK_CODE {
                 return Err(LeftNative::ArenaFull);
             }
             let here = at + self.code.len() as u64;
+            // Glue before an instruction stands for that instruction (it
+            // has not run yet); past the last one, for the block's end.
+            let native_next = self.items[i..]
+                .iter()
+                .find_map(|item| match item {
+                    Item::Keep(k) => Some(self.insns[*k as usize].ip()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| self.block_end());
+            let native_offset = (native_next - self.insns[0].ip()) as u32;
+            self.pcs.push((self.code.len() as u32, native_offset));
             match self.items[i] {
                 Item::Keep(index) => {
                     let insn = self.insns[index as usize];
@@ -250,7 +392,8 @@ impl Translator {
                         .extend_from_slice(&self.inline[start..start + len]);
                 }
                 Item::Counter { counter, amount } => {
-                    glue::add_to_counter(&mut self.code, counter, amount);
+                    let flags_dead = self.flags_dead_after(i);
+                    glue::add_to_counter(&mut self.code, here, counter, amount, flags_dead);
                 }
             }
         }
@@ -258,7 +401,87 @@ impl Translator {
             let end = self.block_end();
             self.patchable(at, &[0xe9], end);
         }
+        if checked {
+            // Changed bytes: undo the check's saves, have the translator
+            // drop this block and go where its new translation is.
+            let stale = self.code.len();
+            for i in 0..self.checks.len() {
+                self.resolve((self.checks[i], stale))?;
+            }
+            self.code.extend_from_slice(&[0x58, 0x9d]); // pop rax; popfq
+            glue::lea_rsp(&mut self.code, 128);
+            let here = at + self.code.len() as u64;
+            glue::call_host(&mut self.code, here, dbi.stubs.host as u64, REQ_STALE | id)
+                .ok_or(LeftNative::Untranslatable)?;
+            glue::jmp_fs(&mut self.code, dbi.scratch + scratch::TARGET);
+        }
         Ok(())
+    }
+
+    /// The entry check of a block from writable code: compares the native
+    /// bytes it was made from with what is there now (rax and the flags
+    /// saved below the red zone), four bytes at a time.
+    fn emit_check(&mut self) {
+        let native = self.insns[0].ip();
+        let len = (self.block_end() - native) as usize;
+        glue::lea_rsp(&mut self.code, -128);
+        self.code.extend_from_slice(&[0x9c, 0x50]); // pushfq; push rax
+        glue::mov_imm64(&mut self.code, 0, native);
+        let mut offset = 0;
+        while offset < len {
+            let disp = (offset as i32).to_le_bytes();
+            if len - offset >= 4 {
+                // cmp dword [rax + disp32], imm32
+                self.code.extend_from_slice(&[0x81, 0xb8]);
+                self.code.extend_from_slice(&disp);
+                self.code
+                    .extend_from_slice(&self.foreign[offset..offset + 4]);
+                offset += 4;
+            } else {
+                // cmp byte [rax + disp32], imm8
+                self.code.extend_from_slice(&[0x80, 0xb8]);
+                self.code.extend_from_slice(&disp);
+                self.code.push(self.foreign[offset]);
+                offset += 1;
+            }
+            self.code.extend_from_slice(&[0x0f, 0x85]); // jne stale
+            self.checks.push(self.code.len());
+            self.code.extend_from_slice(&[0; 4]);
+        }
+        self.code.extend_from_slice(&[0x58, 0x9d]); // pop rax; popfq
+        glue::lea_rsp(&mut self.code, 128);
+    }
+
+    /// Whether the arithmetic flags are dead at item `item`: a kept
+    /// instruction after it writes all of them before any reads one (the
+    /// block's end counts as reading them).
+    fn flags_dead_after(&self, item: usize) -> bool {
+        use iced_x86::RflagsBits;
+        const STATUS: u32 = RflagsBits::OF
+            | RflagsBits::SF
+            | RflagsBits::ZF
+            | RflagsBits::AF
+            | RflagsBits::CF
+            | RflagsBits::PF;
+        let mut live = STATUS;
+        for it in &self.items[item + 1..] {
+            match it {
+                Item::Keep(k) => {
+                    let insn = &self.insns[*k as usize];
+                    if insn.rflags_read() & live != 0 {
+                        return false;
+                    }
+                    live &= !insn.rflags_modified();
+                    if live == 0 {
+                        return true;
+                    }
+                }
+                // Inline code and callouts may read the flags.
+                Item::Inline { .. } | Item::Callout { .. } => return false,
+                Item::Counter { .. } => {}
+            }
+        }
+        false
     }
 
     /// The native address after the block's last decoded instruction.
@@ -297,13 +520,13 @@ impl Translator {
                 if insn.flow_control() == FlowControl::IndirectCall {
                     glue::push_u64(&mut self.code, insn.next_ip());
                 }
-                self.jump_to(at, dbi.stubs.ibl as u64)?;
+                self.inline_lookup(dbi, at)?;
             }
             FlowControl::Return => {
                 glue::fs_mov(&mut self.code, 0, slot_rax, true);
                 glue::load_rax_from_stack_top(&mut self.code);
                 glue::lea_rsp(&mut self.code, 8 + insn.immediate16() as i32);
-                self.jump_to(at, dbi.stubs.ibl as u64)?;
+                self.inline_lookup(dbi, at)?;
             }
             _ => self.copy(dbi, at, insn)?,
         }
@@ -389,7 +612,6 @@ impl Translator {
         for &field in &to_done[..dones] {
             self.resolve((field, done))?;
         }
-        dbi.counters.direct_sites.fetch_add(1, Relaxed);
         Ok(())
     }
 
@@ -427,11 +649,15 @@ impl Translator {
         self.code.extend_from_slice(&[0; 4]);
     }
 
-    fn jump_to(&mut self, at: u64, target: u64) -> Result<(), LeftNative> {
-        self.code.push(0xe9);
-        let field = at + self.code.len() as u64;
-        let rel = glue::rel32(field, target).ok_or(LeftNative::Untranslatable)?;
-        self.code.extend_from_slice(&rel.to_le_bytes());
+    /// A copy of the block-map lookup here (native target in rax, foreign
+    /// rax in its scratch slot), missing to the shared miss path.
+    fn inline_lookup(&mut self, dbi: &Shared, at: u64) -> Result<(), LeftNative> {
+        let start = self.code.len();
+        self.code.extend_from_slice(&dbi.stubs.lookup_template);
+        let field = start + dbi.stubs.lookup_miss_field;
+        let rel = glue::rel32(at + field as u64, dbi.stubs.ibl_miss as u64)
+            .ok_or(LeftNative::Untranslatable)?;
+        self.code[field..field + 4].copy_from_slice(&rel.to_le_bytes());
         Ok(())
     }
 
@@ -533,51 +759,200 @@ impl Translator {
         }
     }
 
-    /// Links every exit of the block about to be written at `at`: straight
-    /// to an existing translation, else through a new exit stub appended
-    /// to the block. Returns how many exit stubs were made.
-    fn register_exits(&mut self, dbi: &Shared, at: u64) -> Result<u64, LeftNative> {
+    /// Gives every exit of the block about to be written at `at` an exit
+    /// stub appended to the block (which asks the translator, then links
+    /// the exit) and a record, and links it at once to an existing live
+    /// translation. Every exit keeps its stub, so that invalidating its
+    /// target can point it back there.
+    fn register_exits(&mut self, dbi: &Shared, at: u64, id: u32) -> Result<(), LeftNative> {
         let block_native = self.insns[0].ip();
-        let mut made = 0;
         for i in 0..self.exits.len() {
             let (field, native) = (self.exits[i].field, self.exits[i].native);
             let field_addr = at + field as u64;
             let linked = if native == block_native {
-                Some(at)
+                Some((at, id))
             } else {
                 dbi.map
-                    .get(native)
-                    .filter(|&t| dbi.cache.contains(t as usize))
+                    .get_owned(native)
+                    .filter(|&(t, owner)| self.is_live(owner) && dbi.cache.contains(t as usize))
             };
-            let target = match linked {
-                Some(target) => target,
-                None => {
-                    // The stub carries its own data after the jump (never
-                    // executed): the host side reads it from the stub's
-                    // return address, so no table entry is needed, and a
-                    // forked child sharing the cache reads the same bytes.
-                    let stub = at + self.code.len() as u64;
-                    glue::call_host(&mut self.code, stub, dbi.stubs.host as u64, REQ_LINK)
-                        .ok_or(LeftNative::Untranslatable)?;
-                    debug_assert_eq!(self.code.len() as u64 - (stub - at), glue::CALL_HOST_LEN);
-                    glue::jmp_fs(&mut self.code, dbi.scratch + scratch::TARGET);
-                    debug_assert_eq!(
-                        self.code.len() as u64 - (stub - at),
-                        EXIT_DATA_OFFSET + glue::CALL_HOST_LEN
-                    );
-                    self.code.extend_from_slice(&native.to_le_bytes());
-                    self.code.extend_from_slice(&field_addr.to_le_bytes());
-                    made += 1;
-                    stub
-                }
-            };
+            // The stub carries its own data after the jump (never
+            // executed): the host side reads it from the stub's return
+            // address, and a forked child sharing the cache reads the same
+            // bytes.
+            let exit = self.exit_pool.len() as u64;
+            let stub = at + self.code.len() as u64;
+            glue::call_host(&mut self.code, stub, dbi.stubs.host as u64, REQ_LINK)
+                .ok_or(LeftNative::Untranslatable)?;
+            debug_assert_eq!(self.code.len() as u64 - (stub - at), glue::CALL_HOST_LEN);
+            glue::jmp_fs(&mut self.code, dbi.scratch + scratch::TARGET);
+            debug_assert_eq!(
+                self.code.len() as u64 - (stub - at),
+                EXIT_DATA_OFFSET + glue::CALL_HOST_LEN
+            );
+            self.code.extend_from_slice(&native.to_le_bytes());
+            self.code.extend_from_slice(&exit.to_le_bytes());
+            let target = linked.map_or(stub, |(t, _)| t);
             let rel = glue::rel32(field_addr, target).ok_or(LeftNative::Untranslatable)?;
             self.code[field..field + 4].copy_from_slice(&rel.to_le_bytes());
+            self.exit_pool.push(ExitRecord {
+                field: field_addr,
+                stub,
+                block: id,
+                target: linked.map_or(NONE, |(_, owner)| owner),
+                next_in: NONE,
+            });
         }
-        if at + self.code.len() as u64 > self.arena_end {
-            return Err(LeftNative::ArenaFull);
+        Ok(())
+    }
+
+    pub(crate) fn is_live(&self, owner: u32) -> bool {
+        owner != NO_OWNER && self.blocks.get(owner as usize).is_some_and(|b| b.alive)
+    }
+}
+
+/// Taking translations back (see `records.rs` for the reclamation).
+impl Translator {
+    /// Links exit `exit` (whose stub just ran) to `target`, the
+    /// translation now found for its native target, unless its own block
+    /// was invalidated meanwhile or it is already linked.
+    pub(crate) fn link_exit(&mut self, dbi: &Shared, exit: u32, native: u64, target: u64) -> bool {
+        let Some(record) = self.exit_pool.get(exit as usize).copied() else {
+            return false;
+        };
+        if record.target != NONE || !self.is_live(record.block) {
+            return false;
         }
-        Ok(made)
+        let Some((at, owner)) = dbi.map.get_owned(native) else {
+            return false;
+        };
+        if at != target || !self.is_live(owner) {
+            return false;
+        }
+        let Some(rel) = glue::rel32(record.field, target) else {
+            return false;
+        };
+        if dbi
+            .cache
+            .write_emitted(record.field as usize, &rel.to_le_bytes())
+            .is_err()
+        {
+            return false;
+        }
+        let e = &mut self.exit_pool[exit as usize];
+        e.target = owner;
+        e.next_in = self.blocks[owner as usize].incoming;
+        self.blocks[owner as usize].incoming = exit;
+        true
+    }
+
+    /// The native pc that cache address `pc` stands for: in a live block
+    /// (or a dead one still in limbo), the native instruction whose
+    /// translation or glue it is in, the one not yet run; past the block's
+    /// body (its exit stubs), the block's native end.
+    pub(crate) fn native_pc_of(&self, pc: u64) -> Option<u64> {
+        let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
+        let block = self.blocks.iter().filter(inside).max_by_key(|b| b.alive)?;
+        let offset = (pc - block.code) as u32;
+        let pairs =
+            &self.pc_pool[block.first_pc as usize..(block.first_pc + block.pc_count) as usize];
+        let native_offset = pairs
+            .iter()
+            .take_while(|&&(code, _)| code <= offset)
+            .last()
+            .map_or(0, |&(_, native)| native);
+        Some(block.native + u64::from(native_offset))
+    }
+
+    /// Points an exit back at its stub.
+    fn unlink(&mut self, dbi: &Shared, exit: usize) {
+        let e = self.exit_pool[exit];
+        if let Some(rel) = glue::rel32(e.field, e.stub) {
+            // The field was written when the block was: it is in the cache.
+            let _ = dbi
+                .cache
+                .write_emitted(e.field as usize, &rel.to_le_bytes());
+        }
+        self.exit_pool[exit].target = NONE;
+    }
+
+    /// Makes block `id` unreachable: no map entry, no branch into it, its
+    /// own exits back on their stubs (a thread inside leaves it at its
+    /// next exit, to the translator). Its code waits in limbo.
+    fn kill(&mut self, dbi: &Shared, id: u32, epoch: u64) {
+        let b = self.blocks[id as usize];
+        if !b.alive {
+            return;
+        }
+        self.blocks[id as usize].alive = false;
+        self.alive -= 1;
+        dbi.map.remove_if(b.native, |_, owner| owner != id);
+        for exit in b.first_exit as usize..(b.first_exit + b.exit_count) as usize {
+            if self.exit_pool[exit].target != NONE {
+                self.unlink(dbi, exit);
+            }
+        }
+        let mut exit = b.incoming;
+        while exit != NONE {
+            let e = self.exit_pool[exit as usize];
+            if e.target == id && self.is_live(e.block) {
+                self.unlink(dbi, exit as usize);
+            }
+            exit = e.next_in;
+        }
+        self.blocks[id as usize].incoming = NONE;
+        self.reclaimer.retire(b.code, b.code_len, epoch);
+    }
+
+    /// Invalidates every translation made from bytes in `[start, end)`,
+    /// and forgets code left native there; returns how many blocks died.
+    pub(crate) fn invalidate(&mut self, dbi: &Shared, start: u64, end: u64) -> u64 {
+        if end <= start || !self.chunks.may_hold(start, end) {
+            return 0;
+        }
+        // Dead code waits for the epoch after this one: a thread that
+        // has seen it looked blocks up after they were gone.
+        let epoch = records::epoch() + 1;
+        let mut killed = 0;
+        for id in 0..self.blocks.len() {
+            let b = self.blocks[id];
+            if b.alive && b.native < end && start < b.native_end {
+                self.kill(dbi, id as u32, epoch);
+                killed += 1;
+            }
+        }
+        dbi.map.remove_range(start, end, |value, owner| {
+            owner != NO_OWNER || dbi.cache.contains(value as usize)
+        });
+        if killed > 0 {
+            records::bump();
+            dbi.counters.invalidated.fetch_add(killed, Relaxed);
+        }
+        killed
+    }
+
+    /// Invalidates every translation.
+    pub(crate) fn flush(&mut self, dbi: &Shared) -> u64 {
+        let killed = self.invalidate(dbi, 0, u64::MAX);
+        dbi.counters.flushes.fetch_add(1, Relaxed);
+        killed
+    }
+
+    /// Frees dead code every thread has left; once nothing is alive and
+    /// nothing waits, starts the arena and the records afresh.
+    pub(crate) fn reclaim(&mut self, dbi: &Shared) {
+        if self.reclaimer.limbo_is_empty() {
+            return;
+        }
+        let freed = self.reclaimer.reclaim(records::safe_epoch());
+        dbi.counters.reclaimed_bytes.fetch_add(freed, Relaxed);
+        if self.alive == 0 && self.reclaimer.limbo_is_empty() {
+            self.blocks.clear();
+            self.exit_pool.clear();
+            self.pc_pool.clear();
+            self.reclaimer.clear();
+            self.arena_next = self.arena_start;
+        }
     }
 }
 
@@ -653,7 +1028,7 @@ fn jcc_nibble(insn: &Instruction) -> Option<u8> {
 
 /// Copies up to `buf.len()` bytes of native code at `addr` into `buf`
 /// without faulting on unmapped memory; returns how many were readable.
-fn read_native(addr: u64, buf: &mut [u8]) -> usize {
+pub(crate) fn read_native(addr: u64, buf: &mut [u8]) -> usize {
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),

@@ -60,19 +60,52 @@
 //! rules; callouts likewise (they run wherever the foreign code is).
 //! Nothing unwinds out of the host entry: a panic there aborts.
 //!
+//! # Code that changes
+//! Translations are dropped ([`Dbi::invalidate`], [`Dbi::flush`]) when the
+//! native bytes they came from may have changed:
+//! - memory syscalls (`munmap`, `mremap`, `mprotect` that removes
+//!   execution or adds writing, `mmap` over a range; `dlclose` unmaps
+//!   through them) invalidate their range after they ran. Translated
+//!   code's reach the translator by themselves (its direct entrance runs
+//!   them and then looks); for native code an embedder's hooks call
+//!   [`Dbi::note_memory_change`].
+//! - Writes to code that stays executable: blocks translated from memory
+//!   that is writable and executable at once (such mappings are read from
+//!   `/proc/self/maps` at install and followed through the same syscalls)
+//!   compare their native bytes with the bytes they were made from on every
+//!   entry, and a block whose bytes changed is dropped and translated
+//!   again. This is Stalker's trust threshold at "never trust", applied
+//!   only to writable code: a JIT that reuses a page without a syscall is
+//!   followed exactly, at a few cycles per entry for those blocks only,
+//!   while code in read-only pages (nearly all code) pays nothing and
+//!   changes only through an `mprotect` the translator sees.
+//!   Write-protecting translated pages (DynamoRIO's way) would need a
+//!   SIGSEGV handler of the translator's own, the engine's business.
+//! - A thread running in a dropped block finishes its pass through it and
+//!   leaves at its next exit (every branch out of and into a dropped block
+//!   is pointed back at its exit stub); dead code is reused once every
+//!   thread has been seen outside it (an epoch scheme, no lock on the
+//!   threads' side: see the `records` module).
+//!
 //! # Limits
 //! - Signal handlers run native (selector BLOCK: their syscalls trap);
-//!   returning from one resumes the translated code it interrupted.
+//!   returning from one resumes the translated code it interrupted. A
+//!   signal that lands in translated code shows the handler the cache pc
+//!   ([`Dbi::native_pc_of`] maps it back, but delivery does not use it
+//!   yet).
+//! - `int 0x80` is left native, so the trap path sees it with the x86-64
+//!   numbers (the engine has no way yet to dispatch the i386 table).
 //! - The glue reaches its per-thread slots and the selector through `fs`:
 //!   foreign code that moves the `fs` base breaks it (as it breaks the
 //!   engine's flips).
 //! - Calls are emulated (push, jump) and returns looked up, so user-mode
 //!   CET shadow stacks cannot be enabled for translated code.
-//! - Translations are never invalidated or freed: code that rewrites
-//!   itself is not followed, and a full arena leaves new blocks native
-//!   (counted in [`DbiCounters::native_blocks`]).
-//! - The inline lookup probes one slot of the block map; a collision takes
-//!   the slower path through the translator's lookup.
+//! - Each indirect branch and return carries a copy of the lookup, which
+//!   follows the block map's probe chain (see the `table` module); the
+//!   map grows, so lookups stay in translated code however many blocks
+//!   there are. Returns still go through that lookup (an attempt at real
+//!   `call`/`ret` pairs for the return predictor measured slower here and
+//!   was reverted).
 //! - A transformer must not call [`Dbi::call`] (the translator lock is
 //!   held while it runs).
 //!
@@ -84,6 +117,7 @@
 mod block;
 mod glue;
 mod library;
+mod records;
 mod scratch;
 mod stubs;
 mod table;
@@ -97,16 +131,17 @@ use crate::direct::{thread_selector, DirectStub, VectorState};
 use crate::{CodeCache, Error};
 use block::{LeftNative, Translator};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Mutex;
 use stubs::{SharedStubs, StubParams, VectorSave};
-use table::BlockMap;
+use table::{BlockMap, NO_OWNER};
 
 /// Host-stub requests: kind in the top nibble, an index below.
 const REQ_RESOLVE: u32 = 1 << 28;
 const REQ_LINK: u32 = 2 << 28;
 const REQ_CALLOUT: u32 = 3 << 28;
 const REQ_CHILD: u32 = 4 << 28;
+const REQ_STALE: u32 = 5 << 28;
 const REQ_INDEX: u32 = (1 << 28) - 1;
 
 /// Default size of the translator's arena in the code cache.
@@ -136,7 +171,8 @@ pub enum DbiError {
     /// from the thread pointer (dynamic TLS): link the crate into the
     /// executable.
     ScratchOutOfReach,
-    /// More than six integer arguments for [`Dbi::call`].
+    /// More than six integer (or eight floating-point) arguments for
+    /// [`Dbi::call`].
     TooManyArguments(usize),
 }
 
@@ -154,7 +190,7 @@ impl std::fmt::Display for DbiError {
                 f,
                 "the translator's thread-local slots are not in static TLS; link sud-codegen into the executable"
             ),
-            DbiError::TooManyArguments(n) => write!(f, "{n} arguments given; at most 6 integer arguments are passed"),
+            DbiError::TooManyArguments(n) => write!(f, "{n} arguments given; at most 6 integer and 8 floating-point arguments are passed"),
         }
     }
 }
@@ -165,6 +201,24 @@ impl From<Error> for DbiError {
     fn from(e: Error) -> Self {
         DbiError::Codegen(e)
     }
+}
+
+/// What the entry trampoline reads and writes (offsets baked into it).
+#[repr(C)]
+struct CallArgs {
+    ints: [u64; 6],
+    floats: [f64; 8],
+    vector_count: u64,
+    xmm0: f64,
+}
+
+/// What a function run by [`Dbi::call_with_floats`] returned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CallResult {
+    /// The integer (or pointer) result.
+    pub rax: u64,
+    /// The `double` result (low half of xmm0).
+    pub xmm0: f64,
 }
 
 /// A callout registered with [`DbiBuilder::callout`].
@@ -198,6 +252,16 @@ pub struct CpuContext {
     pc: u64,
 }
 
+/// One memory operand of an instruction as it runs: where and how many
+/// bytes (see [`CpuContext::memory_access`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryAccess {
+    /// The effective address (segment base included).
+    pub address: u64,
+    /// Bytes accessed.
+    pub size: usize,
+}
+
 /// The registers exactly as the host stub pushed them.
 const SAVED_WORDS: usize = 16;
 
@@ -212,14 +276,110 @@ impl CpuContext {
     pub fn pc(&self) -> u64 {
         self.pc
     }
+
+    /// The instruction at [`pc`](Self::pc), decoded (no allocation).
+    pub fn instruction(&self) -> Option<Instruction> {
+        let mut bytes = [0u8; 15];
+        let got = block::read_native(self.pc, &mut bytes);
+        let mut decoder =
+            iced_x86::Decoder::with_ip(64, &bytes[..got], self.pc, iced_x86::DecoderOptions::NONE);
+        let insn = decoder.decode();
+        (!insn.is_invalid()).then_some(insn)
+    }
+
+    /// The memory operand of `insn` evaluated with these registers: what
+    /// a memory tracer wants from a callout put before the instruction
+    /// (`ctx.memory_access(&ctx.instruction()?)`). None for instructions
+    /// without one, and for vector-indexed (gather/scatter) operands.
+    /// `fs`/`gs` operands include the thread's segment base.
+    pub fn memory_access(&self, insn: &Instruction) -> Option<MemoryAccess> {
+        use iced_x86::{OpKind, Register};
+        let has_memory = (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory);
+        if !has_memory || insn.memory_index().is_vector_register() {
+            return None;
+        }
+        let size = insn.memory_size().size();
+        if insn.is_ip_rel_memory_operand() {
+            return Some(MemoryAccess {
+                address: insn.ip_rel_memory_address(),
+                size,
+            });
+        }
+        let value = |r: Register| -> Option<u64> {
+            let full = r.full_register();
+            let v = match full {
+                Register::None => 0,
+                Register::RAX => self.rax,
+                Register::RCX => self.rcx,
+                Register::RDX => self.rdx,
+                Register::RBX => self.rbx,
+                Register::RSP => self.rsp,
+                Register::RBP => self.rbp,
+                Register::RSI => self.rsi,
+                Register::RDI => self.rdi,
+                Register::R8 => self.r8,
+                Register::R9 => self.r9,
+                Register::R10 => self.r10,
+                Register::R11 => self.r11,
+                Register::R12 => self.r12,
+                Register::R13 => self.r13,
+                Register::R14 => self.r14,
+                Register::R15 => self.r15,
+                _ => return None,
+            };
+            Some(if r.is_gpr32() { v & 0xffff_ffff } else { v })
+        };
+        let base = value(insn.memory_base())?;
+        let index = value(insn.memory_index())?;
+        let mut address = base
+            .wrapping_add(index.wrapping_mul(u64::from(insn.memory_index_scale())))
+            .wrapping_add(insn.memory_displacement64());
+        if insn.memory_base().is_gpr32() || insn.memory_index().is_gpr32() {
+            address &= 0xffff_ffff;
+        }
+        let segment = match insn.memory_segment() {
+            Register::FS => Some(0x1003), // ARCH_GET_FS
+            Register::GS => Some(0x1004), // ARCH_GET_GS
+            _ => None,
+        };
+        if let Some(code) = segment {
+            let mut segment_base = 0u64;
+            // SAFETY: arch_prctl GET writes one u64 to the pointer given.
+            let got = unsafe { libc::syscall(libc::SYS_arch_prctl, code, &mut segment_base) };
+            if got != 0 {
+                return None;
+            }
+            address = address.wrapping_add(segment_base);
+        }
+        Some(MemoryAccess { address, size })
+    }
 }
 
 type Transformer = Box<dyn Fn(&mut BlockIterator<'_>) + Send + Sync>;
+type OnBlock = Box<dyn Fn(&BlockEvent) + Send + Sync>;
+
+/// A block was just translated (see [`DbiBuilder::on_block`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockEvent {
+    /// The native bytes it was made from: `[native, native_end)`.
+    pub native: u64,
+    pub native_end: u64,
+    /// Its code in the cache.
+    pub translated: u64,
+    pub translated_len: u64,
+    /// What the transformer attached ([`BlockIterator::set_user_data`]).
+    pub user_data: u64,
+}
+
+/// Bytes of the transformers' scratch arena by default.
+pub const DEFAULT_SCRATCH: usize = 1 << 20;
 type Callout = Box<dyn Fn(&mut CpuContext, u64) + Send + Sync>;
 
 /// Configures the translator. See [`Dbi::builder`].
 pub struct DbiBuilder {
     transformer: Option<Transformer>,
+    on_block: Option<OnBlock>,
+    scratch_bytes: usize,
     callouts: Vec<Callout>,
     stops: Vec<u64>,
     arena: usize,
@@ -253,6 +413,20 @@ impl DbiBuilder {
     /// translated caller's trampoline.
     pub fn stop_at(mut self, native: usize) -> Self {
         self.stops.push(native as u64);
+        self
+    }
+
+    /// Calls `f` after every block translation (a compile event), under
+    /// the same rules as the transformer (no allocation, no lock foreign
+    /// code could hold, no panic).
+    pub fn on_block(mut self, f: impl Fn(&BlockEvent) + Send + Sync + 'static) -> Self {
+        self.on_block = Some(Box::new(f));
+        self
+    }
+
+    /// Bytes to reserve for [`BlockIterator::scratch`].
+    pub fn scratch_bytes(mut self, bytes: usize) -> Self {
+        self.scratch_bytes = bytes;
         self
     }
 
@@ -311,28 +485,34 @@ impl DbiBuilder {
         };
         // Clone-family calls are issued at the site itself (see block.rs),
         // after the hooks have seen them through this entrance.
-        let stub = DirectStub::with_entry(
-            cache,
-            access,
-            vectors,
-            sud_engine::direct_entry_clones_at_site,
-        )?;
-        let map = BlockMap::new();
+        let stub = DirectStub::with_entry(cache, access, vectors, direct_entry)?;
+        let map = BlockMap::new().ok_or(DbiError::Codegen(Error::Os {
+            op: "mmap(block map)",
+            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        }))?;
         let stubs = stubs::emit(
             cache,
             &StubParams {
                 access,
                 scratch,
-                table: map.base(),
+                table: map.current_address(),
                 host_entry: host_entry as extern "C" fn(*mut u64, u64) as usize as u64,
                 resolve_request: REQ_RESOLVE as i32,
                 vectors: VectorSave::detect(),
+                bmi2: std::arch::is_x86_feature_detected!("bmi2"),
             },
         )?;
-        map.insert(stubs.enter_return as u64, stubs.enter_return as u64);
+        map.insert(
+            stubs.enter_return as u64,
+            stubs.enter_return as u64,
+            NO_OWNER,
+        );
         let arena = cache.emit_with(|_| Ok(vec![0xcc; self.arena]))?;
         let mut translator = Translator::new(arena as u64, self.arena as u64)?;
         translator.warm_up();
+        for (start, end) in writable_code_now() {
+            translator.writable.add(start, end);
+        }
         let dbi = Box::leak(Box::new(Dbi {
             shared: Shared {
                 cache,
@@ -342,6 +522,8 @@ impl DbiBuilder {
                 map,
                 sites: Registry::new(MAX_CALLOUT_SITES, 3),
                 transformer: self.transformer,
+                on_block: self.on_block,
+                scratch_arena: transform::ScratchArena::new(self.scratch_bytes),
                 callouts: self.callouts,
                 stops: self.stops,
                 counters: Counters::default(),
@@ -350,6 +532,8 @@ impl DbiBuilder {
                 pid: std::sync::atomic::AtomicI32::new(unsafe { libc::getpid() }),
             },
             translator: Mutex::new(translator),
+            lock_owner: AtomicI32::new(0),
+            pending_flush: AtomicBool::new(false),
         }));
         DBI.store(dbi, Ordering::Release);
         Ok(dbi)
@@ -363,6 +547,12 @@ static DBI: AtomicPtr<Dbi> = AtomicPtr::new(std::ptr::null_mut());
 pub struct Dbi {
     shared: Shared,
     translator: Mutex<Translator>,
+    /// The thread holding `translator`, or 0.
+    lock_owner: AtomicI32,
+    /// A memory change arrived on the thread holding the translator
+    /// (a signal handler's hook): everything is flushed before the lock
+    /// is given up.
+    pending_flush: AtomicBool,
 }
 
 impl std::fmt::Debug for Dbi {
@@ -384,6 +574,8 @@ pub(crate) struct Shared {
     /// Callout sites: callout, data, pc.
     pub(crate) sites: Registry,
     pub(crate) transformer: Option<Transformer>,
+    pub(crate) on_block: Option<OnBlock>,
+    pub(crate) scratch_arena: transform::ScratchArena,
     callouts: Vec<Callout>,
     stops: Vec<u64>,
     pub(crate) counters: Counters,
@@ -455,6 +647,11 @@ pub(crate) struct Counters {
     pub(crate) dropped_puts: AtomicU64,
     pub(crate) callouts: AtomicU64,
     pub(crate) translate_nanos: AtomicU64,
+    pub(crate) invalidated: AtomicU64,
+    pub(crate) flushes: AtomicU64,
+    pub(crate) stale: AtomicU64,
+    pub(crate) checked_blocks: AtomicU64,
+    pub(crate) reclaimed_bytes: AtomicU64,
 }
 
 /// The translator's totals at one moment.
@@ -487,6 +684,18 @@ pub struct DbiCounters {
     /// Wall-clock nanoseconds spent translating blocks (decode, transform,
     /// encode, publish), for the per-block translation cost.
     pub translate_nanos: u64,
+    /// Blocks invalidated (by [`Dbi::invalidate`], [`Dbi::flush`], memory
+    /// changes, or their own byte check).
+    pub invalidated: u64,
+    /// Calls of [`Dbi::flush`] (and flushes the translator made itself).
+    pub flushes: u64,
+    /// Blocks whose entry check found their native bytes changed.
+    pub stale: u64,
+    /// Blocks translated from writable executable memory, which check
+    /// their bytes on every entry.
+    pub checked_blocks: u64,
+    /// Bytes of dead translations freed for reuse.
+    pub reclaimed_bytes: u64,
 }
 
 impl Dbi {
@@ -494,6 +703,8 @@ impl Dbi {
     pub fn builder() -> DbiBuilder {
         DbiBuilder {
             transformer: None,
+            on_block: None,
+            scratch_bytes: DEFAULT_SCRATCH,
             callouts: Vec::new(),
             stops: Vec::new(),
             arena: DEFAULT_ARENA,
@@ -515,17 +726,165 @@ impl Dbi {
     /// `function` must be the address of code that is safe to call with
     /// the C ABI and these arguments: it runs exactly as it would natively.
     pub unsafe fn call(&self, function: usize, args: &[u64]) -> Result<u64, DbiError> {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.call_with_floats(function, args, &[]) }.map(|r| r.rax)
+    }
+
+    /// [`Dbi::call`] with floating-point arguments too: up to six integer
+    /// arguments (rdi, rsi, rdx, rcx, r8, r9) and eight `double`s (xmm0-7,
+    /// with al = their count, as a varargs callee expects); returns both
+    /// rax and xmm0 (a `double` result).
+    ///
+    /// # Safety
+    /// As for [`Dbi::call`].
+    pub unsafe fn call_with_floats(
+        &self,
+        function: usize,
+        args: &[u64],
+        floats: &[f64],
+    ) -> Result<CallResult, DbiError> {
         if args.len() > 6 {
             return Err(DbiError::TooManyArguments(args.len()));
         }
-        let mut regs = [0u64; 6];
-        regs[..args.len()].copy_from_slice(args);
+        if floats.len() > 8 {
+            return Err(DbiError::TooManyArguments(floats.len()));
+        }
+        let mut call_args = CallArgs {
+            ints: [0; 6],
+            floats: [0.0; 8],
+            vector_count: floats.len() as u64,
+            xmm0: 0.0,
+        };
+        call_args.ints[..args.len()].copy_from_slice(args);
+        call_args.floats[..floats.len()].copy_from_slice(floats);
+        let depth = scratch::with_scratch(|s| {
+            s.depth.set(s.depth.get() + 1);
+            s.depth.get()
+        });
+        if depth == 1 {
+            records::checkpoint();
+        }
         let start = self.resolve(function as u64);
         // SAFETY: `enter` is the entry trampoline emitted at install with
         // this exact C signature; what it runs is the caller's promise.
-        let enter: extern "C" fn(u64, *const [u64; 6]) -> u64 =
+        let enter: extern "C" fn(u64, *mut CallArgs) -> u64 =
             unsafe { std::mem::transmute(self.shared.stubs.enter) };
-        Ok(enter(start, &regs))
+        let rax = enter(start, &mut call_args);
+        scratch::with_scratch(|s| s.depth.set(s.depth.get() - 1));
+        if depth == 1 {
+            records::leave();
+            self.with_translator(|t| t.reclaim(&self.shared));
+        }
+        Ok(CallResult {
+            rax,
+            xmm0: call_args.xmm0,
+        })
+    }
+
+    /// Drops every translation made from native bytes in `range` (code
+    /// about to be or just rewritten, unmapped, reloaded): the next
+    /// transfer there translates the bytes found then. Returns how many
+    /// blocks were dropped. A thread running in one of them finishes its
+    /// current pass through it and then leaves to the translator; the
+    /// code is reused only once no thread can be inside it.
+    pub fn invalidate(&self, range: std::ops::Range<usize>) -> u64 {
+        self.with_translator(|t| t.invalidate(&self.shared, range.start as u64, range.end as u64))
+    }
+
+    /// What the transformer attached to the live translation of the block
+    /// at `native` ([`BlockIterator::set_user_data`]).
+    pub fn user_data_of(&self, native: usize) -> Option<u64> {
+        self.with_translator(|t| {
+            let (_, owner) = self.shared.map.get_owned(native as u64)?;
+            t.is_live(owner).then(|| t.blocks[owner as usize].user_data)
+        })
+    }
+
+    /// The native pc a code-cache address stands for (see the issue of
+    /// signals landing in translated code): inside a block's translation,
+    /// the native instruction being run or about to run. None outside the
+    /// translator's blocks, or when the translator's lock is held by any
+    /// thread (it never waits, so a signal handler may call it, even one
+    /// that interrupted translation). Not yet used by signal delivery.
+    pub fn native_pc_of(&self, cache_pc: usize) -> Option<u64> {
+        if self.lock_owner.load(Ordering::Acquire) == current_tid() {
+            return None;
+        }
+        let translator = self.translator.try_lock().ok()?;
+        translator.native_pc_of(cache_pc as u64)
+    }
+
+    /// Drops every translation (see [`Dbi::invalidate`]).
+    pub fn flush(&self) -> u64 {
+        self.with_translator(|t| t.flush(&self.shared))
+    }
+
+    /// Tells the translator about a memory syscall that ran: `nr` (x86-64
+    /// numbering), its six arguments and its raw result (`-errno` on
+    /// failure). `munmap`, `mremap`, `mprotect`/`pkey_mprotect` that take
+    /// away execution or add writing, and `mmap` over a range invalidate
+    /// the translations of that range (`dlclose` unmaps through these);
+    /// mappings that become writable and executable at once are noted, and
+    /// blocks translated from them check their bytes on every entry.
+    /// Syscalls of translated code reach this by themselves; an embedder's
+    /// hooks call it for code that runs native (the trap path). Nothing
+    /// here allocates.
+    pub fn note_memory_change(&self, nr: u64, args: &[u64; 6], result: i64) {
+        const PROT_WRITE: u64 = libc::PROT_WRITE as u64;
+        const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
+        if (-4095..0).contains(&result) {
+            return;
+        }
+        let page_end = |start: u64, len: u64| start.saturating_add((len + 4095) & !4095);
+        let wx = |prot: u64| prot & (PROT_WRITE | PROT_EXEC) == PROT_WRITE | PROT_EXEC;
+        let change = |start: u64, end: u64, writable_code: Option<bool>, drop: bool| {
+            let s = &self.shared;
+            let on_me = self.lock_owner.load(Ordering::Acquire) == current_tid();
+            if on_me {
+                // A hook on this thread's signal, while it translates:
+                // flush before the lock is given up.
+                self.pending_flush.store(true, Ordering::Release);
+                return;
+            }
+            self.with_translator(|t| {
+                match writable_code {
+                    Some(true) => t.writable.add(start, end),
+                    Some(false) => t.writable.remove(start, end),
+                    None => {}
+                }
+                if drop {
+                    t.invalidate(s, start, end);
+                }
+            });
+        };
+        let result = result as u64;
+        match nr as i64 {
+            libc::SYS_munmap => change(args[0], page_end(args[0], args[1]), Some(false), true),
+            libc::SYS_mprotect | libc::SYS_pkey_mprotect => {
+                let prot = args[2];
+                let drop = prot & PROT_EXEC == 0 || prot & PROT_WRITE != 0;
+                change(args[0], page_end(args[0], args[1]), Some(wx(prot)), drop);
+            }
+            libc::SYS_mmap => change(result, page_end(result, args[1]), Some(wx(args[2])), true),
+            libc::SYS_mremap => {
+                change(args[0], page_end(args[0], args[1]), Some(false), true);
+                change(result, page_end(result, args[2]), None, true);
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs `f` on the translator, holding its lock (and noting who holds
+    /// it, for [`Dbi::note_memory_change`]).
+    fn with_translator<R>(&self, f: impl FnOnce(&mut Translator) -> R) -> R {
+        let mut translator = self.translator.lock().unwrap_or_else(|p| p.into_inner());
+        self.lock_owner.store(current_tid(), Ordering::Release);
+        let value = f(&mut translator);
+        if self.pending_flush.swap(false, Ordering::AcqRel) {
+            translator.flush(&self.shared);
+        }
+        self.lock_owner.store(0, Ordering::Release);
+        value
     }
 
     /// Where `native` runs now: its translation, or `None` if it has not
@@ -552,6 +911,11 @@ impl Dbi {
             dropped_puts: r(&c.dropped_puts),
             callouts: r(&c.callouts),
             translate_nanos: r(&c.translate_nanos),
+            invalidated: r(&c.invalidated),
+            flushes: r(&c.flushes),
+            stale: r(&c.stale),
+            checked_blocks: r(&c.checked_blocks),
+            reclaimed_bytes: r(&c.reclaimed_bytes),
         }
     }
 
@@ -569,31 +933,7 @@ impl Dbi {
         }
         let target = match s.map.get(native) {
             Some(target) => target,
-            None => {
-                let mut translator = self.translator.lock().unwrap_or_else(|p| p.into_inner());
-                match s.map.get(native) {
-                    Some(target) => target,
-                    None => {
-                        // Instant reads the vDSO clock: no allocation, no lock.
-                        let started = std::time::Instant::now();
-                        let target =
-                            translator
-                                .translate(s, native)
-                                .unwrap_or_else(|_: LeftNative| {
-                                    s.counters.native_blocks.fetch_add(1, Ordering::Relaxed);
-                                    native
-                                });
-                        let spent = started.elapsed().as_nanos() as u64;
-                        s.counters
-                            .translate_nanos
-                            .fetch_add(spent, Ordering::Relaxed);
-                        // A full map only costs speed: the next transfer
-                        // here asks again.
-                        s.map.insert(native, target);
-                        target
-                    }
-                }
-            }
+            None => self.with_translator(|t| self.resolve_locked(t, native)),
         };
         if target == native {
             s.counters.native_entries.fetch_add(1, Ordering::Relaxed);
@@ -601,30 +941,72 @@ impl Dbi {
         target
     }
 
+    /// [`Dbi::resolve`] with the translator's lock held.
+    fn resolve_locked(&self, translator: &mut Translator, native: u64) -> u64 {
+        let s = &self.shared;
+        if let Some(target) = s.map.get(native) {
+            return target;
+        }
+        // Instant reads the vDSO clock: no allocation, no lock.
+        let started = std::time::Instant::now();
+        let mut made = translator.translate(s, native);
+        if matches!(made, Err(LeftNative::ArenaFull | LeftNative::RecordsFull)) {
+            // Reuse what dead code every thread has left, then retry.
+            translator.reclaim(s);
+            made = translator.translate(s, native);
+        }
+        let target = made.unwrap_or_else(|_: LeftNative| {
+            s.counters.native_blocks.fetch_add(1, Ordering::Relaxed);
+            // Remembered (so that the next transfer does not ask again)
+            // until the range changes.
+            translator.chunks.insert(native, native + 1);
+            s.map.insert(native, native, NO_OWNER);
+            native
+        });
+        let spent = started.elapsed().as_nanos() as u64;
+        s.counters
+            .translate_nanos
+            .fetch_add(spent, Ordering::Relaxed);
+        target
+    }
+
     /// An exit stub ran (its host call returns to `resume`): resolve its
     /// target and patch the branch that led there into a direct jump (when
-    /// the target is translated).
+    /// the target is translated and the exit's block still alive).
     fn link(&self, resume: u64) -> u64 {
         let s = &self.shared;
         // SAFETY: `resume` is the return address of an exit stub's host
         // call; the stub's 16 data bytes follow its jump there, inside the
-        // arena (written before the stub could run, never changed).
-        let (native, field) = unsafe {
+        // arena (written before the stub could run; the block is not
+        // reclaimed while this thread is in its stub).
+        let (native, exit) = unsafe {
             let data = (resume + EXIT_DATA_OFFSET) as *const u64;
             (data.read_unaligned(), data.add(1).read_unaligned())
         };
-        let target = self.resolve(native);
-        if s.cache.contains(target as usize) {
-            if let Some(rel) = glue::rel32(field, target) {
-                if s.cache
-                    .write_emitted(field as usize, &rel.to_le_bytes())
-                    .is_ok()
-                {
-                    s.counters.links.fetch_add(1, Ordering::Relaxed);
-                }
+        self.with_translator(|t| {
+            let target = self.resolve_locked(t, native);
+            if s.cache.contains(target as usize) && t.link_exit(s, exit as u32, native, target) {
+                s.counters.links.fetch_add(1, Ordering::Relaxed);
             }
-        }
-        target
+            if target == native {
+                s.counters.native_entries.fetch_add(1, Ordering::Relaxed);
+            }
+            target
+        })
+    }
+
+    /// A block's entry check found its bytes changed: drop it (and what
+    /// else came from those bytes) and go to the new translation.
+    fn stale(&self, id: u32) -> u64 {
+        let s = &self.shared;
+        s.counters.stale.fetch_add(1, Ordering::Relaxed);
+        self.with_translator(|t| {
+            let Some(b) = t.blocks.get(id as usize).copied() else {
+                return 0;
+            };
+            t.invalidate(s, b.native, b.native_end);
+            self.resolve_locked(t, b.native)
+        })
     }
 
     /// First thing a task made by a clone-like syscall in translated code
@@ -665,6 +1047,9 @@ impl Dbi {
             Some(flags) => flags & libc::CLONE_SETTLS as u64 != 0 || !shares_memory,
             None => same_process || !shares_memory,
         };
+        if own_tls && shares_memory {
+            records::adopt_current(0);
+        }
         if !shares_memory {
             // Our own copy of the translator's state: the parent never sees it.
             s.forked.store(true, Ordering::Relaxed);
@@ -735,8 +1120,14 @@ extern "C" fn host_entry(saved: *mut u64, request: u64) {
                     .counters
                     .lookup_misses
                     .fetch_add(1, Ordering::Relaxed);
+                // The shared lookup stub is in no block: a checkpoint.
+                records::checkpoint();
                 let native = scratch::with_scratch(|s| s.native.get());
                 let target = dbi.resolve(native);
+                scratch::with_scratch(|s| s.target.set(target));
+            }
+            REQ_STALE => {
+                let target = dbi.stale(index);
                 scratch::with_scratch(|s| s.target.set(target));
             }
             REQ_LINK => {
@@ -766,4 +1157,71 @@ extern "C" fn host_entry(saved: *mut u64, request: u64) {
         unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
         std::process::abort();
     }
+}
+
+fn current_tid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Syscalls after which [`Dbi::note_memory_change`] must look.
+fn changes_memory(nr: u64) -> bool {
+    [
+        libc::SYS_munmap,
+        libc::SYS_mprotect,
+        libc::SYS_pkey_mprotect,
+        libc::SYS_mmap,
+        libc::SYS_mremap,
+    ]
+    .contains(&(nr as i64))
+}
+
+/// The DBI's direct entrance: the engine's, and for memory syscalls the
+/// translator's look at what they changed. Those the hooks let run are
+/// executed here (not in the stub), so that the translator sees them
+/// after they took effect.
+extern "C" fn direct_entry(frame: &mut sud_engine::DirectFrame) -> i64 {
+    let answer = sud_engine::direct_entry_clones_at_site(frame);
+    if !changes_memory(frame.nr) {
+        return answer;
+    }
+    let result = if answer == sud_engine::EXECUTE_IN_STUB {
+        // SAFETY: the call foreign code made, as the hooks left it; the
+        // stub would have executed exactly this.
+        unsafe { sud_engine::raw_syscall(frame.nr, frame.args) }
+    } else {
+        answer
+    };
+    if let Some(dbi) = Dbi::installed() {
+        let changed = catch_unwind(AssertUnwindSafe(|| {
+            dbi.note_memory_change(frame.nr, &frame.args, result)
+        }));
+        if changed.is_err() {
+            std::process::abort();
+        }
+    }
+    result
+}
+
+/// Mappings writable and executable at once when the translator starts
+/// (read at install, where allocating is fine).
+fn writable_code_now() -> Vec<(u64, u64)> {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return Vec::new();
+    };
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next()?;
+            let perms = fields.next()?;
+            if !(perms.contains('w') && perms.contains('x')) {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            Some((
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+            ))
+        })
+        .collect()
 }

@@ -22,6 +22,12 @@ pub(crate) struct Scratch {
     pub(crate) native: Cell<u64>,
     /// Where the glue jumps next (`jmp fs:[target]`).
     pub(crate) target: Cell<u64>,
+    /// Foreign r11 while the lookup uses it.
+    pub(crate) r11: Cell<u64>,
+    /// This thread's slot in the translator's thread table, plus one (0:
+    /// none yet), and how many [`super::Dbi::call`]s it is inside.
+    pub(crate) thread: Cell<u32>,
+    pub(crate) depth: Cell<u32>,
 }
 
 thread_local! {
@@ -32,6 +38,9 @@ thread_local! {
             rdx: Cell::new(0),
             native: Cell::new(0),
             target: Cell::new(0),
+            r11: Cell::new(0),
+            thread: Cell::new(0),
+            depth: Cell::new(0),
         }
     };
 }
@@ -42,6 +51,7 @@ pub(crate) const RCX: i32 = 8;
 pub(crate) const RDX: i32 = 16;
 pub(crate) const NATIVE: i32 = 24;
 pub(crate) const TARGET: i32 = 32;
+pub(crate) const R11: i32 = 40;
 
 /// Runs `f` on the calling thread's slots.
 pub(crate) fn with_scratch<R>(f: impl FnOnce(&Scratch) -> R) -> R {

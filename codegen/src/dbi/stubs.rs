@@ -6,8 +6,8 @@
 //!   state, flips the selector to ALLOW, calls [`super::host_entry`] with a
 //!   writable register frame, flips back to BLOCK and restores everything;
 //! - the *indirect-branch lookup* (`ibl`): native target in rax, foreign
-//!   rax parked in the scratch slot; one flag-free probe of the block map's
-//!   home slot, else a miss through the host stub;
+//!   rax parked in the scratch slot; a flag-free walk of the block map's
+//!   probe chain (see `table.rs`), else a miss through the host stub;
 //! - the *entry trampoline*: host Rust calls it to run a translated
 //!   function, and translated code returns into it (its return address is
 //!   in the block map, mapped to itself), where it flips back to ALLOW.
@@ -18,7 +18,7 @@
 //! stack pointer is back where it was. Nothing in these stubs allocates or
 //! locks; what the Rust side may do is documented at `host_entry`.
 
-use super::scratch;
+use super::{scratch, table};
 use crate::direct::{selector_flip, SelectorAccess};
 use crate::{CodeCache, Error, Selector};
 use dynasmrt::x64::X64Relocation;
@@ -51,14 +51,22 @@ impl VectorSave {
 }
 
 /// Where the shared stubs are.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct SharedStubs {
     pub(crate) host: usize,
-    pub(crate) ibl: usize,
-    /// `extern "C" fn(translated: u64, args: *const [u64; 6]) -> u64`.
+    /// `extern "C" fn(translated: u64, args: *mut CallArgs) -> u64`.
     pub(crate) enter: usize,
     /// The trampoline's return address (in the block map, mapped to itself).
     pub(crate) enter_return: usize,
+    /// Where a lookup's miss goes (registers as `lookup` leaves them).
+    pub(crate) ibl_miss: usize,
+    /// The lookup, for a copy at each translated indirect branch and
+    /// return: each copy's final indirect jump is a branch of its own to
+    /// the CPU's predictor, which learns that site's targets (one shared
+    /// jump predicts all of them badly). Its last 4 bytes are the rel32
+    /// of the jump to `ibl_miss`, at `lookup_miss_field`.
+    pub(crate) lookup_template: Vec<u8>,
+    pub(crate) lookup_miss_field: usize,
 }
 
 /// Everything the stubs bake in.
@@ -69,12 +77,24 @@ pub(crate) struct StubParams {
     pub(crate) host_entry: u64,
     pub(crate) resolve_request: i32,
     pub(crate) vectors: VectorSave,
+    /// BMI2's flag-free shifts are there.
+    pub(crate) bmi2: bool,
 }
 
 pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Error> {
     let allow = selector_flip(p.access, Selector::Allow)?;
     let block = selector_flip(p.access, Selector::Block)?;
-    let mut offsets = (0, 0, 0, 0);
+    let mut offsets = (0, 0, 0, 0, 0);
+    let (template, lookup_miss_field) = {
+        let mut t = VecAssembler::<X64Relocation>::new(0);
+        let miss = lookup(&mut t, p);
+        dynasm!(t ; .arch x64 ; =>miss ; .bytes [0xe9u8, 0, 0, 0, 0].iter());
+        let code = t
+            .finalize()
+            .map_err(|e| Error::Encode(format!("DBI lookup template: {e:?}")))?;
+        let field = code.len() - 4;
+        (code, field)
+    };
     let base = cache.emit_with(|rip| {
         let mut a = VecAssembler::<X64Relocation>::new(rip);
         let s = p.scratch;
@@ -144,33 +164,23 @@ pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Err
         );
 
         // ---- indirect-branch lookup ----
-        let ibl = a.offset().0;
+        // The shared one, for code that jumps here; translated sites carry
+        // a copy of the same lookup (see `SharedStubs::lookup_template`)
+        // whose miss jumps to `ibl_miss`.
+        let miss = lookup(&mut a, p);
+        dynasm!(a ; .arch x64 ; =>miss);
+        let ibl_miss = a.offset().0;
+        let s_r11 = s + scratch::R11;
         dynasm!(a
             ; .arch x64
-            ; fs mov [s_rcx], rcx
-            ; fs mov [s_rdx], rdx
-            ; movzx ecx, ax
-            ; mov rdx, QWORD p.table as i64
-            // 16-byte slots: rdx + 8*i + 8*i, no flags touched.
-            ; lea rdx, [rdx + rcx * 8]
-            ; lea rdx, [rdx + rcx * 8]
-            ; mov rcx, [rdx]
-            ; lea rcx, [rcx + rax]
-            ; jrcxz >hit
             ; fs mov [s_native], rax
             ; fs mov rax, [s_rax]
             ; fs mov rcx, [s_rcx]
             ; fs mov rdx, [s_rdx]
+            ; fs mov r11, [s_r11]
             ; lea rsp, [rsp - 128]
             ; push p.resolve_request
             ; call ->host
-            ; fs jmp QWORD [s_target]
-            ; hit:
-            ; mov rax, [rdx + 8]
-            ; fs mov [s_target], rax
-            ; fs mov rax, [s_rax]
-            ; fs mov rcx, [s_rcx]
-            ; fs mov rdx, [s_rdx]
             ; fs jmp QWORD [s_target]
         );
 
@@ -179,30 +189,111 @@ pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Err
         dynasm!(a
             ; .arch x64
             ; push rbx ; push rbp ; push r12 ; push r13 ; push r14 ; push r15
+            // rbx: the CallArgs (callee-saved: still there after the call).
+            ; mov rbx, rsi
             ; sub rsp, 8
-            ; mov rax, rdi
-            ; mov r11, rsi
-            ; mov rdi, [r11] ; mov rsi, [r11 + 8] ; mov rdx, [r11 + 16]
-            ; mov rcx, [r11 + 24] ; mov r8, [r11 + 32] ; mov r9, [r11 + 40]
+            ; mov r11, rdi
+            ; mov rdi, [rbx] ; mov rsi, [rbx + 8] ; mov rdx, [rbx + 16]
+            ; mov rcx, [rbx + 24] ; mov r8, [rbx + 32] ; mov r9, [rbx + 40]
+            ; movsd xmm0, [rbx + 48] ; movsd xmm1, [rbx + 56]
+            ; movsd xmm2, [rbx + 64] ; movsd xmm3, [rbx + 72]
+            ; movsd xmm4, [rbx + 80] ; movsd xmm5, [rbx + 88]
+            ; movsd xmm6, [rbx + 96] ; movsd xmm7, [rbx + 104]
+            // al: vector registers used, as a varargs callee expects.
+            ; mov rax, [rbx + 112]
         );
         a.extend(block.iter());
-        dynasm!(a ; .arch x64 ; call rax);
+        dynasm!(a ; .arch x64 ; call r11);
         let enter_return = a.offset().0;
         a.extend(allow.iter());
         dynasm!(a
             ; .arch x64
+            ; movsd [rbx + 120], xmm0
             ; add rsp, 8
             ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbp ; pop rbx
             ; ret
         );
-        offsets = (host, ibl, enter, enter_return);
+        offsets = (host, 0, enter, enter_return, ibl_miss);
         a.finalize()
             .map_err(|e| Error::Encode(format!("shared DBI stubs: {e:?}")))
     })?;
     Ok(SharedStubs {
         host: base + offsets.0,
-        ibl: base + offsets.1,
         enter: base + offsets.2,
         enter_return: base + offsets.3,
+        ibl_miss: base + offsets.4,
+        lookup_template: template,
+        lookup_miss_field,
     })
+}
+
+/// The lookup of the native address in rax (foreign rax in its scratch
+/// slot): saves rcx, rdx, r11 in theirs, walks the block map's probe
+/// chain and on a hit restores everything and jumps to the translation;
+/// returns the label its miss goes to (rcx, rdx, r11 still in their slots,
+/// rax the native address). The home slot is `header + HEADER + (native &
+/// mask) * 16`, got flag-free as `(native << s) >> (s - 4)` with BMI2's
+/// shifts (s = 64 - table bits, both counts in the table's header);
+/// without BMI2, with `shl`/`shr` between a pushfq/popfq pair below the
+/// red zone. Position-independent (absolute addresses only).
+fn lookup(a: &mut VecAssembler<X64Relocation>, p: &StubParams) -> dynasmrt::DynamicLabel {
+    let s = p.scratch;
+    let (s_rax, s_rcx, s_rdx) = (s + scratch::RAX, s + scratch::RCX, s + scratch::RDX);
+    let (s_target, s_r11) = (s + scratch::TARGET, s + scratch::R11);
+    let (hit, miss, again) = (
+        a.new_dynamic_label(),
+        a.new_dynamic_label(),
+        a.new_dynamic_label(),
+    );
+    dynasm!(a
+        ; .arch x64
+        ; fs mov [s_rcx], rcx
+        ; fs mov [s_rdx], rdx
+        ; fs mov [s_r11], r11
+        ; mov rdx, QWORD p.table as i64
+        ; mov rdx, [rdx]
+    );
+    if p.bmi2 {
+        dynasm!(a
+            ; .arch x64
+            ; mov rcx, [rdx]
+            ; mov r11, [rdx + 8]
+            ; shlx rcx, rax, rcx
+            ; shrx rcx, rcx, r11
+        );
+    } else {
+        dynasm!(a
+            ; .arch x64
+            ; mov rcx, [rdx]
+            ; lea rsp, [rsp - 128]
+            ; pushfq
+            ; mov r11, rax
+            ; shl r11, cl
+            ; mov rcx, [rdx + 8]
+            ; shr r11, cl
+            ; popfq
+            ; lea rsp, [rsp + 128]
+            ; mov rcx, r11
+        );
+    }
+    dynasm!(a
+        ; .arch x64
+        ; lea rdx, [rdx + rcx + table::HEADER as i32]
+        ; =>again
+        ; mov rcx, [rdx]
+        ; jrcxz =>miss
+        ; lea rcx, [rcx + rax]
+        ; jrcxz =>hit
+        ; lea rdx, [rdx + 16]
+        ; jmp =>again
+        ; =>hit
+        ; mov rax, [rdx + 8]
+        ; fs mov [s_target], rax
+        ; fs mov rax, [s_rax]
+        ; fs mov rcx, [s_rcx]
+        ; fs mov rdx, [s_rdx]
+        ; fs mov r11, [s_r11]
+        ; fs jmp QWORD [s_target]
+    );
+    miss
 }

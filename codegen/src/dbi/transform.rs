@@ -46,6 +46,55 @@ pub struct BlockIterator<'a> {
     pub(crate) inline: &'a mut Vec<u8>,
     /// Puts that did not fit the reserved buffers (they are dropped).
     pub(crate) overflowed: u32,
+    pub(crate) user_data: u64,
+    pub(crate) scratch: &'a ScratchArena,
+}
+
+/// Memory for transformers, reserved at install ([`super::DbiBuilder::
+/// scratch_bytes`]) and handed out by a bump pointer: data a transformer
+/// builds for its callouts (per-block tables, strings) without `malloc`,
+/// which it must not call. Never freed (it lives as long as the process).
+pub(crate) struct ScratchArena {
+    base: *mut u8,
+    len: usize,
+    used: std::sync::atomic::AtomicUsize,
+}
+
+// SAFETY: the arena only hands out disjoint ranges (an atomic bump
+// pointer), each to one caller.
+unsafe impl Sync for ScratchArena {}
+// SAFETY: as above.
+unsafe impl Send for ScratchArena {}
+
+impl ScratchArena {
+    pub(crate) fn new(len: usize) -> Self {
+        let memory: &'static mut [u8] = Box::leak(vec![0u8; len].into_boxed_slice());
+        ScratchArena {
+            base: memory.as_mut_ptr(),
+            len,
+            used: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// `len` zeroed bytes, 16-aligned, or None once the arena is used up.
+    pub(crate) fn take(&self, len: usize) -> Option<&'static mut [u8]> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let size = len.checked_add(15)? & !15;
+        let mut start = self.used.load(Relaxed);
+        loop {
+            let end = start.checked_add(size).filter(|&e| e <= self.len)?;
+            match self.used.compare_exchange(start, end, Relaxed, Relaxed) {
+                // SAFETY: [start, start + len) lies in the leaked arena and
+                // no other call gets any byte of it (the bump above).
+                Ok(_) => {
+                    return Some(unsafe {
+                        std::slice::from_raw_parts_mut(self.base.add(start), len)
+                    })
+                }
+                Err(now) => start = now,
+            }
+        }
+    }
 }
 
 impl BlockIterator<'_> {
@@ -101,14 +150,31 @@ impl BlockIterator<'_> {
         });
     }
 
-    /// Puts an inline `counter += amount` here (atomic; keeps registers,
-    /// flags and the red zone): the cheap way to count blocks or
-    /// instructions without leaving translated code.
+    /// Puts an inline `counter += amount` here (keeps registers, flags
+    /// and the red zone): the cheap way to count blocks or instructions
+    /// without leaving translated code. Not atomic, by choice: threads
+    /// incrementing one counter at once may lose increments (a locked add
+    /// costs ~20 cycles each); give each thread its own counters (a
+    /// transformer can tell blocks apart, not threads) or accept the
+    /// undercount. Where the flags are dead it is one `add`.
     pub fn put_counter(&mut self, counter: &'static AtomicU64, amount: u32) {
         self.push(Item::Counter {
             counter: counter.as_ptr() as u64,
             amount,
         });
+    }
+
+    /// Attaches `data` to the block (see [`super::Dbi::user_data_of`] and
+    /// [`super::BlockEvent`]).
+    pub fn set_user_data(&mut self, data: u64) {
+        self.user_data = data;
+    }
+
+    /// `len` zeroed bytes of the translator's scratch arena, for data the
+    /// transformer builds (a transformer must not call `malloc`); None
+    /// once the arena is used up.
+    pub fn scratch(&mut self, len: usize) -> Option<&'static mut [u8]> {
+        self.scratch.take(len)
     }
 
     fn push(&mut self, item: Item) {

@@ -1,6 +1,8 @@
 //! Compiles the DBI corpus (`dbi_corpus.c`, next to this file) into a shared
 //! library. Shared by codegen's tests and bench and by the examples' tests
-//! of dbi-run, each of which includes this file with `#[path]`.
+//! of dbi-run, each of which includes this file with `#[path]` (and uses
+//! only some of it).
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,11 @@ pub fn corpus_source(manifest_dir: &str) -> PathBuf {
 /// Compiles `source` into the shared library `lib` with the C compiler the
 /// `cc` crate finds, optimised as a release build would be.
 pub fn compile_shared_library(source: &Path, lib: &Path) {
+    compile_shared_library_with(source, lib, &[]);
+}
+
+/// [`compile_shared_library`] with extra compiler arguments (`-DNAME=1`).
+pub fn compile_shared_library_with(source: &Path, lib: &Path, extra: &[&str]) {
     let compiler = cc::Build::new()
         .cargo_metadata(false)
         .target("x86_64-unknown-linux-gnu")
@@ -26,7 +33,9 @@ pub fn compile_shared_library(source: &Path, lib: &Path) {
         .get_compiler();
     let status = compiler
         .to_command()
-        .args(["-shared", "-fPIC", "-pthread", "-w", "-o"])
+        .args(["-shared", "-fPIC", "-pthread", "-w"])
+        .args(extra)
+        .arg("-o")
         .arg(lib)
         .arg(source)
         .arg("-lm")

@@ -229,3 +229,17 @@ long fork_child(void) {
     if (waitpid(pid, &status, 0) != pid) return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) * 100 + (pid > 0) : -2;
 }
+
+/* Floating-point arguments and result, for Dbi::call_with_floats. */
+double mix_doubles(long a, double x, double y, long b) {
+    double acc = 0;
+    for (long i = 1; i <= a; i++) acc += x / i - y * i;
+    return acc + (double)b * 0.25;
+}
+
+/* Two memory accesses through a pointer argument, for memory tracers. */
+long read_and_write(long *p) {
+    long v = p[3];
+    p[5] = v + 1;
+    return v;
+}

@@ -232,7 +232,7 @@ fn fixed_files(dir: &Path) {
 #[test]
 fn sudtrace_lines_match_strace_lines() {
     if !have("strace") {
-        println!("skipped: strace is not installed");
+        skip("strace is not installed");
         return;
     }
     let mut total = (0, 0);
@@ -273,7 +273,7 @@ fn sudtrace_lines_match_strace_lines() {
             fixed_files,
         ));
     } else {
-        println!("python: skipped, python3 is not installed");
+        skip("python: python3 is not installed");
     }
     if have("python3") {
         add(check(
@@ -303,7 +303,7 @@ fn sudtrace_lines_match_strace_lines() {
             fixed_files,
         ));
     } else {
-        println!("git: skipped, git is not installed");
+        skip("git: git is not installed");
     }
     add(check(
         "bash",
@@ -325,7 +325,7 @@ fn sudtrace_lines_match_strace_lines() {
             fixed_files,
         ));
     } else {
-        println!("node: skipped, node is not installed");
+        skip("node: node is not installed");
     }
     if have("sqlite3") {
         add(check(
@@ -338,7 +338,7 @@ fn sudtrace_lines_match_strace_lines() {
             fixed_files,
         ));
     } else {
-        println!("sqlite3: skipped, sqlite3 is not installed");
+        skip("sqlite3: sqlite3 is not installed");
     }
     let share = total.0 as f64 / total.1.max(1) as f64;
     println!(

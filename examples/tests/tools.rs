@@ -295,7 +295,7 @@ fn an_asan_build_runs_with_the_documented_option() {
         .arg(&source)
         .status();
     if !built.is_ok_and(|s| s.success()) {
-        println!("skipped: the C compiler cannot build with -fsanitize=address");
+        skip("the C compiler cannot build with -fsanitize=address");
         return;
     }
     let argv = [binary.to_str().unwrap()];

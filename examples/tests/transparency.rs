@@ -274,7 +274,7 @@ fn on_path(program: &str) -> bool {
 #[test]
 fn a_jvm_program_with_threads_files_and_a_child() {
     if !on_path("javac") || !on_path("java") {
-        println!("skipped: no javac/java (apt package default-jdk-headless)");
+        skip("no javac/java (apt package default-jdk-headless)");
         return;
     }
     let dir = scratch("jvm");
@@ -299,7 +299,7 @@ fn a_jvm_program_with_threads_files_and_a_child() {
 #[test]
 fn a_cgo_program_with_2000_goroutines_making_syscalls() {
     if !on_path("go") {
-        println!("skipped: no go toolchain (apt package golang-go)");
+        skip("no go toolchain (apt package golang-go)");
         return;
     }
     let dir = scratch("goroutines");

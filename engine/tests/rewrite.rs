@@ -1,0 +1,366 @@
+//! Lazy rewriting of `mov eax, imm32; syscall` sites: a site traps once,
+//! is patched, and then enters the dispatch core through its trampoline
+//! with the syscall ABI kept exactly.
+#![cfg(target_arch = "x86_64")]
+
+mod common;
+
+use common::*;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use sud_engine::{selector, Engine, Selector, SyscallSet, Sysno, Verdict};
+
+/// The register-check block: inputs, then what the site left.
+#[repr(C, align(64))]
+struct Block([u64; 64]);
+
+static mut BLOCK_PTR: u64 = 0;
+
+// Sites are 8-byte aligned (`.p2align 3` before the `mov`), so the `mov`
+// fits one aligned word and is rewritable.
+std::arch::global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl rw_getppid",
+    "rw_getppid:",
+    "mov eax, 110",
+    ".globl rw_getppid_syscall",
+    "rw_getppid_syscall:",
+    "syscall",
+    "ret",
+    // getpid through the getppid site's syscall, jumped to directly.
+    ".p2align 4",
+    ".globl rw_jump_to_syscall",
+    "rw_jump_to_syscall:",
+    "mov eax, 39",
+    "jmp rw_getppid_syscall",
+    ".p2align 4",
+    ".globl rw_gettid",
+    "rw_gettid:",
+    "mov eax, 186",
+    "syscall",
+    "ret",
+    // rt_sigprocmask(how, set, oldset, size): on the deny list.
+    ".p2align 4",
+    ".globl rw_sigprocmask",
+    "rw_sigprocmask:",
+    "mov r10, rcx",
+    ".p2align 3",
+    "mov eax, 14",
+    "syscall",
+    "ret",
+    // rw_regs(block): loads the inputs, fills the red zone, calls getpid
+    // at an aligned site, stores every register and the red zone.
+    ".p2align 4",
+    ".globl rw_regs",
+    "rw_regs:",
+    "push rbx",
+    "push rbp",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "mov [rip + {ptr}], rdi",
+    "mov rax, rdi",
+    "push qword ptr [rax + 112]",
+    "popfq",
+    "mov rbx, [rax]",
+    "mov rbp, [rax + 8]",
+    "mov r12, [rax + 16]",
+    "mov r13, [rax + 24]",
+    "mov r14, [rax + 32]",
+    "mov r15, [rax + 40]",
+    "mov rsi, [rax + 56]",
+    "mov rdx, [rax + 64]",
+    "mov r10, [rax + 72]",
+    "mov r8, [rax + 80]",
+    "mov r9, [rax + 88]",
+    "movdqu xmm7, [rax + 96]",
+    "vmovdqu ymm6, [rax + 120]",
+    "mov rcx, 0x0101010101010101",
+    "mov rdi, rcx",
+    "mov [rsp - 8], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 16], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 24], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 32], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 40], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 48], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 56], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 64], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 72], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 80], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 88], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 96], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 104], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 112], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 120], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 128], rdi",
+    // The flags again (the adds changed them); popfq writes only below
+    // the red zone's top, where rsp - 8 is then refilled.
+    "mov rdi, [rax + 112]",
+    "lea rsp, [rsp - 256]",
+    "push rdi",
+    "popfq",
+    "lea rsp, [rsp + 256]",
+    "mov rdi, [rax + 48]",
+    ".p2align 3",
+    ".globl rw_regs_site",
+    "rw_regs_site:",
+    "mov eax, 39",
+    "syscall",
+    "lea rsp, [rsp - 256]",
+    "pushfq",
+    "push rax",
+    "mov rax, [rip + {ptr}]",
+    "pop qword ptr [rax + 160]",
+    "pop qword ptr [rax + 168]",
+    "lea rsp, [rsp + 256]",
+    "cld",
+    "mov [rax + 176], rcx",
+    "mov [rax + 184], r11",
+    "mov [rax + 192], rbx",
+    "mov [rax + 200], rbp",
+    "mov [rax + 208], r12",
+    "mov [rax + 216], r13",
+    "mov [rax + 224], r14",
+    "mov [rax + 232], r15",
+    "mov [rax + 240], rdi",
+    "mov [rax + 248], rsi",
+    "mov [rax + 256], rdx",
+    "mov [rax + 264], r10",
+    "mov [rax + 272], r8",
+    "mov [rax + 280], r9",
+    "movdqu [rax + 288], xmm7",
+    "vmovdqu [rax + 304], ymm6",
+    "vzeroupper",
+    "mov rcx, 0",
+    "2:",
+    "mov rdx, [rsp + rcx * 8 - 128]",
+    "mov [rax + rcx * 8 + 336], rdx",
+    "inc rcx",
+    "cmp rcx, 16",
+    "jne 2b",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbp",
+    "pop rbx",
+    "ret",
+    ptr = sym BLOCK_PTR,
+);
+
+extern "C" {
+    fn rw_getppid() -> i64;
+    fn rw_jump_to_syscall() -> i64;
+    fn rw_gettid() -> i64;
+    fn rw_sigprocmask(how: u64, set: u64, oldset: u64, size: u64) -> i64;
+    fn rw_regs(block: *mut Block);
+    fn rw_regs_site();
+}
+
+fn foreign<R>(f: impl FnOnce() -> R) -> R {
+    let _foreign = selector::enter(Selector::Block);
+    f()
+}
+
+fn installed(watch: &[Sysno]) -> &'static Engine {
+    Engine::builder()
+        .watch(SyscallSet::from_sysnos(watch))
+        .rewrite_sites(true)
+        .install()
+        .unwrap()
+}
+
+#[test]
+fn a_site_is_patched_on_its_first_trap_then_enters_without_a_signal() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let before = engine.counters();
+        // SAFETY: the site is a plain getppid.
+        assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        let once = engine.counters();
+        assert_eq!(once.traps - before.traps, 1);
+        assert!(once.patched_sites > before.patched_sites);
+        let site = rw_getppid as *const () as usize as *const u8;
+        // SAFETY: reading the function's first byte, mapped executable and readable.
+        assert_eq!(
+            unsafe { site.read_volatile() },
+            0xe9,
+            "the mov became a jmp"
+        );
+        for _ in 0..100 {
+            // SAFETY: as above.
+            assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        }
+        let after = engine.counters();
+        assert_eq!(after.rewritten - once.rewritten, 100);
+        assert_eq!(engine.count(Sysno::getppid), 101);
+        // Host code running the patched site takes the native path.
+        // SAFETY: as above.
+        assert_eq!(unsafe { rw_getppid() }, ppid);
+        assert_eq!(engine.count(Sysno::getppid), 101);
+    });
+}
+
+#[test]
+fn rewritten_calls_run_the_hooks_and_keep_errno() {
+    child_passes(|| {
+        static SEEN: AtomicU64 = AtomicU64::new(0);
+        let engine = Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
+            .pre_hook(|call| {
+                SEEN.fetch_add(1, Relaxed);
+                // A hook that calls libc writes errno.
+                // SAFETY: closing an invalid fd fails harmlessly.
+                unsafe { libc::close(-1) };
+                Verdict::Return(call.call_addr as i64)
+            })
+            .rewrite_sites(true)
+            .install()
+            .unwrap();
+        let call_addr = rw_getppid_syscall as *const () as usize as i64 + 2;
+        for _ in 0..3 {
+            // SAFETY: writing this thread's errno.
+            unsafe { *libc::__errno_location() = 1234 };
+            // SAFETY: the site is a plain getppid.
+            assert_eq!(foreign(|| unsafe { rw_getppid() }), call_addr);
+            // SAFETY: reading this thread's errno.
+            assert_eq!(unsafe { *libc::__errno_location() }, 1234);
+        }
+        assert_eq!(SEEN.load(Relaxed), 3);
+        let c = engine.counters();
+        assert_eq!(c.rewritten, 2, "{c:?}");
+    });
+}
+
+extern "C" {
+    fn rw_getppid_syscall();
+}
+
+fn run_regs() -> Block {
+    let mut b = Block([0; 64]);
+    for (i, w) in b.0[..16].iter_mut().enumerate() {
+        *w = 0x1111_0000_0000_0000 * (i as u64 % 15 + 1) + i as u64;
+    }
+    // CF PF AF ZF SF DF OF and the reserved bit 1.
+    b.0[14] = 0x0cd7;
+    // SAFETY: rw_regs reads and writes only the block and its own stack.
+    unsafe { rw_regs(&mut b) };
+    b
+}
+
+#[test]
+fn a_rewritten_site_keeps_the_syscall_abi_registers_flags_red_zone_and_vectors() {
+    if !std::arch::is_x86_feature_detected!("avx") {
+        eprintln!("skipped: the CPU has no AVX (the test checks ymm6)");
+        return;
+    }
+    child_passes(|| {
+        let native = run_regs();
+        let engine = installed(&[Sysno::getpid]);
+        let trapped = foreign(run_regs);
+        let patched = engine.counters().patched_sites;
+        assert!(patched >= 1);
+        let rewritten = foreign(run_regs);
+        assert_eq!(engine.counters().rewritten, 1);
+        let call_addr = rw_regs_site as *const () as usize as u64 + 7;
+        assert_eq!(native.0[22], call_addr, "rcx natively");
+        for (name, run) in [("trap", &trapped), ("rewritten", &rewritten)] {
+            for i in 20..58 {
+                assert_eq!(
+                    run.0[i], native.0[i],
+                    "{name}: word {i} differs: {:#x} natively, {:#x}",
+                    native.0[i], run.0[i]
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn a_jump_straight_to_the_syscall_of_a_patched_site_still_traps() {
+    child_passes(|| {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() } as i64;
+        let engine = installed(&[]);
+        // SAFETY: the site is a plain getppid.
+        foreign(|| unsafe { rw_getppid() });
+        assert!(engine.counters().patched_sites >= 1);
+        let before = engine.counters();
+        // SAFETY: getpid through the patched site's syscall.
+        assert_eq!(foreign(|| unsafe { rw_jump_to_syscall() }), pid);
+        let after = engine.counters();
+        assert_eq!(after.traps - before.traps, 1);
+        assert_eq!(engine.count(Sysno::getpid), 1);
+    });
+}
+
+#[test]
+fn a_site_on_the_deny_list_keeps_trapping() {
+    child_passes(|| {
+        let engine = installed(&[]);
+        let mut old = [0u64; 2];
+        for _ in 0..3 {
+            // SAFETY: a query of the mask into a valid buffer.
+            let r = foreign(|| unsafe { rw_sigprocmask(0, 0, old.as_mut_ptr() as u64, 8) });
+            assert_eq!(r, 0);
+        }
+        assert_eq!(engine.count(Sysno::rt_sigprocmask), 3);
+        let site = rw_sigprocmask as *const () as usize as *const u8;
+        // SAFETY: reading the function's own code: `mov r10, rcx`,
+        // padding to 8, the `mov eax, 14`.
+        let code = unsafe { std::slice::from_raw_parts(site, 16) };
+        assert_eq!(code[8], 0xb8, "the mov is still there: {code:02x?}");
+        assert_eq!(engine.counters().rewritten, 0);
+    });
+}
+
+#[test]
+fn two_threads_hammer_a_site_while_it_is_patched() {
+    child_passes(|| {
+        const CALLS: u64 = 50_000;
+        let engine = installed(&[Sysno::gettid]);
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    engine.arm_current_thread(Selector::Allow).unwrap();
+                    // SAFETY: gettid has no preconditions.
+                    let tid = unsafe { libc::gettid() } as i64;
+                    barrier.wait();
+                    let _foreign = selector::enter(Selector::Block);
+                    for _ in 0..CALLS {
+                        // SAFETY: the site is a plain gettid.
+                        let r = unsafe { rw_gettid() };
+                        if r != tid {
+                            // SAFETY: leaving at once; the parent sees the status.
+                            unsafe { libc::_exit(3) };
+                        }
+                    }
+                });
+            }
+        });
+        let c = engine.counters();
+        // Arming and the threads' own gettid ran with the selector on ALLOW.
+        assert_eq!(engine.count(Sysno::gettid), 2 * CALLS);
+        assert!(c.rewritten >= 2 * CALLS - 100, "{c:?}");
+        assert!(c.patched_sites >= 1);
+    });
+}

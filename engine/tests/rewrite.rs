@@ -364,3 +364,51 @@ fn two_threads_hammer_a_site_while_it_is_patched() {
         assert!(c.patched_sites >= 1);
     });
 }
+
+/// How the engine writes code (see `rewrite.rs`): `process_vm_writev` on
+/// self does not force its way through a read-only mapping, while
+/// `/proc/self/mem` does, without changing the mapping's protection.
+#[test]
+fn code_is_writable_through_proc_self_mem_but_not_process_vm_writev() {
+    child_passes(|| {
+        let site = rw_gettid as *const () as usize;
+        // SAFETY: reading the function's first bytes.
+        let original = unsafe { (site as *const [u8; 8]).read() };
+        let local = libc::iovec {
+            iov_base: original.as_ptr() as *mut libc::c_void,
+            iov_len: 8,
+        };
+        let remote = libc::iovec {
+            iov_base: site as *mut libc::c_void,
+            iov_len: 8,
+        };
+        // SAFETY: valid iovecs; the write, if it happened, would write the
+        // same bytes.
+        let r = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+        assert_eq!(r, -1, "process_vm_writev wrote to code");
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EFAULT)
+        );
+        let mem = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/self/mem")
+            .unwrap();
+        use std::os::unix::fs::FileExt;
+        assert_eq!(mem.write_at(&original, site as u64).unwrap(), 8);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|l| {
+                let (range, _) = l.split_once(' ').unwrap();
+                let (a, b) = range.split_once('-').unwrap();
+                let (a, b) = (
+                    usize::from_str_radix(a, 16).unwrap(),
+                    usize::from_str_radix(b, 16).unwrap(),
+                );
+                (a..b).contains(&site)
+            })
+            .unwrap();
+        assert!(line.contains(" r-xp "), "protection unchanged: {line}");
+    });
+}

@@ -44,7 +44,13 @@ use syscalls::Sysno;
 
 /// Bytes of one trampoline chunk: the common stub, then trampolines.
 const CHUNK_LEN: u64 = 64 * 1024;
-/// Where the first trampoline of a chunk goes (after the common stub).
+/// Where the chunk's two common stubs are: one that saves xmm0-15 and
+/// MXCSR, for calls no hook sees (the engine's own code is compiled for
+/// SSE only, which leaves the upper vector halves alone), and one that
+/// saves all vector state with `xsavec`, for calls hooks see (they may run
+/// any code). Trampolines follow.
+const LIGHT_STUB: u64 = 0;
+const FULL_STUB: u64 = 1024;
 const FIRST_SLOT: u64 = 2048;
 const MAX_CHUNKS: usize = 64;
 /// How far from a site a chunk may start, leaving room for its length.
@@ -55,7 +61,8 @@ pub(crate) struct Rewriter {
     selector_tp_offset: i32,
     state_tp_offset: i32,
     syscall_gadget: u64,
-    vectors: VectorSave,
+    /// What the stub for hooked calls saves.
+    full: VectorSave,
 }
 
 /// Set while one thread patches: another trap meanwhile leaves its site
@@ -83,7 +90,7 @@ impl Rewriter {
             selector_tp_offset: offset(crate::selector::thread_byte() as usize)?,
             state_tp_offset: offset(crate::thread::current_slot())?,
             syscall_gadget: syscall_gadget as u64,
-            vectors,
+            full: vectors,
         })
     }
 
@@ -91,6 +98,9 @@ impl Rewriter {
     /// site if it is one this module handles. Runs on the trap path: raw
     /// syscalls only, nothing that blocks.
     pub(crate) fn on_trap(&self, engine: &Engine, call_addr: u64, nr: u64) {
+        let core = &engine.core;
+        let hooked =
+            core.filter.contains(nr) && !(core.pre_hooks.is_empty() && core.post_hooks.is_empty());
         if !rewritable(nr) || call_addr < 7 {
             return;
         }
@@ -104,13 +114,13 @@ impl Rewriter {
         {
             return;
         }
-        if self.patch(site, call_addr, nr as u32) {
+        if self.patch(site, call_addr, nr as u32, hooked) {
             engine.core.counters.patched_site();
         }
         PATCHING.store(false, Release);
     }
 
-    fn patch(&self, site: u64, call_addr: u64, nr: u32) -> bool {
+    fn patch(&self, site: u64, call_addr: u64, nr: u32, hooked: bool) -> bool {
         let base = site & !7;
         let o = (site - base) as usize;
         let mut words = [0u64; 2];
@@ -136,7 +146,7 @@ impl Rewriter {
         let Some(slot) = self.slot_near(&mem, site) else {
             return false;
         };
-        let common = chunk_of(slot);
+        let common = chunk_of(slot) + if hooked { FULL_STUB } else { LIGHT_STUB };
         let Some(tramp) = emit::trampoline(slot, call_addr, nr, common, self.selector_tp_offset)
         else {
             return false;
@@ -177,17 +187,19 @@ impl Rewriter {
     /// of a few places within reach of `site`, and writes its common stub.
     fn map_chunk(&self, mem: &ProcMem, site: u64) -> Option<u64> {
         const MIB: u64 = 1 << 20;
-        let stub = emit::common_stub(
-            self.selector_tp_offset,
-            self.state_tp_offset,
-            rewritten_entry as *const () as u64,
-            self.syscall_gadget,
-            self.vectors,
-        )
-        .ok()?;
-        if stub.len() as u64 > FIRST_SLOT {
-            return None;
-        }
+        let stub = |vectors| {
+            emit::common_stub(
+                self.selector_tp_offset,
+                self.state_tp_offset,
+                rewritten_entry as *const () as u64,
+                self.syscall_gadget,
+                vectors,
+            )
+            .ok()
+            .filter(|code| code.len() as u64 <= FULL_STUB - LIGHT_STUB)
+        };
+        let light = stub(VectorSave::Sse)?;
+        let full = stub(self.full)?;
         let around = site & !(CHUNK_LEN - 1);
         for distance in [64 * MIB, 256 * MIB, 1024 * MIB, 1792 * MIB] {
             for hint in [around.wrapping_sub(distance), around.wrapping_add(distance)] {
@@ -209,7 +221,7 @@ impl Rewriter {
                 if r as u64 != hint {
                     continue;
                 }
-                if mem.write(hint, &stub) {
+                if mem.write(hint + LIGHT_STUB, &light) && mem.write(hint + FULL_STUB, &full) {
                     return Some(hint);
                 }
                 raw6(Sysno::munmap.id() as u64, [hint, CHUNK_LEN, 0, 0, 0, 0]);
@@ -224,8 +236,9 @@ impl Rewriter {
 /// calls the trap path executes against its signal frame or re-issues at
 /// the site.
 pub(crate) fn rewritable(nr: u64) -> bool {
+    // A number the table does not know runs as it is on the trap path too.
     let Some(sysno) = usize::try_from(nr).ok().and_then(Sysno::new) else {
-        return false;
+        return true;
     };
     !matches!(
         sysno,

@@ -567,6 +567,8 @@ impl Engine {
     }
 
     pub(crate) fn rearm_forked_child(&self, thread: &ThreadState) {
+        #[cfg(target_arch = "x86_64")]
+        crate::rewrite::forked();
         if !self.follow_fork {
             thread.armed_tid.set(0);
             return;

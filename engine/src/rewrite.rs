@@ -28,6 +28,9 @@
 //! - Code read as data shows the `jmp`; code unmapped and replaced gets
 //!   its own original bytes, which trap and are rewritten again (the old
 //!   trampoline is simply never reached again).
+//! - Once the program may have a seccomp filter (one at install, or a
+//!   trapped `seccomp` / `prctl(PR_SET_SECCOMP)`), nothing more is
+//!   rewritten: patching makes calls a filter could answer by killing.
 //! - Matching looks backwards from the `syscall` and checks that rax holds
 //!   the `mov`'s immediate; bytes that merely look like that `mov` (the
 //!   tail of a longer instruction) before a `syscall` reached by a jump
@@ -68,6 +71,10 @@ pub(crate) struct Rewriter {
 /// Set while one thread patches: another trap meanwhile leaves its site
 /// for a later trap rather than wait (a handler must not block).
 static PATCHING: AtomicBool = AtomicBool::new(false);
+/// Set once the program may have a seccomp filter: patching makes calls
+/// of its own (openat, pwrite64, mmap) that a filter could answer by
+/// killing the process, so no site is rewritten from then on.
+static SECCOMP_SEEN: AtomicBool = AtomicBool::new(false);
 /// Chunk bases (0: unused), written only under `PATCHING`.
 static CHUNKS: [AtomicU64; MAX_CHUNKS] = [const { AtomicU64::new(0) }; MAX_CHUNKS];
 /// Bytes used in each chunk.
@@ -78,6 +85,13 @@ impl Rewriter {
     /// same in every thread (static TLS). None if they do not fit the
     /// stub's 32-bit displacement.
     pub(crate) fn new(syscall_gadget: usize) -> Option<Rewriter> {
+        let seccomp_mode = raw6(
+            Sysno::prctl.id() as u64,
+            [libc::PR_GET_SECCOMP as u64, 0, 0, 0, 0, 0],
+        );
+        if seccomp_mode != 0 {
+            return None;
+        }
         let offset = |addr: usize| i32::try_from(crate::selector::tp_offset_of(addr)).ok();
         let vectors = if std::arch::is_x86_feature_detected!("xsavec") {
             // The compacted area of every enabled component (CPUID 0Dh.1:EBX).
@@ -97,7 +111,15 @@ impl Rewriter {
     /// After a trap at `call_addr` with number `nr` in rax: rewrites the
     /// site if it is one this module handles. Runs on the trap path: raw
     /// syscalls only, nothing that blocks.
-    pub(crate) fn on_trap(&self, engine: &Engine, call_addr: u64, nr: u64) {
+    pub(crate) fn on_trap(&self, engine: &Engine, call_addr: u64, nr: u64, arg0: u64) {
+        let seccomp = nr == Sysno::seccomp.id() as u64
+            || (nr == Sysno::prctl.id() as u64 && arg0 == libc::PR_SET_SECCOMP as u64);
+        if seccomp {
+            SECCOMP_SEEN.store(true, Relaxed);
+        }
+        if SECCOMP_SEEN.load(Relaxed) {
+            return;
+        }
         let core = &engine.core;
         let hooked =
             core.filter.contains(nr) && !(core.pre_hooks.is_empty() && core.post_hooks.is_empty());
@@ -254,6 +276,7 @@ pub(crate) fn rewritable(nr: u64) -> bool {
             | Sysno::epoll_pwait
             | Sysno::epoll_pwait2
             | Sysno::prctl
+            | Sysno::seccomp
             | Sysno::clone
             | Sysno::clone3
             | Sysno::fork
@@ -263,6 +286,12 @@ pub(crate) fn rewritable(nr: u64) -> bool {
             | Sysno::exit
             | Sysno::exit_group
     )
+}
+
+/// In a child made by fork: the thread that held the patching flag at the
+/// fork does not exist there.
+pub(crate) fn forked() {
+    PATCHING.store(false, Relaxed);
 }
 
 fn chunk_of(slot: u64) -> u64 {

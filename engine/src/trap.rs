@@ -99,7 +99,7 @@ pub(crate) unsafe extern "C" fn on_sigsys(
     };
     #[cfg(target_arch = "x86_64")]
     if let Some(rewriter) = &engine.rewriter {
-        rewriter.on_trap(engine, call.call_addr, call.nr);
+        rewriter.on_trap(engine, call.call_addr, call.nr, call.args[0]);
     }
     if let Execution::Returned(value) = dispatch(&engine.core, thread, &mut call, &mut exec) {
         // SAFETY: as above.

@@ -412,3 +412,46 @@ fn code_is_writable_through_proc_self_mem_but_not_process_vm_writev() {
         assert!(line.contains(" r-xp "), "protection unchanged: {line}");
     });
 }
+
+/// Patching makes calls of its own (openat, pwrite64, mmap) that a seccomp
+/// filter could answer by killing: a program that installs one gets no
+/// more rewriting.
+#[test]
+fn no_site_is_rewritten_once_the_program_installs_a_seccomp_filter() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let mut allow_all = [libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        }];
+        let prog = libc::sock_fprog {
+            len: 1,
+            filter: allow_all.as_mut_ptr(),
+        };
+        let r = foreign(|| {
+            // SAFETY: no_new_privs, then a filter that allows everything.
+            unsafe {
+                assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0,
+                    &prog as *const libc::sock_fprog,
+                )
+            }
+        });
+        assert_eq!(r, 0);
+        let before = engine.counters();
+        for _ in 0..3 {
+            // SAFETY: the site is a plain getppid.
+            assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        }
+        let after = engine.counters();
+        assert_eq!(after.patched_sites, before.patched_sites);
+        assert_eq!(after.traps - before.traps, 3);
+    });
+}

@@ -455,3 +455,59 @@ fn no_site_is_rewritten_once_the_program_installs_a_seccomp_filter() {
         assert_eq!(after.traps - before.traps, 3);
     });
 }
+
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_alarm(_: i32) {
+    TICKS.fetch_add(1, Relaxed);
+    // A handler that makes a call through the same rewritten site, with
+    // whatever selector the interrupted code had.
+    // SAFETY: the site is a plain getppid.
+    unsafe { rw_getppid() };
+}
+
+#[test]
+fn signals_arriving_anywhere_in_a_trampoline_leave_the_calls_intact() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[Sysno::getppid]);
+        // SAFETY: installing a handler for SIGALRM, then a 100 us timer.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_alarm as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            assert_eq!(libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut()), 0);
+            let every = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100,
+            };
+            let timer = libc::itimerval {
+                it_interval: every,
+                it_value: every,
+            };
+            assert_eq!(
+                libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()),
+                0
+            );
+        }
+        let bad = foreign(|| {
+            let mut bad = 0u64;
+            for _ in 0..50_000 {
+                // SAFETY: the site is a plain getppid.
+                if unsafe { rw_getppid() } != ppid {
+                    bad += 1;
+                }
+            }
+            bad
+        });
+        // SAFETY: stopping the timer.
+        unsafe {
+            let off: libc::itimerval = std::mem::zeroed();
+            libc::setitimer(libc::ITIMER_REAL, &off, std::ptr::null_mut());
+        }
+        assert_eq!(bad, 0);
+        assert!(TICKS.load(Relaxed) > 10, "the timer fired");
+        assert!(engine.counters().rewritten >= 49_000);
+    });
+}

@@ -31,6 +31,13 @@
 //! - Once the program may have a seccomp filter (one at install, or a
 //!   trapped `seccomp` / `prctl(PR_SET_SECCOMP)`), nothing more is
 //!   rewritten: patching makes calls a filter could answer by killing.
+//! - The trampoline finds the thread's selector and engine state at fixed
+//!   offsets from `fs` (the engine's static TLS, as a code generator's
+//!   selector flip does): a program that points `fs` somewhere else than
+//!   its libc's thread block (its own TLS scheme) must not be run with
+//!   rewriting.
+//! - A patched page of a file mapping becomes the process's private copy
+//!   (4 KiB of memory each), as a debugger's breakpoint makes it.
 //! - Matching looks backwards from the `syscall` and checks that rax holds
 //!   the `mov`'s immediate; bytes that merely look like that `mov` (the
 //!   tail of a longer instruction) before a `syscall` reached by a jump

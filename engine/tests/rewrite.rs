@@ -161,6 +161,21 @@ std::arch::global_asm!(
     "pop rbp",
     "pop rbx",
     "ret",
+    // rw_many(): 256 getpid sites in a row; returns the sum of results.
+    ".p2align 4",
+    ".globl rw_many",
+    "rw_many:",
+    "push rbx",
+    "xor ebx, ebx",
+    ".rept 256",
+    ".p2align 3",
+    "mov eax, 39",
+    "syscall",
+    "add rbx, rax",
+    ".endr",
+    "mov rax, rbx",
+    "pop rbx",
+    "ret",
     ptr = sym BLOCK_PTR,
 );
 
@@ -171,6 +186,7 @@ extern "C" {
     fn rw_sigprocmask(how: u64, set: u64, oldset: u64, size: u64) -> i64;
     fn rw_regs(block: *mut Block);
     fn rw_regs_site();
+    fn rw_many() -> i64;
 }
 
 fn foreign<R>(f: impl FnOnce() -> R) -> R {
@@ -509,5 +525,34 @@ fn signals_arriving_anywhere_in_a_trampoline_leave_the_calls_intact() {
         assert_eq!(bad, 0);
         assert!(TICKS.load(Relaxed) > 10, "the timer fired");
         assert!(engine.counters().rewritten >= 49_000);
+    });
+}
+
+#[test]
+fn threads_running_many_sites_while_each_is_patched_never_see_a_torn_instruction() {
+    child_passes(|| {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() } as i64;
+        let engine = installed(&[]);
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    engine.arm_current_thread(Selector::Allow).unwrap();
+                    barrier.wait();
+                    let _foreign = selector::enter(Selector::Block);
+                    for _ in 0..200 {
+                        // SAFETY: 256 plain getpid calls.
+                        if unsafe { rw_many() } != 256 * pid {
+                            // SAFETY: leaving at once; the parent sees the status.
+                            unsafe { libc::_exit(3) };
+                        }
+                    }
+                });
+            }
+        });
+        let c = engine.counters();
+        assert_eq!(c.patched_sites, 256, "{c:?}");
+        assert_eq!(engine.count(Sysno::getpid), 2 * 200 * 256);
     });
 }

@@ -30,6 +30,7 @@ pub(crate) struct Gadgets {
     pub(crate) restorer: usize,
     pub(crate) clone: usize,
     /// `syscall; ret` (x86-64), for rewritten sites' stub.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) syscall_ret: usize,
     /// The restorer of frames the engine builds for the program's handlers:
     /// outside the excluded region, so their `rt_sigreturn` traps (see
@@ -129,6 +130,8 @@ pub struct Builder {
     initial: Selector,
     follow_fork: bool,
     foreign_signal_handlers: bool,
+    // Sites are rewritten on x86-64 only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     rewrite_sites: bool,
 }
 

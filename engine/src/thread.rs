@@ -194,6 +194,7 @@ thread_local! {
 /// `*const ThreadState`, null for a thread without a block): static TLS,
 /// so its offset from the thread pointer is the same in every thread and
 /// a rewritten site's stub reads it `fs`-relative, without a TLS call.
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn current_slot() -> usize {
     CURRENT.with(|c| c as *const Cell<*const ThreadState> as usize)
 }

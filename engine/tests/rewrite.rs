@@ -556,3 +556,49 @@ fn threads_running_many_sites_while_each_is_patched_never_see_a_torn_instruction
         assert_eq!(engine.count(Sysno::getpid), 2 * 200 * 256);
     });
 }
+
+#[test]
+fn forked_and_spawned_children_run_through_patched_sites() {
+    child_passes(|| {
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() } as i64;
+        let engine = installed(&[]);
+        // SAFETY: the site is a plain getppid; closing an invalid fd fails
+        // harmlessly (it patches libc's close site if it is rewritable).
+        foreign(|| unsafe {
+            rw_getppid();
+            libc::close(-1);
+            libc::close(-1);
+        });
+        assert!(engine.counters().patched_sites >= 1);
+        // SAFETY: the child only calls the site, reads counters and _exits.
+        let pid = foreign(|| unsafe { libc::fork() });
+        if pid == 0 {
+            let before = engine.counters().rewritten;
+            // SAFETY: the site is a plain getppid.
+            let parent = foreign(|| unsafe { rw_getppid() });
+            let ok = parent == me && engine.counters().rewritten == before + 1;
+            // SAFETY: leaving the forked child.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        assert!(pid > 0);
+        assert_eq!(wait_for(pid), Ended::Exited(0), "the forked child");
+        let mut child = 0;
+        let path = c"/bin/true";
+        let argv = [path.as_ptr() as *mut libc::c_char, std::ptr::null_mut()];
+        let envp = [std::ptr::null_mut()];
+        // SAFETY: a valid path, argv and envp, all NULL-terminated.
+        let r = foreign(|| unsafe {
+            libc::posix_spawn(
+                &mut child,
+                path.as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        });
+        assert_eq!(r, 0);
+        assert_eq!(wait_for(child), Ended::Exited(0), "the spawned child");
+    });
+}

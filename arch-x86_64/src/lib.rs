@@ -8,6 +8,7 @@
 
 mod clone_child;
 pub mod emit;
+pub mod rewrite;
 pub use clone_child::{clone_child_entry, CLONE_CHILD_WORDS};
 
 /// `AUDIT_ARCH_X86_64`: the value the kernel puts in `si_arch` of a dispatch SIGSYS.
@@ -48,6 +49,10 @@ pub const GADGETS: [u8; 37] = [
     0x0f, 0x05, // syscall
     0x0f, 0x0b, // ud2: rt_sigreturn does not return
 ];
+
+/// `syscall; ret`: executes a call with the syscall registers as they
+/// are, from the excluded region (rewritten sites' stub calls it).
+pub const SYSCALL_RET_GADGET: [u8; 3] = [0x0f, 0x05, 0xc3];
 
 /// Offset of the syscall function gadget in [`GADGETS`].
 pub const GADGET_SYSCALL6: usize = 0;

@@ -63,11 +63,13 @@ pub enum Probe {
     FloorEngineFlags,
     EngineDirectEntrance,
     DirectHookFullVectors,
+    RewrittenSite,
+    RewrittenSiteUnwatched,
 }
 
 impl Probe {
     /// Every probe, in report order.
-    pub const ALL: [Probe; 19] = [
+    pub const ALL: [Probe; 21] = [
         Probe::RawSyscall,
         Probe::RawGetpid,
         Probe::ArmedAllowSyscall,
@@ -87,6 +89,8 @@ impl Probe {
         Probe::FloorEngineFlags,
         Probe::EngineDirectEntrance,
         Probe::DirectHookFullVectors,
+        Probe::RewrittenSite,
+        Probe::RewrittenSiteUnwatched,
     ];
 
     /// The probe's name: its JSON key for contract probes.
@@ -111,6 +115,8 @@ impl Probe {
             Probe::FloorEngineFlags => "diag_floor_engine_flags",
             Probe::EngineDirectEntrance => "diag_engine_direct_entrance",
             Probe::DirectHookFullVectors => "diag_direct_hook_full_vectors",
+            Probe::RewrittenSite => "rewritten_site",
+            Probe::RewrittenSiteUnwatched => "diag_rewritten_site_unwatched",
         }
     }
 
@@ -121,7 +127,8 @@ impl Probe {
             | Probe::FloorDeferring
             | Probe::FloorEngineFlags
             | Probe::EngineDirectEntrance
-            | Probe::DirectHookFullVectors => Role::Diagnostic,
+            | Probe::DirectHookFullVectors
+            | Probe::RewrittenSiteUnwatched => Role::Diagnostic,
             _ => Role::Contract,
         }
     }
@@ -135,7 +142,12 @@ impl Probe {
             Probe::FloorEngineFlags => Setting::Floor(Flags::LikeEngine),
             Probe::SeccompTrap | Probe::PtraceSyscall => Setting::Child,
             // sud-codegen's direct stubs exist for x86-64 only.
-            Probe::DirectHook | Probe::DirectHookFullVectors if !cfg!(target_arch = "x86_64") => {
+            Probe::DirectHook
+            | Probe::DirectHookFullVectors
+            | Probe::RewrittenSite
+            | Probe::RewrittenSiteUnwatched
+                if !cfg!(target_arch = "x86_64") =>
+            {
                 Setting::Pending
             }
             _ => Setting::Engine,
@@ -163,6 +175,8 @@ impl Probe {
             Probe::FloorDeferring => "The floor without `SA_NODEFER`, as a plain `sigaction` would install it: the kernel blocks SIGSYS at delivery and unblocks it at sigreturn, two signal-mask changes under the signal lock.",
             Probe::FloorEngineFlags => "The floor with the engine's `sa_flags` (`SA_ONSTACK` added; the main thread has Rust's alternate signal stack, so the frame goes there): separates the cost of the flags from the cost of the engine's handler code.",
             Probe::DirectHookFullVectors => "`direct_hook` with a stub that saves all vector state (`VectorState::Full`, an `xsavec`/`xrstor` pair): what exact `syscall` semantics cost on this CPU.",
+            Probe::RewrittenSite => "A `mov eax, 1001; syscall` site in this crate, rewritten by the engine (`Builder::rewrite_sites`) on its first trap: each iteration jumps to the site's trampoline, whose common stub saves what `syscall` keeps (all vector state with `xsavec` where the CPU has it), flips to ALLOW, runs the dispatch core (counters, filter, the empty pre-hook) and executes the call from the excluded region. Target: at most `armed_allow_syscall` + 20 ns.",
+            Probe::RewrittenSiteUnwatched => "`rewritten_site` for the unwatched number 1000 (no hook sees it): the stub saves only xmm0-15 and MXCSR, as `direct_hook` does.",
             Probe::EngineDirectEntrance => "`sud_engine::direct_entry` for the watched number 1001 with the selector on ALLOW: the engine's dispatch core (counters, filter, empty hook, execution) without a signal. Minus `armed_allow_syscall`, it is the dispatch core's own cost.",
         }
     }
@@ -191,6 +205,8 @@ impl Probe {
             Probe::EngineDirectEntrance => direct_entrance_batch(n),
             Probe::DirectHook => direct_batch(n, Vectors::Sse)?,
             Probe::DirectHookFullVectors => direct_batch(n, Vectors::Full)?,
+            Probe::RewrittenSite => rewritten_batch(n, RewriteSite::Watched)?,
+            Probe::RewrittenSiteUnwatched => rewritten_batch(n, RewriteSite::Unwatched)?,
             Probe::SeccompTrap | Probe::PtraceSyscall => Duration::ZERO,
         })
     }
@@ -230,6 +246,71 @@ fn direct_batch(n: u64, vectors: Vectors) -> Result<Duration> {
 /// No direct stubs outside x86-64: the probe is pending there.
 #[cfg(not(target_arch = "x86_64"))]
 fn direct_batch(_n: u64, _vectors: Vectors) -> Result<Duration> {
+    Ok(Duration::ZERO)
+}
+
+// The site the engine rewrites: its `mov` fits one aligned word.
+#[cfg(target_arch = "x86_64")]
+std::arch::global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl sud_benches_rewritable_site",
+    "sud_benches_rewritable_site:",
+    "mov eax, 1001",
+    "syscall",
+    "ret",
+    ".p2align 4",
+    ".globl sud_benches_rewritable_site_unwatched",
+    "sud_benches_rewritable_site_unwatched:",
+    "mov eax, 1000",
+    "syscall",
+    "ret",
+);
+
+/// Which rewritable site a probe times.
+#[derive(Debug, Clone, Copy)]
+enum RewriteSite {
+    Watched,
+    Unwatched,
+}
+
+#[cfg(target_arch = "x86_64")]
+extern "C" {
+    /// Issues number 1001 ([`EMPTY_HOOK_NR`]) from a rewritable site.
+    fn sud_benches_rewritable_site() -> i64;
+    /// Issues number 1000 ([`UNWATCHED_NR`]) from a rewritable site.
+    fn sud_benches_rewritable_site_unwatched() -> i64;
+}
+
+/// `n` calls of a site the engine rewrote (its first call traps and
+/// rewrites it, outside the timing).
+#[cfg(target_arch = "x86_64")]
+fn rewritten_batch(n: u64, which: RewriteSite) -> Result<Duration> {
+    let engine = rig::engine()?;
+    let site = match which {
+        RewriteSite::Watched => sud_benches_rewritable_site,
+        RewriteSite::Unwatched => sud_benches_rewritable_site_unwatched,
+    };
+    let _foreign = selector::enter(Selector::Block);
+    // SAFETY: the sites issue unknown numbers (1001, 1000), which the
+    // engine lets run and the kernel answers with ENOSYS: no effect.
+    black_box(unsafe { site() });
+    let rewritten = engine.counters().rewritten;
+    // SAFETY: as above.
+    black_box(unsafe { site() });
+    if engine.counters().rewritten == rewritten {
+        return Err(crate::error::BenchError::Setup(
+            "the engine did not rewrite the bench site".into(),
+        ));
+    }
+    Ok(timed(n, || {
+        // SAFETY: as above.
+        black_box(unsafe { site() });
+    }))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn rewritten_batch(_n: u64, _which: RewriteSite) -> Result<Duration> {
     Ok(Duration::ZERO)
 }
 

@@ -28,6 +28,8 @@ pub fn engine() -> Result<&'static Engine> {
         let builder = builder.placement(code_cache().map_err(|e| e.to_string())?.placement());
         builder
             .watch(watched)
+            // For `rewritten_site`; the other probes issue no rewritable site.
+            .rewrite_sites(true)
             .pre_hook(|call| {
                 // One compare decides between the two watched probes.
                 if call.nr == PASS_HOOK_NR {

@@ -8,7 +8,7 @@ use sud_benches::{Measured, Probe, Results, Role, Summary};
 
 /// The keys the contract requires, besides `machine`. `direct_hook` may be
 /// absent until sud-codegen offers its stub.
-const REQUIRED: [&str; 14] = [
+const REQUIRED: [&str; 15] = [
     "raw_syscall",
     "raw_getpid",
     "armed_allow_syscall",
@@ -23,6 +23,7 @@ const REQUIRED: [&str; 14] = [
     "prctl_on_off_pair",
     "seccomp_trap",
     "ptrace_syscall",
+    "rewritten_site",
 ];
 
 fn summary(median: f64) -> Summary {

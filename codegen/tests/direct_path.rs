@@ -182,6 +182,7 @@ fn direct_and_trap_paths_agree_on_every_hook_decision() {
                 let (traps, direct) = match entrance {
                     Entrance::Trap => (1, 0),
                     Entrance::Direct => (0, 1),
+                    Entrance::Rewritten => unreachable!("this test issues no rewritten call"),
                 };
                 assert_eq!(
                     after.traps - before.traps,

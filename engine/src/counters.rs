@@ -25,6 +25,9 @@ pub enum Entrance {
     Trap,
     /// Generated code called the dispatch core directly (no signal).
     Direct,
+    /// A syscall site the engine rewrote after its first trap called the
+    /// dispatch core through its trampoline (no signal).
+    Rewritten,
 }
 
 /// One thread's counts. Only the owning thread writes them.
@@ -35,6 +38,7 @@ pub(crate) struct CounterBlock {
     /// The tid counting into this block, 0 when free for reuse.
     owner: AtomicI32,
     direct: AtomicU64,
+    rewritten: AtomicU64,
     hooked: AtomicU64,
     per_number: [AtomicU64; TRACKED_NUMBERS + 1],
 }
@@ -46,6 +50,7 @@ pub(crate) struct Counters {
     overflow: CounterBlock,
     forwarded: AtomicU64,
     compat: AtomicU64,
+    patched_sites: AtomicU64,
 }
 
 // SAFETY: `next` pointers are written once before publication and only
@@ -60,6 +65,7 @@ impl CounterBlock {
             next: std::ptr::null(),
             owner: AtomicI32::new(0),
             direct: AtomicU64::new(0),
+            rewritten: AtomicU64::new(0),
             hooked: AtomicU64::new(0),
             per_number: [const { AtomicU64::new(0) }; TRACKED_NUMBERS + 1],
         }
@@ -73,6 +79,7 @@ impl Counters {
             overflow: CounterBlock::new(),
             forwarded: AtomicU64::new(0),
             compat: AtomicU64::new(0),
+            patched_sites: AtomicU64::new(0),
         }
     }
 
@@ -80,8 +87,10 @@ impl Counters {
     #[inline]
     pub(crate) fn entered(&self, thread: &ThreadCounters, entrance: Entrance, nr: u64) {
         self.with_block(thread, |block, bump| {
-            if entrance == Entrance::Direct {
-                bump(&block.direct);
+            match entrance {
+                Entrance::Trap => {}
+                Entrance::Direct => bump(&block.direct),
+                Entrance::Rewritten => bump(&block.rewritten),
             }
             bump(&block.per_number[slot(nr)]);
         })
@@ -97,6 +106,11 @@ impl Counters {
     #[inline]
     pub(crate) fn compat(&self) {
         self.compat.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one syscall site rewritten (see `rewrite`).
+    pub(crate) fn patched_site(&self) {
+        self.patched_sites.fetch_add(1, Relaxed);
     }
 
     #[inline]
@@ -201,10 +215,13 @@ impl Counters {
 
     pub(crate) fn snapshot(&self) -> CounterSnapshot {
         let direct = self.sum(|b| b.direct.load(Relaxed));
+        let rewritten = self.sum(|b| b.rewritten.load(Relaxed));
         let all = self.sum(|b| b.per_number.iter().map(|c| c.load(Relaxed)).sum());
         CounterSnapshot {
-            traps: all.saturating_sub(direct),
+            traps: all.saturating_sub(direct).saturating_sub(rewritten),
             direct,
+            rewritten,
+            patched_sites: self.patched_sites.load(Relaxed),
             hooked: self.sum(|b| b.hooked.load(Relaxed)),
             forwarded_sigsys: self.forwarded.load(Relaxed),
             compat: self.compat.load(Relaxed),
@@ -228,7 +245,11 @@ pub struct CounterSnapshot {
     pub traps: u64,
     /// Syscalls that arrived by a direct call from generated code.
     pub direct: u64,
-    /// Of both, those the filter watched (hooks ran).
+    /// Syscalls that arrived through a rewritten site's trampoline.
+    pub rewritten: u64,
+    /// Syscall sites rewritten so far (see [`crate::Builder::rewrite_sites`]).
+    pub patched_sites: u64,
+    /// Of all three, those the filter watched (hooks ran).
     pub hooked: u64,
     /// SIGSYS signals that did not come from dispatch (seccomp) and were
     /// handed to the application's handler or default action.

@@ -19,6 +19,8 @@ use syscalls::Sysno;
 /// Size of the engine's own gadget page and of the gadget image.
 pub const GADGET_IMAGE_LEN: usize = 128;
 const CLONE_GADGET_OFFSET: usize = 64;
+/// Where `syscall; ret` sits in the gadget image (x86-64).
+const SYSCALL_RET_OFFSET: usize = 96;
 const PAGE: usize = 4096;
 
 /// Where the engine's gadgets are, once placed in executable memory.
@@ -27,6 +29,9 @@ pub(crate) struct Gadgets {
     pub(crate) syscall6: usize,
     pub(crate) restorer: usize,
     pub(crate) clone: usize,
+    /// `syscall; ret` (x86-64), for rewritten sites' stub.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) syscall_ret: usize,
     /// The restorer of frames the engine builds for the program's handlers:
     /// outside the excluded region, so their `rt_sigreturn` traps (see
     /// `deliver`). None where no such place exists (inclusive mode).
@@ -43,6 +48,7 @@ impl Gadgets {
             syscall6: base + arch::GADGET_SYSCALL6,
             restorer: base + arch::GADGET_RESTORER,
             clone: base + CLONE_GADGET_OFFSET,
+            syscall_ret: base + SYSCALL_RET_OFFSET,
             app_restorer,
             vfork: None,
             vfork_return: None,
@@ -83,6 +89,8 @@ pub fn gadget_bytes() -> [u8; GADGET_IMAGE_LEN] {
     image[..arch::GADGETS.len()].copy_from_slice(&arch::GADGETS);
     let clone = arch::clone_gadget();
     image[CLONE_GADGET_OFFSET..CLONE_GADGET_OFFSET + clone.len()].copy_from_slice(&clone);
+    #[cfg(target_arch = "x86_64")]
+    image[SYSCALL_RET_OFFSET..SYSCALL_RET_OFFSET + 3].copy_from_slice(&arch::SYSCALL_RET_GADGET);
     image
 }
 
@@ -124,6 +132,9 @@ pub struct Builder {
     follow_fork: bool,
     foreign_signal_handlers: bool,
     reuse_thread_blocks: bool,
+    // Sites are rewritten on x86-64 only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    rewrite_sites: bool,
 }
 
 impl Builder {
@@ -194,6 +205,17 @@ impl Builder {
     /// false (handlers run with the interrupted thread's selector).
     pub fn foreign_signal_handlers(mut self, foreign: bool) -> Self {
         self.foreign_signal_handlers = foreign;
+        self
+    }
+
+    /// Whether trapped `mov eax, imm32; syscall` sites are rewritten into a
+    /// jump to a trampoline that calls the dispatch core without a signal
+    /// (x86-64, exclusive placements; see the crate documentation and
+    /// [`Entrance::Rewritten`]). The engine's TLS must be static (an
+    /// executable, or a library loaded at startup such as a preload), as
+    /// for a code generator's `fs`-relative selector flip. Default: false.
+    pub fn rewrite_sites(mut self, rewrite: bool) -> Self {
+        self.rewrite_sites = rewrite;
         self
     }
 
@@ -286,6 +308,13 @@ impl Builder {
             gadgets.vfork_return =
                 Some(gadget_base + PAGE + TRAPBACK_OFFSET + arch::SYSCALL_INSN_LEN);
         }
+        #[cfg(target_arch = "x86_64")]
+        let rewriter = match region {
+            Region::Exclusive { .. } if self.rewrite_sites => {
+                crate::rewrite::Rewriter::new(gadgets.syscall_ret)
+            }
+            _ => None,
+        };
         let engine: &'static Engine = Box::leak(Box::new(Engine {
             core: Core {
                 pre_hooks: self.pre_hooks,
@@ -301,6 +330,8 @@ impl Builder {
             app_sigsys: VirtualSigaction::new(),
             sa_mask_sigsys: AtomicU64::new(0),
             support,
+            #[cfg(target_arch = "x86_64")]
+            rewriter,
         }));
         thread::set_block_reuse(self.reuse_thread_blocks);
         let previous = engine.reinstall_sigsys_handler()?;
@@ -403,6 +434,9 @@ pub struct Engine {
     /// Signals whose `sa_mask` the application asked to contain SIGSYS.
     pub(crate) sa_mask_sigsys: AtomicU64,
     support: Support,
+    /// Rewrites trapped sites, when the builder asked for it.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) rewriter: Option<crate::rewrite::Rewriter>,
 }
 
 impl Engine {
@@ -434,6 +468,7 @@ impl Engine {
             follow_fork: true,
             foreign_signal_handlers: false,
             reuse_thread_blocks: true,
+            rewrite_sites: false,
         }
     }
 
@@ -560,6 +595,8 @@ impl Engine {
     }
 
     pub(crate) fn rearm_forked_child(&self, thread: &ThreadState) {
+        #[cfg(target_arch = "x86_64")]
+        crate::rewrite::forked();
         if !self.follow_fork {
             thread.armed_tid.set(0);
             return;
@@ -638,6 +675,38 @@ impl Engine {
         match dispatch(&self.core, thread, &mut call, &mut exec) {
             Execution::Returned(value) => value,
             Execution::Resumes => unreachable!("the direct executor never redirects"),
+        }
+    }
+}
+
+impl Engine {
+    /// The entrance of rewritten sites (see `rewrite`): as the direct
+    /// entrance, on `thread`'s state, leaving plain calls to the stub.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn dispatch_rewritten(&self, frame: &mut DirectFrame, thread: &ThreadState) -> i64 {
+        let mut call = Syscall {
+            nr: frame.nr,
+            args: frame.args,
+            call_addr: frame.call_addr,
+            tid: thread.armed_tid.get(),
+            entrance: Entrance::Rewritten,
+        };
+        let hooked = self.core.filter.contains(frame.nr);
+        let defer = self.core.post_hooks.is_empty();
+        let mut exec = DirectExecutor {
+            engine: self,
+            defer_into: defer.then_some(frame),
+            clones_at_site: false,
+        };
+        let mut run = || match dispatch(&self.core, thread, &mut call, &mut exec) {
+            Execution::Returned(value) => value,
+            Execution::Resumes => unreachable!("the direct executor never redirects"),
+        };
+        // Hooks may write errno; without them nothing here does.
+        if hooked {
+            sys::with_errno_kept(run)
+        } else {
+            run()
         }
     }
 }

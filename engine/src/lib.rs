@@ -50,6 +50,15 @@
 //! child without TLS of its own gets a selector of its own, and SIGSYS
 //! ignored or blocked is passed on over `execve`.
 //!
+//! With [`Builder::rewrite_sites`] (x86-64), a trapped `mov eax, imm32;
+//! syscall` site is rewritten on its first trap: the `mov` becomes a jump
+//! to a per-site trampoline that calls the dispatch core without a signal
+//! ([`Entrance::Rewritten`]) and executes the call from the excluded
+//! region, keeping the syscall ABI (rax, rcx, r11, every other register,
+//! the flags, the red zone and the vector state). Calls the trap path
+//! emulates against its signal frame (signal masks, actions and stacks,
+//! sigreturn, the clone family, exec, exit) keep trapping.
+//!
 //! What cannot be made transparent, and why:
 //! - The engine's mappings (two gadget pages, one 256 KiB block per armed
 //!   thread, counter pages) appear in `/proc/self/maps`, and the real
@@ -89,6 +98,14 @@
 //!   thread during that window kills the process.
 //! - Without `foreign_signal_handlers`, the program's handlers are not
 //!   wrapped: an `SA_ONSTACK` handler runs on the engine's stack.
+//! - Rewritten sites: the program reading its own code sees the `jmp`;
+//!   the trampoline chunks appear in `/proc/self/maps`; hooks of a
+//!   rewritten call run on the program's stack (below its red zone), not
+//!   the engine's, and a signal arriving while they run finds the
+//!   selector on ALLOW, as for the direct entrance; a `CLONE_VM` child
+//!   without TLS of its own reaches its parent's selector through `fs`,
+//!   so its rewritten calls follow the parent's personality. See
+//!   `rewrite.rs` for how the code is written (`/proc/self/mem`).
 
 // Leaves first: raw syscalls, the ISA, the filter, per-thread state, user
 // memory; then the dispatch core; then the entrances (trap, direct) and
@@ -107,6 +124,8 @@ mod hooks;
 pub mod kernel;
 mod nested;
 pub mod ptrace;
+#[cfg(target_arch = "x86_64")]
+mod rewrite;
 pub mod selector;
 mod sigaction;
 mod sys;

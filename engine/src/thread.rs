@@ -194,6 +194,15 @@ thread_local! {
     static CURRENT: Cell<*const ThreadState> = const { Cell::new(std::ptr::null()) };
 }
 
+/// The address of the calling thread's pointer to its block state (a
+/// `*const ThreadState`, null for a thread without a block): static TLS,
+/// so its offset from the thread pointer is the same in every thread and
+/// a rewritten site's stub reads it `fs`-relative, without a TLS call.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn current_slot() -> usize {
+    CURRENT.with(|c| c as *const Cell<*const ThreadState> as usize)
+}
+
 /// The calling thread's state, for code that does not run in a signal
 /// handler on the trap path (it goes through the program's TLS).
 pub(crate) fn current() -> &'static ThreadState {

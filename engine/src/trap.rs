@@ -97,6 +97,10 @@ pub(crate) unsafe extern "C" fn on_sigsys(
         resume_selector: at_trap,
         errno: (errno_slot, saved_errno),
     };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(rewriter) = &engine.rewriter {
+        rewriter.on_trap(engine, call.call_addr, call.nr, call.args[0]);
+    }
     if let Execution::Returned(value) = dispatch(&engine.core, thread, &mut call, &mut exec) {
         // SAFETY: as above.
         unsafe { arch::SyscallRegs::from_raw(uc) }.set_result(value);

@@ -1,0 +1,353 @@
+//! Code for lazily rewritten syscall sites: a `mov eax, imm32; syscall`
+//! site whose `mov` became `jmp rel32` to a per-site trampoline, and the
+//! common stub every trampoline of a chunk calls into.
+//!
+//! The trampolines live outside the excluded region. They keep the syscall
+//! ABI exactly: rax gets the result, rcx the address after the site's
+//! `syscall`, r11 the flags as the program had them (what the kernel puts
+//! there), and every other register, the flags, the red zone and the
+//! vector state are kept.
+
+use crate::emit::{selector_flip, EmitError, SelectorAccess, VectorSave};
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};
+
+/// The site pattern: `mov eax, imm32` (5 bytes) right before `syscall`.
+pub const MOV_EAX_OPCODE: u8 = 0xb8;
+/// Length of the `mov eax, imm32` that becomes a `jmp rel32`.
+pub const PATCH_LEN: usize = 5;
+
+/// Bytes one trampoline takes (a multiple of 16, for alignment).
+pub const TRAMPOLINE_LEN: usize = 64;
+
+/// What the entry answers when the site must execute the call itself, as
+/// a trap (the engine's `EXECUTE_IN_STUB` plus one): the stub resumes at
+/// the site's own `syscall` with every register as it was there.
+pub const FALLBACK_TO_TRAP: i64 = i64::MIN + 1;
+
+/// Bytes the common stub pushes after its return address: flags, rbp,
+/// six argument registers.
+const SAVED_GPRS: i32 = 6;
+/// Where the DirectFrame (nr, six args, call_addr) starts below rbp.
+const FRAME_BELOW_RBP: i32 = (SAVED_GPRS + 8) * 8;
+/// Where the trampoline keeps its site's `call_addr`: 5 bytes after the
+/// return address of its `call` (after the `jmp rel32` back).
+const CALL_ADDR_AFTER_RETURN: i32 = 5;
+
+/// The `jmp rel32` that replaces the site's `mov eax, imm32` at `site`,
+/// towards `trampoline`. None if out of reach.
+pub fn site_jump(site: u64, trampoline: u64) -> Option<[u8; PATCH_LEN]> {
+    let rel = rel32(site + PATCH_LEN as u64, trampoline)?;
+    Some([0xe9, rel[0], rel[1], rel[2], rel[3]])
+}
+
+fn rel32(from_end: u64, to: u64) -> Option<[u8; 4]> {
+    i32::try_from(to.wrapping_sub(from_end) as i64)
+        .ok()
+        .map(i32::to_le_bytes)
+}
+
+/// The trampoline of the site whose `syscall` ends at `call_addr` and
+/// whose `mov` loaded `nr`, placed at `at`, calling the common stub at
+/// `common`. The selector is read at `fs:[selector_tp_offset]`: on ALLOW
+/// (host code, or an unarmed thread, runs the same code) the call runs
+/// right here, as it would natively; on BLOCK it goes through the stub.
+pub fn trampoline(
+    at: u64,
+    call_addr: u64,
+    nr: u32,
+    common: u64,
+    selector_tp_offset: i32,
+) -> Option<[u8; TRAMPOLINE_LEN]> {
+    // Layout: the `call`'s return address is CALL_END, where the `jmp`
+    // back is, followed by call_addr as data; the fast path at FAST.
+    const CALL_END: u64 = 26;
+    const FAST: u64 = 39;
+    let nr = nr.to_le_bytes();
+    let off = selector_tp_offset.to_le_bytes();
+    let back = rel32(at + CALL_END + 5, call_addr)?;
+    let fast_back = rel32(at + FAST + 17, call_addr)?;
+    let to_common = rel32(at + CALL_END, common)?;
+    let a = call_addr.to_le_bytes();
+    let code: [&[u8]; 11] = [
+        &[0xb8, nr[0], nr[1], nr[2], nr[3]], // mov eax, nr
+        // movzx ecx, byte fs:[off]: rcx is the syscall's clobber, and
+        // jrcxz tests it without touching the flags.
+        &[0x64, 0x0f, 0xb6, 0x0c, 0x25, off[0], off[1], off[2], off[3]],
+        &[0xe3, (FAST - 16) as u8],      // jrcxz fast
+        &[0x48, 0x8d, 0x64, 0x24, 0x80], // lea rsp, [rsp-128]: the red zone
+        &[0xe8, to_common[0], to_common[1], to_common[2], to_common[3]], // call common
+        &[0xe9, back[0], back[1], back[2], back[3]], // jmp call_addr
+        &a,                              // data: call_addr
+        // fast: the selector is ALLOW, so this syscall does not trap.
+        &[0x0f, 0x05],
+        &[0x48, 0xb9], // mov rcx, call_addr (what the site's syscall leaves)
+        &a,
+        &[0xe9, fast_back[0], fast_back[1], fast_back[2], fast_back[3]], // jmp call_addr
+    ];
+    let mut t = [0xcc; TRAMPOLINE_LEN];
+    let mut n = 0;
+    for piece in code {
+        t[n..n + piece.len()].copy_from_slice(piece);
+        n += piece.len();
+    }
+    debug_assert_eq!(n, FAST as usize + 17);
+    Some(t)
+}
+
+/// The stub every trampoline of a chunk calls, with rax = the number and
+/// rsp 128 bytes below the site's (plus the return address). It builds the
+/// engine's `DirectFrame` (nr, rdi rsi rdx r10 r8 r9, call_addr), sets the
+/// selector to ALLOW and calls `entry(frame, fs:[state_tp_offset])`, an
+/// `extern "C" fn(&mut DirectFrame, *const State) -> i64`, then BLOCK.
+/// When `entry` answers `i64::MIN` (execute), it executes the frame's call
+/// through `syscall_gadget` (`syscall; ret` in the excluded region, so it
+/// never traps); on [`FALLBACK_TO_TRAP`] it resumes at the site's
+/// `syscall` with the site's registers, which traps. Flags are restored as
+/// in `emit::direct_call_stub` (without `popfq`).
+pub fn common_stub(
+    selector_tp_offset: i32,
+    state_tp_offset: i32,
+    entry: u64,
+    syscall_gadget: u64,
+    vectors: VectorSave,
+) -> Result<Vec<u8>, EmitError> {
+    let access = SelectorAccess::ThreadPointer {
+        offset: selector_tp_offset,
+    };
+    let allow = selector_flip(access, 0)?;
+    let block = selector_flip(access, 1)?;
+    let save_len = match vectors {
+        VectorSave::Sse => 16 * 16 + 64,
+        VectorSave::Xsavec { area_len } => ((area_len as i32) + 63) & !63,
+    };
+    let mut a = VecAssembler::<X64Relocation>::new(0);
+    dynasm!(a
+        ; .arch x64
+        ; pushfq
+        ; push rbp
+        ; mov rbp, rsp
+        ; push rdi
+        ; push rsi
+        ; push rdx
+        ; push r8
+        ; push r9
+        ; push r10
+        ; mov rcx, [rbp + 16]
+        ; push QWORD [rcx + CALL_ADDR_AFTER_RETURN]
+        ; push r9
+        ; push r8
+        ; push r10
+        ; push rdx
+        ; push rsi
+        ; push rdi
+        ; push rax
+        ; mov rdi, rsp
+        ; fs mov rsi, [state_tp_offset]
+        ; and rsp, -64
+        ; sub rsp, save_len
+    );
+    match vectors {
+        VectorSave::Sse => {
+            dynasm!(a
+                ; .arch x64
+                ; movaps [rsp], xmm0
+                ; movaps [rsp + 16], xmm1
+                ; movaps [rsp + 32], xmm2
+                ; movaps [rsp + 48], xmm3
+                ; movaps [rsp + 64], xmm4
+                ; movaps [rsp + 80], xmm5
+                ; movaps [rsp + 96], xmm6
+                ; movaps [rsp + 112], xmm7
+                ; movaps [rsp + 128], xmm8
+                ; movaps [rsp + 144], xmm9
+                ; movaps [rsp + 160], xmm10
+                ; movaps [rsp + 176], xmm11
+                ; movaps [rsp + 192], xmm12
+                ; movaps [rsp + 208], xmm13
+                ; movaps [rsp + 224], xmm14
+                ; movaps [rsp + 240], xmm15
+                ; stmxcsr [rsp + 256]
+            );
+        }
+        VectorSave::Xsavec { .. } => {
+            // See emit::direct_call_stub: the header must be zero for xrstor.
+            dynasm!(a
+                ; .arch x64
+                ; xor eax, eax
+                ; mov [rsp + 512 + 16], rax
+                ; mov [rsp + 512 + 24], rax
+                ; mov [rsp + 512 + 32], rax
+                ; mov [rsp + 512 + 40], rax
+                ; mov [rsp + 512 + 48], rax
+                ; mov [rsp + 512 + 56], rax
+                ; mov eax, -1
+                ; mov edx, -1
+                ; xsavec64 [rsp]
+            );
+        }
+    }
+    a.extend(allow.iter());
+    dynasm!(a
+        ; .arch x64
+        ; cld
+        ; mov rax, QWORD entry as i64
+        ; call rax
+    );
+    a.extend(block.iter());
+    match vectors {
+        VectorSave::Sse => {
+            dynasm!(a
+                ; .arch x64
+                ; stmxcsr [rsp + 260]
+                ; mov ecx, [rsp + 260]
+                ; cmp ecx, [rsp + 256]
+                ; je >mxcsr_kept
+                ; ldmxcsr [rsp + 256]
+                ; mxcsr_kept:
+                ; movaps xmm0, [rsp]
+                ; movaps xmm1, [rsp + 16]
+                ; movaps xmm2, [rsp + 32]
+                ; movaps xmm3, [rsp + 48]
+                ; movaps xmm4, [rsp + 64]
+                ; movaps xmm5, [rsp + 80]
+                ; movaps xmm6, [rsp + 96]
+                ; movaps xmm7, [rsp + 112]
+                ; movaps xmm8, [rsp + 128]
+                ; movaps xmm9, [rsp + 144]
+                ; movaps xmm10, [rsp + 160]
+                ; movaps xmm11, [rsp + 176]
+                ; movaps xmm12, [rsp + 192]
+                ; movaps xmm13, [rsp + 208]
+                ; movaps xmm14, [rsp + 224]
+                ; movaps xmm15, [rsp + 240]
+            );
+        }
+        VectorSave::Xsavec { .. } => {
+            dynasm!(a
+                ; .arch x64
+                ; mov rcx, rax
+                ; mov eax, -1
+                ; mov edx, -1
+                ; xrstor64 [rsp]
+                ; mov rax, rcx
+            );
+        }
+    }
+    dynasm!(a
+        ; .arch x64
+        ; mov rcx, QWORD i64::MIN
+        ; cmp rax, rcx
+        ; jne >not_executed
+        ; lea rcx, [rbp - FRAME_BELOW_RBP]
+        ; mov rax, [rcx]
+        ; mov rdi, [rcx + 8]
+        ; mov rsi, [rcx + 16]
+        ; mov rdx, [rcx + 24]
+        ; mov r10, [rcx + 32]
+        ; mov r8, [rcx + 40]
+        ; mov r9, [rcx + 48]
+        ; mov rcx, QWORD syscall_gadget as i64
+        ; call rcx
+        ; jmp >done
+        ; not_executed:
+        ; inc rcx
+        ; cmp rax, rcx
+        ; jne >done
+        // Back to the site's own syscall, which traps: the return slot
+        // becomes its address and rax its number again.
+        ; mov rcx, [rbp - FRAME_BELOW_RBP + 56]
+        ; sub rcx, 2
+        ; mov [rbp + 16], rcx
+        ; mov rax, [rbp - FRAME_BELOW_RBP]
+        ; done:
+        ; mov rcx, rax
+        ; mov rdx, [rbp + 8]
+        ; test edx, 0x400 // DF
+        ; jz >df_clear
+        ; std
+        ; df_clear:
+        ; mov eax, edx
+        ; shr eax, 11
+        ; and al, 1
+        ; add al, 0x7f // OF = the saved OF
+        ; mov ah, dl
+        ; sahf // SF ZF AF PF CF
+        ; mov r11, rdx // the flags, as the kernel leaves them in r11
+        ; mov rax, rcx
+        ; mov rcx, [rbp - FRAME_BELOW_RBP + 56] // call_addr, as the kernel leaves it
+        ; lea rsp, [rbp - SAVED_GPRS * 8]
+        ; pop r10
+        ; pop r9
+        ; pop r8
+        ; pop rdx
+        ; pop rsi
+        ; pop rdi
+        ; pop rbp
+        ; lea rsp, [rsp + 8]
+        ; ret 128
+    );
+    Ok(a.finalize().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, NasmFormatter};
+
+    fn disassemble(bytes: &[u8], ip: u64) -> Vec<String> {
+        let mut decoder = Decoder::with_ip(64, bytes, ip, DecoderOptions::NONE);
+        let mut formatter = NasmFormatter::new();
+        let mut out = Vec::new();
+        let mut insn = Instruction::default();
+        while decoder.can_decode() {
+            decoder.decode_out(&mut insn);
+            let mut text = String::new();
+            formatter.format(&insn, &mut text);
+            out.push(text);
+        }
+        out
+    }
+
+    #[test]
+    fn trampoline_has_a_fast_path_on_allow_and_calls_the_stub_on_block() {
+        let t = trampoline(0x10_0000, 0x20_0007, 39, 0x10_0800, -0x40).unwrap();
+        let head = disassemble(&t[..31], 0x10_0000);
+        assert_eq!(
+            head,
+            [
+                "mov eax,27h",
+                "movzx ecx,byte [fs:0FFFFFFFFFFFFFFC0h]",
+                "jrcxz 0000000000100027h",
+                "lea rsp,[rsp-80h]",
+                "call 0000000000100800h",
+                "jmp 0000000000200007h",
+            ]
+        );
+        assert_eq!(t[31..39], 0x20_0007u64.to_le_bytes());
+        assert_eq!(
+            disassemble(&t[39..56], 0x10_0027),
+            ["syscall", "mov rcx,200007h", "jmp 0000000000200007h"]
+        );
+        assert_eq!(
+            disassemble(&site_jump(0x20_0000, 0x10_0000).unwrap(), 0x20_0000),
+            ["jmp 0000000000100000h"]
+        );
+        assert!(site_jump(0x20_0000, 0x1_0000_0000_0000).is_none());
+    }
+
+    #[test]
+    fn common_stub_flips_around_the_entry_and_returns_over_the_red_zone() {
+        for vectors in [VectorSave::Sse, VectorSave::Xsavec { area_len: 1000 }] {
+            let stub = common_stub(-0x40, -0x48, 0x1234_5678, 0x9999_0000, vectors).unwrap();
+            let text = disassemble(&stub, 0);
+            let at = |s: &str| text.iter().position(|t| t == s).unwrap();
+            assert!(at("mov byte [fs:0FFFFFFFFFFFFFFC0h],0") < at("call rax"));
+            assert!(at("call rax") < at("mov byte [fs:0FFFFFFFFFFFFFFC0h],1"));
+            assert!(text.contains(&"mov rsi,[fs:0FFFFFFFFFFFFFFB8h]".to_string()));
+            assert!(text.contains(&"mov r11,rdx".to_string()));
+            assert_eq!(text.last().map(String::as_str), Some("ret 80h"));
+            assert!(!text.iter().any(|t| t == "syscall" || t == "popf"));
+        }
+    }
+}

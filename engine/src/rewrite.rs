@@ -1,0 +1,382 @@
+//! Lazy rewriting of syscall sites (x86-64, see
+//! [`crate::Builder::rewrite_sites`]).
+//!
+//! On a trap whose site is `mov eax, imm32; syscall` (glibc's and musl's
+//! wrappers), the 5-byte `mov` becomes a `jmp rel32` to a per-site
+//! trampoline in a chunk the engine maps within rel32 reach; the `syscall`
+//! bytes stay, so a jump straight to them still traps. The trampoline
+//! (see the arch crate's `rewrite`) runs the call natively when the
+//! thread's selector is ALLOW and otherwise calls the dispatch core
+//! through [`rewritten_entry`], counted as [`Entrance::Rewritten`].
+//!
+//! What is rewritten, and how:
+//! - Only sites whose `mov` fits in one aligned 8-byte word (the site
+//!   address mod 8 is at most 3): the word is written in one piece, the
+//!   bytes around the `mov` rewritten to themselves. Others keep trapping.
+//! - Only sites whose number the trap path does not emulate against its
+//!   signal frame ([`rewritable`]): clone family, signal mask, actions,
+//!   alternate stack, sigreturn, exec, exit and the like keep trapping.
+//! - The program's code is written through `/proc/self/mem`, which writes
+//!   through read-only private mappings (the kernel's `FOLL_FORCE`; the
+//!   write breaks copy-on-write as a debugger's breakpoint does), so the
+//!   protection the program sees never changes and no mprotect window
+//!   exists. `process_vm_writev` does not force, and fails on code.
+//!   The kernel copies the 8 bytes with its `memcpy` (one 8-byte store
+//!   without FSRM; `rep movsb` with it, which is not architecturally one
+//!   store): a thread fetching the word at that instant could in principle
+//!   see it half written.
+//! - Code read as data shows the `jmp`; code unmapped and replaced gets
+//!   its own original bytes, which trap and are rewritten again (the old
+//!   trampoline is simply never reached again).
+//! - Once the program may have a seccomp filter (one at install, or a
+//!   trapped `seccomp` / `prctl(PR_SET_SECCOMP)`), nothing more is
+//!   rewritten: patching makes calls a filter could answer by killing.
+//! - The trampoline finds the thread's selector and engine state at fixed
+//!   offsets from `fs` (the engine's static TLS, as a code generator's
+//!   selector flip does): a program that points `fs` somewhere else than
+//!   its libc's thread block (its own TLS scheme) must not be run with
+//!   rewriting.
+//! - A patched page of a file mapping becomes the process's private copy
+//!   (4 KiB of memory each), as a debugger's breakpoint makes it.
+//! - Matching looks backwards from the `syscall` and checks that rax holds
+//!   the `mov`'s immediate; bytes that merely look like that `mov` (the
+//!   tail of a longer instruction) before a `syscall` reached by a jump
+//!   would be misread. glibc and musl do not emit such code.
+
+use crate::arch;
+use crate::arch::emit::VectorSave;
+use crate::arch::rewrite as emit;
+use crate::engine::{DirectFrame, Engine, EXECUTE_IN_STUB};
+use crate::sys::raw6;
+use crate::thread::ThreadState;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use syscalls::Sysno;
+
+/// Bytes of one trampoline chunk: the common stub, then trampolines.
+const CHUNK_LEN: u64 = 64 * 1024;
+/// Where the chunk's two common stubs are: one that saves xmm0-15 and
+/// MXCSR, for calls no hook sees (the engine's own code is compiled for
+/// SSE only, which leaves the upper vector halves alone), and one that
+/// saves all vector state with `xsavec`, for calls hooks see (they may run
+/// any code). Trampolines follow.
+const LIGHT_STUB: u64 = 0;
+const FULL_STUB: u64 = 1024;
+const FIRST_SLOT: u64 = 2048;
+const MAX_CHUNKS: usize = 64;
+/// How far from a site a chunk may start, leaving room for its length.
+const REACH: u64 = (1 << 31) - 2 * CHUNK_LEN;
+
+/// What the engine knows to rewrite sites, fixed at install.
+pub(crate) struct Rewriter {
+    selector_tp_offset: i32,
+    state_tp_offset: i32,
+    syscall_gadget: u64,
+    /// What the stub for hooked calls saves.
+    full: VectorSave,
+}
+
+/// Set while one thread patches: another trap meanwhile leaves its site
+/// for a later trap rather than wait (a handler must not block).
+static PATCHING: AtomicBool = AtomicBool::new(false);
+/// Set once the program may have a seccomp filter: patching makes calls
+/// of its own (openat, pwrite64, mmap) that a filter could answer by
+/// killing the process, so no site is rewritten from then on.
+static SECCOMP_SEEN: AtomicBool = AtomicBool::new(false);
+/// Chunk bases (0: unused), written only under `PATCHING`.
+static CHUNKS: [AtomicU64; MAX_CHUNKS] = [const { AtomicU64::new(0) }; MAX_CHUNKS];
+/// Bytes used in each chunk.
+static USED: [AtomicU64; MAX_CHUNKS] = [const { AtomicU64::new(0) }; MAX_CHUNKS];
+
+impl Rewriter {
+    /// Called on the installing thread: the engine's TLS offsets are the
+    /// same in every thread (static TLS). None if they do not fit the
+    /// stub's 32-bit displacement.
+    pub(crate) fn new(syscall_gadget: usize) -> Option<Rewriter> {
+        let seccomp_mode = raw6(
+            Sysno::prctl.id() as u64,
+            [libc::PR_GET_SECCOMP as u64, 0, 0, 0, 0, 0],
+        );
+        if seccomp_mode != 0 {
+            return None;
+        }
+        let offset = |addr: usize| i32::try_from(crate::selector::tp_offset_of(addr)).ok();
+        let vectors = if std::arch::is_x86_feature_detected!("xsavec") {
+            // The compacted area of every enabled component (CPUID 0Dh.1:EBX).
+            let leaf = std::arch::x86_64::__cpuid_count(0xd, 1);
+            VectorSave::Xsavec { area_len: leaf.ebx }
+        } else {
+            VectorSave::Sse
+        };
+        Some(Rewriter {
+            selector_tp_offset: offset(crate::selector::thread_byte() as usize)?,
+            state_tp_offset: offset(crate::thread::current_slot())?,
+            syscall_gadget: syscall_gadget as u64,
+            full: vectors,
+        })
+    }
+
+    /// After a trap at `call_addr` with number `nr` in rax: rewrites the
+    /// site if it is one this module handles. Runs on the trap path: raw
+    /// syscalls only, nothing that blocks.
+    pub(crate) fn on_trap(&self, engine: &Engine, call_addr: u64, nr: u64, arg0: u64) {
+        let seccomp = nr == Sysno::seccomp.id() as u64
+            || (nr == Sysno::prctl.id() as u64 && arg0 == libc::PR_SET_SECCOMP as u64);
+        if seccomp {
+            SECCOMP_SEEN.store(true, Relaxed);
+        }
+        if SECCOMP_SEEN.load(Relaxed) {
+            return;
+        }
+        let core = &engine.core;
+        let hooked =
+            core.filter.contains(nr) && !(core.pre_hooks.is_empty() && core.post_hooks.is_empty());
+        if !rewritable(nr) || call_addr < 7 {
+            return;
+        }
+        let site = call_addr - 7;
+        if site % 8 > 3 || in_chunk(site) {
+            return;
+        }
+        if PATCHING
+            .compare_exchange(false, true, Acquire, Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        if self.patch(site, call_addr, nr as u32, hooked) {
+            engine.core.counters.patched_site();
+        }
+        PATCHING.store(false, Release);
+    }
+
+    fn patch(&self, site: u64, call_addr: u64, nr: u32, hooked: bool) -> bool {
+        let base = site & !7;
+        let o = (site - base) as usize;
+        let mut words = [0u64; 2];
+        // The second word only when the syscall reaches into it (then it
+        // is on the syscall's page, which is mapped).
+        let n = if o >= 2 { 2 } else { 1 };
+        if !crate::usermem::read_user(base, &mut words[..n]) {
+            return false;
+        }
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&words[0].to_le_bytes());
+        bytes[8..].copy_from_slice(&words[1].to_le_bytes());
+        let imm = u32::from_le_bytes([bytes[o + 1], bytes[o + 2], bytes[o + 3], bytes[o + 4]]);
+        if bytes[o] != emit::MOV_EAX_OPCODE
+            || imm != nr
+            || bytes[o + 5..o + 7] != arch::SYSCALL_INSN
+        {
+            return false;
+        }
+        let Some(mem) = ProcMem::open() else {
+            return false;
+        };
+        let Some(slot) = self.slot_near(&mem, site) else {
+            return false;
+        };
+        let common = chunk_of(slot) + if hooked { FULL_STUB } else { LIGHT_STUB };
+        let Some(tramp) = emit::trampoline(slot, call_addr, nr, common, self.selector_tp_offset)
+        else {
+            return false;
+        };
+        let Some(jump) = emit::site_jump(site, slot) else {
+            return false;
+        };
+        if !mem.write(slot, &tramp) {
+            return false;
+        }
+        let mut word = words[0].to_le_bytes();
+        word[o..o + emit::PATCH_LEN].copy_from_slice(&jump);
+        mem.write(base, &word)
+    }
+
+    /// A free trampoline slot within reach of `site`, in an existing chunk
+    /// or a new one mapped near it.
+    fn slot_near(&self, mem: &ProcMem, site: u64) -> Option<u64> {
+        let reachable = |base: u64| base.abs_diff(site) < REACH;
+        for (i, chunk) in CHUNKS.iter().enumerate() {
+            let base = chunk.load(Relaxed);
+            if base == 0 {
+                let base = self.map_chunk(mem, site)?;
+                chunk.store(base, Relaxed);
+                USED[i].store(FIRST_SLOT + emit::TRAMPOLINE_LEN as u64, Relaxed);
+                return Some(base + FIRST_SLOT);
+            }
+            let used = USED[i].load(Relaxed);
+            if reachable(base) && used + emit::TRAMPOLINE_LEN as u64 <= CHUNK_LEN {
+                USED[i].store(used + emit::TRAMPOLINE_LEN as u64, Relaxed);
+                return Some(base + used);
+            }
+        }
+        None
+    }
+
+    /// Maps a chunk (read and execute: it is written through `mem`) at one
+    /// of a few places within reach of `site`, and writes its common stub.
+    fn map_chunk(&self, mem: &ProcMem, site: u64) -> Option<u64> {
+        const MIB: u64 = 1 << 20;
+        let stub = |vectors| {
+            emit::common_stub(
+                self.selector_tp_offset,
+                self.state_tp_offset,
+                rewritten_entry as *const () as u64,
+                self.syscall_gadget,
+                vectors,
+            )
+            .ok()
+            .filter(|code| code.len() as u64 <= FULL_STUB - LIGHT_STUB)
+        };
+        let light = stub(VectorSave::Sse)?;
+        let full = stub(self.full)?;
+        let around = site & !(CHUNK_LEN - 1);
+        for distance in [64 * MIB, 256 * MIB, 1024 * MIB, 1792 * MIB] {
+            for hint in [around.wrapping_sub(distance), around.wrapping_add(distance)] {
+                if !(0x10_0000..0x7fff_0000_0000).contains(&hint) {
+                    continue;
+                }
+                let r = raw6(
+                    Sysno::mmap.id() as u64,
+                    [
+                        hint,
+                        CHUNK_LEN,
+                        (libc::PROT_READ | libc::PROT_EXEC) as u64,
+                        (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE)
+                            as u64,
+                        u64::MAX,
+                        0,
+                    ],
+                );
+                if r as u64 != hint {
+                    continue;
+                }
+                if mem.write(hint + LIGHT_STUB, &light) && mem.write(hint + FULL_STUB, &full) {
+                    return Some(hint);
+                }
+                raw6(Sysno::munmap.id() as u64, [hint, CHUNK_LEN, 0, 0, 0, 0]);
+                return None;
+            }
+        }
+        None
+    }
+}
+
+/// Whether a site with this number may run through a trampoline: not the
+/// calls the trap path executes against its signal frame or re-issues at
+/// the site.
+pub(crate) fn rewritable(nr: u64) -> bool {
+    // A number the table does not know runs as it is on the trap path too.
+    let Some(sysno) = usize::try_from(nr).ok().and_then(Sysno::new) else {
+        return true;
+    };
+    !matches!(
+        sysno,
+        Sysno::rt_sigreturn
+            | Sysno::rt_sigprocmask
+            | Sysno::rt_sigaction
+            | Sysno::sigaltstack
+            | Sysno::rt_sigpending
+            | Sysno::rt_sigtimedwait
+            | Sysno::rt_sigsuspend
+            | Sysno::ppoll
+            | Sysno::pselect6
+            | Sysno::epoll_pwait
+            | Sysno::epoll_pwait2
+            | Sysno::prctl
+            | Sysno::seccomp
+            | Sysno::clone
+            | Sysno::clone3
+            | Sysno::fork
+            | Sysno::vfork
+            | Sysno::execve
+            | Sysno::execveat
+            | Sysno::exit
+            | Sysno::exit_group
+    )
+}
+
+/// In a child made by fork: the thread that held the patching flag at the
+/// fork does not exist there.
+pub(crate) fn forked() {
+    PATCHING.store(false, Relaxed);
+}
+
+fn chunk_of(slot: u64) -> u64 {
+    slot & !(CHUNK_LEN - 1)
+}
+
+/// Whether `addr` is in one of the engine's trampoline chunks.
+fn in_chunk(addr: u64) -> bool {
+    CHUNKS.iter().any(|c| {
+        let base = c.load(Relaxed);
+        base != 0 && addr.wrapping_sub(base) < CHUNK_LEN
+    })
+}
+
+/// `/proc/self/mem`, open for one patch (an fd kept open would be one the
+/// program could close or find in `/proc/self/fd`).
+struct ProcMem(u64);
+
+impl ProcMem {
+    fn open() -> Option<ProcMem> {
+        let path = b"/proc/self/mem\0";
+        let fd = raw6(
+            Sysno::openat.id() as u64,
+            [
+                libc::AT_FDCWD as u64,
+                path.as_ptr() as u64,
+                (libc::O_RDWR | libc::O_CLOEXEC) as u64,
+                0,
+                0,
+                0,
+            ],
+        );
+        (fd >= 0).then_some(ProcMem(fd as u64))
+    }
+
+    /// Writes `bytes` at `addr` in one `pwrite64`.
+    fn write(&self, addr: u64, bytes: &[u8]) -> bool {
+        let r = raw6(
+            Sysno::pwrite64.id() as u64,
+            [
+                self.0,
+                bytes.as_ptr() as u64,
+                bytes.len() as u64,
+                addr,
+                0,
+                0,
+            ],
+        );
+        r == bytes.len() as i64
+    }
+}
+
+impl Drop for ProcMem {
+    fn drop(&mut self) {
+        raw6(Sysno::close.id() as u64, [self.0, 0, 0, 0, 0, 0]);
+    }
+}
+
+/// The entrance of rewritten sites, called by the common stub with the
+/// selector on ALLOW and `state` read from the thread's `CURRENT` slot.
+/// Answers the result, [`EXECUTE_IN_STUB`] (the stub executes the frame's
+/// call from the excluded region), or `FALLBACK_TO_TRAP` when the call
+/// must go the way it would natively: the thread is not armed (its
+/// syscalls do not trap), or the program runs its own Syscall User
+/// Dispatch on it (the trap path delivers that).
+extern "C" fn rewritten_entry(frame: &mut DirectFrame, state: *const ThreadState) -> i64 {
+    let Some(engine) = Engine::installed() else {
+        return EXECUTE_IN_STUB;
+    };
+    // SAFETY: `state` is this thread's CURRENT pointer: null or its block
+    // state, which lives as long as the thread.
+    let Some(thread) = (unsafe { state.as_ref() }) else {
+        return emit::FALLBACK_TO_TRAP;
+    };
+    if thread.armed_tid.get() == 0
+        || thread.program_dispatch.get() != crate::nested::ProgramDispatch::OFF
+    {
+        return emit::FALLBACK_TO_TRAP;
+    }
+    engine.dispatch_rewritten(frame, thread)
+}

@@ -1,0 +1,604 @@
+//! Lazy rewriting of `mov eax, imm32; syscall` sites: a site traps once,
+//! is patched, and then enters the dispatch core through its trampoline
+//! with the syscall ABI kept exactly.
+#![cfg(target_arch = "x86_64")]
+
+mod common;
+
+use common::*;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use sud_engine::{selector, Engine, Selector, SyscallSet, Sysno, Verdict};
+
+/// The register-check block: inputs, then what the site left.
+#[repr(C, align(64))]
+struct Block([u64; 64]);
+
+static mut BLOCK_PTR: u64 = 0;
+
+// Sites are 8-byte aligned (`.p2align 3` before the `mov`), so the `mov`
+// fits one aligned word and is rewritable.
+std::arch::global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl rw_getppid",
+    "rw_getppid:",
+    "mov eax, 110",
+    ".globl rw_getppid_syscall",
+    "rw_getppid_syscall:",
+    "syscall",
+    "ret",
+    // getpid through the getppid site's syscall, jumped to directly.
+    ".p2align 4",
+    ".globl rw_jump_to_syscall",
+    "rw_jump_to_syscall:",
+    "mov eax, 39",
+    "jmp rw_getppid_syscall",
+    ".p2align 4",
+    ".globl rw_gettid",
+    "rw_gettid:",
+    "mov eax, 186",
+    "syscall",
+    "ret",
+    // rt_sigprocmask(how, set, oldset, size): on the deny list.
+    ".p2align 4",
+    ".globl rw_sigprocmask",
+    "rw_sigprocmask:",
+    "mov r10, rcx",
+    ".p2align 3",
+    "mov eax, 14",
+    "syscall",
+    "ret",
+    // rw_regs(block): loads the inputs, fills the red zone, calls getpid
+    // at an aligned site, stores every register and the red zone.
+    ".p2align 4",
+    ".globl rw_regs",
+    "rw_regs:",
+    "push rbx",
+    "push rbp",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "mov [rip + {ptr}], rdi",
+    "mov rax, rdi",
+    "push qword ptr [rax + 112]",
+    "popfq",
+    "mov rbx, [rax]",
+    "mov rbp, [rax + 8]",
+    "mov r12, [rax + 16]",
+    "mov r13, [rax + 24]",
+    "mov r14, [rax + 32]",
+    "mov r15, [rax + 40]",
+    "mov rsi, [rax + 56]",
+    "mov rdx, [rax + 64]",
+    "mov r10, [rax + 72]",
+    "mov r8, [rax + 80]",
+    "mov r9, [rax + 88]",
+    "movdqu xmm7, [rax + 96]",
+    "vmovdqu ymm6, [rax + 120]",
+    "mov rcx, 0x0101010101010101",
+    "mov rdi, rcx",
+    "mov [rsp - 8], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 16], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 24], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 32], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 40], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 48], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 56], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 64], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 72], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 80], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 88], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 96], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 104], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 112], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 120], rdi",
+    "add rdi, rcx",
+    "mov [rsp - 128], rdi",
+    // The flags again (the adds changed them); popfq writes only below
+    // the red zone's top, where rsp - 8 is then refilled.
+    "mov rdi, [rax + 112]",
+    "lea rsp, [rsp - 256]",
+    "push rdi",
+    "popfq",
+    "lea rsp, [rsp + 256]",
+    "mov rdi, [rax + 48]",
+    ".p2align 3",
+    ".globl rw_regs_site",
+    "rw_regs_site:",
+    "mov eax, 39",
+    "syscall",
+    "lea rsp, [rsp - 256]",
+    "pushfq",
+    "push rax",
+    "mov rax, [rip + {ptr}]",
+    "pop qword ptr [rax + 160]",
+    "pop qword ptr [rax + 168]",
+    "lea rsp, [rsp + 256]",
+    "cld",
+    "mov [rax + 176], rcx",
+    "mov [rax + 184], r11",
+    "mov [rax + 192], rbx",
+    "mov [rax + 200], rbp",
+    "mov [rax + 208], r12",
+    "mov [rax + 216], r13",
+    "mov [rax + 224], r14",
+    "mov [rax + 232], r15",
+    "mov [rax + 240], rdi",
+    "mov [rax + 248], rsi",
+    "mov [rax + 256], rdx",
+    "mov [rax + 264], r10",
+    "mov [rax + 272], r8",
+    "mov [rax + 280], r9",
+    "movdqu [rax + 288], xmm7",
+    "vmovdqu [rax + 304], ymm6",
+    "vzeroupper",
+    "mov rcx, 0",
+    "2:",
+    "mov rdx, [rsp + rcx * 8 - 128]",
+    "mov [rax + rcx * 8 + 336], rdx",
+    "inc rcx",
+    "cmp rcx, 16",
+    "jne 2b",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbp",
+    "pop rbx",
+    "ret",
+    // rw_many(): 256 getpid sites in a row; returns the sum of results.
+    ".p2align 4",
+    ".globl rw_many",
+    "rw_many:",
+    "push rbx",
+    "xor ebx, ebx",
+    ".rept 256",
+    ".p2align 3",
+    "mov eax, 39",
+    "syscall",
+    "add rbx, rax",
+    ".endr",
+    "mov rax, rbx",
+    "pop rbx",
+    "ret",
+    ptr = sym BLOCK_PTR,
+);
+
+extern "C" {
+    fn rw_getppid() -> i64;
+    fn rw_jump_to_syscall() -> i64;
+    fn rw_gettid() -> i64;
+    fn rw_sigprocmask(how: u64, set: u64, oldset: u64, size: u64) -> i64;
+    fn rw_regs(block: *mut Block);
+    fn rw_regs_site();
+    fn rw_many() -> i64;
+}
+
+fn foreign<R>(f: impl FnOnce() -> R) -> R {
+    let _foreign = selector::enter(Selector::Block);
+    f()
+}
+
+fn installed(watch: &[Sysno]) -> &'static Engine {
+    Engine::builder()
+        .watch(SyscallSet::from_sysnos(watch))
+        .rewrite_sites(true)
+        .install()
+        .unwrap()
+}
+
+#[test]
+fn a_site_is_patched_on_its_first_trap_then_enters_without_a_signal() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let before = engine.counters();
+        // SAFETY: the site is a plain getppid.
+        assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        let once = engine.counters();
+        assert_eq!(once.traps - before.traps, 1);
+        assert!(once.patched_sites > before.patched_sites);
+        let site = rw_getppid as *const () as usize as *const u8;
+        // SAFETY: reading the function's first byte, mapped executable and readable.
+        assert_eq!(
+            unsafe { site.read_volatile() },
+            0xe9,
+            "the mov became a jmp"
+        );
+        for _ in 0..100 {
+            // SAFETY: as above.
+            assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        }
+        let after = engine.counters();
+        assert_eq!(after.rewritten - once.rewritten, 100);
+        assert_eq!(engine.count(Sysno::getppid), 101);
+        // Host code running the patched site takes the native path.
+        // SAFETY: as above.
+        assert_eq!(unsafe { rw_getppid() }, ppid);
+        assert_eq!(engine.count(Sysno::getppid), 101);
+    });
+}
+
+#[test]
+fn rewritten_calls_run_the_hooks_and_keep_errno() {
+    child_passes(|| {
+        static SEEN: AtomicU64 = AtomicU64::new(0);
+        let engine = Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
+            .pre_hook(|call| {
+                SEEN.fetch_add(1, Relaxed);
+                // A hook that calls libc writes errno.
+                // SAFETY: closing an invalid fd fails harmlessly.
+                unsafe { libc::close(-1) };
+                Verdict::Return(call.call_addr as i64)
+            })
+            .rewrite_sites(true)
+            .install()
+            .unwrap();
+        let call_addr = rw_getppid_syscall as *const () as usize as i64 + 2;
+        for _ in 0..3 {
+            // SAFETY: writing this thread's errno.
+            unsafe { *libc::__errno_location() = 1234 };
+            // SAFETY: the site is a plain getppid.
+            assert_eq!(foreign(|| unsafe { rw_getppid() }), call_addr);
+            // SAFETY: reading this thread's errno.
+            assert_eq!(unsafe { *libc::__errno_location() }, 1234);
+        }
+        assert_eq!(SEEN.load(Relaxed), 3);
+        let c = engine.counters();
+        assert_eq!(c.rewritten, 2, "{c:?}");
+    });
+}
+
+extern "C" {
+    fn rw_getppid_syscall();
+}
+
+fn run_regs() -> Block {
+    let mut b = Block([0; 64]);
+    for (i, w) in b.0[..16].iter_mut().enumerate() {
+        *w = 0x1111_0000_0000_0000 * (i as u64 % 15 + 1) + i as u64;
+    }
+    // CF PF AF ZF SF DF OF and the reserved bit 1.
+    b.0[14] = 0x0cd7;
+    // SAFETY: rw_regs reads and writes only the block and its own stack.
+    unsafe { rw_regs(&mut b) };
+    b
+}
+
+#[test]
+fn a_rewritten_site_keeps_the_syscall_abi_registers_flags_red_zone_and_vectors() {
+    if !std::arch::is_x86_feature_detected!("avx") {
+        eprintln!("skipped: the CPU has no AVX (the test checks ymm6)");
+        return;
+    }
+    child_passes(|| {
+        let native = run_regs();
+        let engine = installed(&[Sysno::getpid]);
+        let trapped = foreign(run_regs);
+        let patched = engine.counters().patched_sites;
+        assert!(patched >= 1);
+        let rewritten = foreign(run_regs);
+        assert_eq!(engine.counters().rewritten, 1);
+        let call_addr = rw_regs_site as *const () as usize as u64 + 7;
+        assert_eq!(native.0[22], call_addr, "rcx natively");
+        for (name, run) in [("trap", &trapped), ("rewritten", &rewritten)] {
+            for i in 20..58 {
+                assert_eq!(
+                    run.0[i], native.0[i],
+                    "{name}: word {i} differs: {:#x} natively, {:#x}",
+                    native.0[i], run.0[i]
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn a_jump_straight_to_the_syscall_of_a_patched_site_still_traps() {
+    child_passes(|| {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() } as i64;
+        let engine = installed(&[]);
+        // SAFETY: the site is a plain getppid.
+        foreign(|| unsafe { rw_getppid() });
+        assert!(engine.counters().patched_sites >= 1);
+        let before = engine.counters();
+        // SAFETY: getpid through the patched site's syscall.
+        assert_eq!(foreign(|| unsafe { rw_jump_to_syscall() }), pid);
+        let after = engine.counters();
+        assert_eq!(after.traps - before.traps, 1);
+        assert_eq!(engine.count(Sysno::getpid), 1);
+    });
+}
+
+#[test]
+fn a_site_on_the_deny_list_keeps_trapping() {
+    child_passes(|| {
+        let engine = installed(&[]);
+        let mut old = [0u64; 2];
+        for _ in 0..3 {
+            // SAFETY: a query of the mask into a valid buffer.
+            let r = foreign(|| unsafe { rw_sigprocmask(0, 0, old.as_mut_ptr() as u64, 8) });
+            assert_eq!(r, 0);
+        }
+        assert_eq!(engine.count(Sysno::rt_sigprocmask), 3);
+        let site = rw_sigprocmask as *const () as usize as *const u8;
+        // SAFETY: reading the function's own code: `mov r10, rcx`,
+        // padding to 8, the `mov eax, 14`.
+        let code = unsafe { std::slice::from_raw_parts(site, 16) };
+        assert_eq!(code[8], 0xb8, "the mov is still there: {code:02x?}");
+        assert_eq!(engine.counters().rewritten, 0);
+    });
+}
+
+#[test]
+fn two_threads_hammer_a_site_while_it_is_patched() {
+    child_passes(|| {
+        const CALLS: u64 = 50_000;
+        let engine = installed(&[Sysno::gettid]);
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    engine.arm_current_thread(Selector::Allow).unwrap();
+                    // SAFETY: gettid has no preconditions.
+                    let tid = unsafe { libc::gettid() } as i64;
+                    barrier.wait();
+                    let _foreign = selector::enter(Selector::Block);
+                    for _ in 0..CALLS {
+                        // SAFETY: the site is a plain gettid.
+                        let r = unsafe { rw_gettid() };
+                        if r != tid {
+                            // SAFETY: leaving at once; the parent sees the status.
+                            unsafe { libc::_exit(3) };
+                        }
+                    }
+                });
+            }
+        });
+        let c = engine.counters();
+        // Arming and the threads' own gettid ran with the selector on ALLOW.
+        assert_eq!(engine.count(Sysno::gettid), 2 * CALLS);
+        assert!(c.rewritten >= 2 * CALLS - 100, "{c:?}");
+        assert!(c.patched_sites >= 1);
+    });
+}
+
+/// How the engine writes code (see `rewrite.rs`): `process_vm_writev` on
+/// self does not force its way through a read-only mapping, while
+/// `/proc/self/mem` does, without changing the mapping's protection.
+#[test]
+fn code_is_writable_through_proc_self_mem_but_not_process_vm_writev() {
+    child_passes(|| {
+        let site = rw_gettid as *const () as usize;
+        // SAFETY: reading the function's first bytes.
+        let original = unsafe { (site as *const [u8; 8]).read() };
+        let local = libc::iovec {
+            iov_base: original.as_ptr() as *mut libc::c_void,
+            iov_len: 8,
+        };
+        let remote = libc::iovec {
+            iov_base: site as *mut libc::c_void,
+            iov_len: 8,
+        };
+        // SAFETY: valid iovecs; the write, if it happened, would write the
+        // same bytes.
+        let r = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+        assert_eq!(r, -1, "process_vm_writev wrote to code");
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EFAULT)
+        );
+        let mem = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/self/mem")
+            .unwrap();
+        use std::os::unix::fs::FileExt;
+        assert_eq!(mem.write_at(&original, site as u64).unwrap(), 8);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|l| {
+                let (range, _) = l.split_once(' ').unwrap();
+                let (a, b) = range.split_once('-').unwrap();
+                let (a, b) = (
+                    usize::from_str_radix(a, 16).unwrap(),
+                    usize::from_str_radix(b, 16).unwrap(),
+                );
+                (a..b).contains(&site)
+            })
+            .unwrap();
+        assert!(line.contains(" r-xp "), "protection unchanged: {line}");
+    });
+}
+
+/// Patching makes calls of its own (openat, pwrite64, mmap) that a seccomp
+/// filter could answer by killing: a program that installs one gets no
+/// more rewriting.
+#[test]
+fn no_site_is_rewritten_once_the_program_installs_a_seccomp_filter() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let mut allow_all = [libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        }];
+        let prog = libc::sock_fprog {
+            len: 1,
+            filter: allow_all.as_mut_ptr(),
+        };
+        let r = foreign(|| {
+            // SAFETY: no_new_privs, then a filter that allows everything.
+            unsafe {
+                assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0,
+                    &prog as *const libc::sock_fprog,
+                )
+            }
+        });
+        assert_eq!(r, 0);
+        let before = engine.counters();
+        for _ in 0..3 {
+            // SAFETY: the site is a plain getppid.
+            assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        }
+        let after = engine.counters();
+        assert_eq!(after.patched_sites, before.patched_sites);
+        assert_eq!(after.traps - before.traps, 3);
+    });
+}
+
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_alarm(_: i32) {
+    TICKS.fetch_add(1, Relaxed);
+    // A handler that makes a call through the same rewritten site, with
+    // whatever selector the interrupted code had.
+    // SAFETY: the site is a plain getppid.
+    unsafe { rw_getppid() };
+}
+
+#[test]
+fn signals_arriving_anywhere_in_a_trampoline_leave_the_calls_intact() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[Sysno::getppid]);
+        // SAFETY: installing a handler for SIGALRM, then a 100 us timer.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_alarm as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            assert_eq!(libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut()), 0);
+            let every = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100,
+            };
+            let timer = libc::itimerval {
+                it_interval: every,
+                it_value: every,
+            };
+            assert_eq!(
+                libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()),
+                0
+            );
+        }
+        let bad = foreign(|| {
+            let mut bad = 0u64;
+            for _ in 0..50_000 {
+                // SAFETY: the site is a plain getppid.
+                if unsafe { rw_getppid() } != ppid {
+                    bad += 1;
+                }
+            }
+            bad
+        });
+        // SAFETY: stopping the timer.
+        unsafe {
+            let off: libc::itimerval = std::mem::zeroed();
+            libc::setitimer(libc::ITIMER_REAL, &off, std::ptr::null_mut());
+        }
+        assert_eq!(bad, 0);
+        assert!(TICKS.load(Relaxed) > 10, "the timer fired");
+        assert!(engine.counters().rewritten >= 49_000);
+    });
+}
+
+#[test]
+fn threads_running_many_sites_while_each_is_patched_never_see_a_torn_instruction() {
+    child_passes(|| {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() } as i64;
+        let engine = installed(&[]);
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    engine.arm_current_thread(Selector::Allow).unwrap();
+                    barrier.wait();
+                    let _foreign = selector::enter(Selector::Block);
+                    for _ in 0..200 {
+                        // SAFETY: 256 plain getpid calls.
+                        if unsafe { rw_many() } != 256 * pid {
+                            // SAFETY: leaving at once; the parent sees the status.
+                            unsafe { libc::_exit(3) };
+                        }
+                    }
+                });
+            }
+        });
+        let c = engine.counters();
+        assert_eq!(c.patched_sites, 256, "{c:?}");
+        assert_eq!(engine.count(Sysno::getpid), 2 * 200 * 256);
+    });
+}
+
+#[test]
+fn forked_and_spawned_children_run_through_patched_sites() {
+    child_passes(|| {
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() } as i64;
+        let engine = installed(&[]);
+        // SAFETY: the site is a plain getppid; closing an invalid fd fails
+        // harmlessly (it patches libc's close site if it is rewritable).
+        foreign(|| unsafe {
+            rw_getppid();
+            libc::close(-1);
+            libc::close(-1);
+        });
+        assert!(engine.counters().patched_sites >= 1);
+        // SAFETY: the child only calls the site, reads counters and _exits.
+        let pid = foreign(|| unsafe { libc::fork() });
+        if pid == 0 {
+            let before = engine.counters().rewritten;
+            // SAFETY: the site is a plain getppid.
+            let parent = foreign(|| unsafe { rw_getppid() });
+            let ok = parent == me && engine.counters().rewritten == before + 1;
+            // SAFETY: leaving the forked child.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        assert!(pid > 0);
+        assert_eq!(wait_for(pid), Ended::Exited(0), "the forked child");
+        let mut child = 0;
+        let path = c"/bin/true";
+        let argv = [path.as_ptr() as *mut libc::c_char, std::ptr::null_mut()];
+        let envp = [std::ptr::null_mut()];
+        // SAFETY: a valid path, argv and envp, all NULL-terminated.
+        let r = foreign(|| unsafe {
+            libc::posix_spawn(
+                &mut child,
+                path.as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        });
+        assert_eq!(r, 0);
+        assert_eq!(wait_for(child), Ended::Exited(0), "the spawned child");
+    });
+}

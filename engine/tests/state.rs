@@ -158,6 +158,7 @@ fn threads_and_processes_created_by_foreign_code_run() {
 /// Runs `arm` in a traced child that stops itself, and hands the parent
 /// the child's pid and what the child reported about its configuration.
 fn traced_child(arm: fn() -> [u64; 3], inspect: impl FnOnce(i32, [u64; 3])) {
+    before_fork();
     let mut fds = [0; 2];
     // SAFETY: pipe into a valid array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);

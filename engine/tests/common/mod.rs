@@ -32,6 +32,13 @@ pub fn in_child(body: impl FnOnce()) -> Ended {
     wait_for(pid)
 }
 
+/// What every test that forks calls first: a child must not inherit a
+/// lock or a `Once` that another harness thread was holding at the fork
+/// (see [`report_child_panics_without_locks`]).
+pub fn before_fork() {
+    report_child_panics_without_locks();
+}
+
 /// Installs, once and before any fork, a panic hook that reports a child's
 /// panic with one raw write. The default hook takes the backtrace and
 /// stderr locks, and setting a hook in the child takes the hook lock: any

@@ -108,7 +108,8 @@ impl Counters {
         self.compat.fetch_add(1, Relaxed);
     }
 
-    /// Counts one syscall site rewritten (see `rewrite`).
+    /// Counts one syscall site rewritten (see `rewrite`, x86-64 only).
+    #[cfg(target_arch = "x86_64")]
     pub(crate) fn patched_site(&self) {
         self.patched_sites.fetch_add(1, Relaxed);
     }

@@ -185,10 +185,7 @@ pub fn direct_call_stub(
 ) -> Result<Vec<u8>, EmitError> {
     let allow = selector_flip(access, 0)?;
     let block = selector_flip(access, 1)?;
-    let save_len = match vectors {
-        VectorSave::Sse => 16 * 16 + 64,
-        VectorSave::Xsavec { area_len } => round_up_64(area_len as i32),
-    };
+    let save_len = vector_save_len(vectors);
     let mut a = VecAssembler::<X64Relocation>::new(0);
     // Entered with [rsp] = return address into the site, rsp 128 bytes
     // below the foreign code's stack pointer (its red zone is skipped).
@@ -217,49 +214,7 @@ pub fn direct_call_stub(
         ; and rsp, -64
         ; sub rsp, save_len
     );
-    match vectors {
-        VectorSave::Sse => {
-            dynasm!(a
-                ; .arch x64
-                ; movaps [rsp], xmm0
-                ; movaps [rsp + 16], xmm1
-                ; movaps [rsp + 32], xmm2
-                ; movaps [rsp + 48], xmm3
-                ; movaps [rsp + 64], xmm4
-                ; movaps [rsp + 80], xmm5
-                ; movaps [rsp + 96], xmm6
-                ; movaps [rsp + 112], xmm7
-                ; movaps [rsp + 128], xmm8
-                ; movaps [rsp + 144], xmm9
-                ; movaps [rsp + 160], xmm10
-                ; movaps [rsp + 176], xmm11
-                ; movaps [rsp + 192], xmm12
-                ; movaps [rsp + 208], xmm13
-                ; movaps [rsp + 224], xmm14
-                ; movaps [rsp + 240], xmm15
-                ; stmxcsr [rsp + 256]
-            );
-        }
-        VectorSave::Xsavec { .. } => {
-            // xrstor of a compacted area faults unless header bytes 16-63
-            // are zero, and xsavec writes only bytes 0-15 of the header.
-            // edx:eax = every component XCR0 enables. rax and rdx are
-            // already saved; the flags were pushed.
-            dynasm!(a
-                ; .arch x64
-                ; xor eax, eax
-                ; mov [rsp + 512 + 16], rax
-                ; mov [rsp + 512 + 24], rax
-                ; mov [rsp + 512 + 32], rax
-                ; mov [rsp + 512 + 40], rax
-                ; mov [rsp + 512 + 48], rax
-                ; mov [rsp + 512 + 56], rax
-                ; mov eax, -1
-                ; mov edx, -1
-                ; xsavec64 [rsp]
-            );
-        }
-    }
+    save_vectors(&mut a, vectors);
     a.extend(allow.iter());
     dynasm!(a
         ; .arch x64
@@ -269,48 +224,7 @@ pub fn direct_call_stub(
         ; call rax
     );
     a.extend(block.iter());
-    match vectors {
-        VectorSave::Sse => {
-            dynasm!(a
-                ; .arch x64
-                // ldmxcsr costs ~7 ns here; the callee keeps MXCSR's control
-                // bits (System V), so reload only if a status bit changed.
-                ; stmxcsr [rsp + 260]
-                ; mov ecx, [rsp + 260]
-                ; cmp ecx, [rsp + 256]
-                ; je >mxcsr_kept
-                ; ldmxcsr [rsp + 256]
-                ; mxcsr_kept:
-                ; movaps xmm0, [rsp]
-                ; movaps xmm1, [rsp + 16]
-                ; movaps xmm2, [rsp + 32]
-                ; movaps xmm3, [rsp + 48]
-                ; movaps xmm4, [rsp + 64]
-                ; movaps xmm5, [rsp + 80]
-                ; movaps xmm6, [rsp + 96]
-                ; movaps xmm7, [rsp + 112]
-                ; movaps xmm8, [rsp + 128]
-                ; movaps xmm9, [rsp + 144]
-                ; movaps xmm10, [rsp + 160]
-                ; movaps xmm11, [rsp + 176]
-                ; movaps xmm12, [rsp + 192]
-                ; movaps xmm13, [rsp + 208]
-                ; movaps xmm14, [rsp + 224]
-                ; movaps xmm15, [rsp + 240]
-            );
-        }
-        VectorSave::Xsavec { .. } => {
-            // rax holds the result: keep it in rcx, which syscall clobbers.
-            dynasm!(a
-                ; .arch x64
-                ; mov rcx, rax
-                ; mov eax, -1
-                ; mov edx, -1
-                ; xrstor64 [rsp]
-                ; mov rax, rcx
-            );
-        }
-    }
+    restore_vectors(&mut a, vectors);
     // An entry that answers EXECUTE_IN_STUB (i64::MIN, which no syscall
     // returns) leaves the call to us: run it here, from the code cache (the
     // excluded region, so it does not trap), with the number and arguments
@@ -386,6 +300,108 @@ pub fn direct_call_site(site: u64, stub: u64) -> Result<[u8; DIRECT_CALL_SITE_LE
         0x48, 0x8d, 0x64, 0x24, 0x80, // lea rsp, [rsp-128]
         0xe8, rel[0], rel[1], rel[2], rel[3], // call stub
     ])
+}
+
+/// Bytes a stub reserves below its 64-aligned stack for `vectors`.
+pub(crate) fn vector_save_len(vectors: VectorSave) -> i32 {
+    match vectors {
+        VectorSave::Sse => 16 * 16 + 64,
+        VectorSave::Xsavec { area_len } => round_up_64(area_len as i32),
+    }
+}
+
+/// Saves the vector state at `[rsp]` (reserved with [`vector_save_len`]);
+/// rax and rdx must already be saved and the flags pushed.
+pub(crate) fn save_vectors(a: &mut VecAssembler<X64Relocation>, vectors: VectorSave) {
+    match vectors {
+        VectorSave::Sse => {
+            dynasm!(a
+                ; .arch x64
+                ; movaps [rsp], xmm0
+                ; movaps [rsp + 16], xmm1
+                ; movaps [rsp + 32], xmm2
+                ; movaps [rsp + 48], xmm3
+                ; movaps [rsp + 64], xmm4
+                ; movaps [rsp + 80], xmm5
+                ; movaps [rsp + 96], xmm6
+                ; movaps [rsp + 112], xmm7
+                ; movaps [rsp + 128], xmm8
+                ; movaps [rsp + 144], xmm9
+                ; movaps [rsp + 160], xmm10
+                ; movaps [rsp + 176], xmm11
+                ; movaps [rsp + 192], xmm12
+                ; movaps [rsp + 208], xmm13
+                ; movaps [rsp + 224], xmm14
+                ; movaps [rsp + 240], xmm15
+                ; stmxcsr [rsp + 256]
+            );
+        }
+        VectorSave::Xsavec { .. } => {
+            // xrstor of a compacted area faults unless header bytes 16-63
+            // are zero, and xsavec writes only bytes 0-15 of the header.
+            // edx:eax = every component XCR0 enables. rax and rdx are
+            // already saved; the flags were pushed.
+            dynasm!(a
+                ; .arch x64
+                ; xor eax, eax
+                ; mov [rsp + 512 + 16], rax
+                ; mov [rsp + 512 + 24], rax
+                ; mov [rsp + 512 + 32], rax
+                ; mov [rsp + 512 + 40], rax
+                ; mov [rsp + 512 + 48], rax
+                ; mov [rsp + 512 + 56], rax
+                ; mov eax, -1
+                ; mov edx, -1
+                ; xsavec64 [rsp]
+            );
+        }
+    }
+}
+
+/// Restores what [`save_vectors`] saved; keeps rax (the call's result).
+pub(crate) fn restore_vectors(a: &mut VecAssembler<X64Relocation>, vectors: VectorSave) {
+    match vectors {
+        VectorSave::Sse => {
+            dynasm!(a
+                ; .arch x64
+                // ldmxcsr costs ~7 ns here; the callee keeps MXCSR's control
+                // bits (System V), so reload only if a status bit changed.
+                ; stmxcsr [rsp + 260]
+                ; mov ecx, [rsp + 260]
+                ; cmp ecx, [rsp + 256]
+                ; je >mxcsr_kept
+                ; ldmxcsr [rsp + 256]
+                ; mxcsr_kept:
+                ; movaps xmm0, [rsp]
+                ; movaps xmm1, [rsp + 16]
+                ; movaps xmm2, [rsp + 32]
+                ; movaps xmm3, [rsp + 48]
+                ; movaps xmm4, [rsp + 64]
+                ; movaps xmm5, [rsp + 80]
+                ; movaps xmm6, [rsp + 96]
+                ; movaps xmm7, [rsp + 112]
+                ; movaps xmm8, [rsp + 128]
+                ; movaps xmm9, [rsp + 144]
+                ; movaps xmm10, [rsp + 160]
+                ; movaps xmm11, [rsp + 176]
+                ; movaps xmm12, [rsp + 192]
+                ; movaps xmm13, [rsp + 208]
+                ; movaps xmm14, [rsp + 224]
+                ; movaps xmm15, [rsp + 240]
+            );
+        }
+        VectorSave::Xsavec { .. } => {
+            // rax holds the result: keep it in rcx, which syscall clobbers.
+            dynasm!(a
+                ; .arch x64
+                ; mov rcx, rax
+                ; mov eax, -1
+                ; mov edx, -1
+                ; xrstor64 [rsp]
+                ; mov rax, rcx
+            );
+        }
+    }
 }
 
 #[cfg(test)]

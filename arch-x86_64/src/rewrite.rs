@@ -8,7 +8,7 @@
 //! there), and every other register, the flags, the red zone and the
 //! vector state are kept.
 
-use crate::emit::{selector_flip, EmitError, SelectorAccess, VectorSave};
+use crate::emit::{self, selector_flip, EmitError, SelectorAccess, VectorSave};
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};
 
@@ -117,10 +117,7 @@ pub fn common_stub(
     };
     let allow = selector_flip(access, 0)?;
     let block = selector_flip(access, 1)?;
-    let save_len = match vectors {
-        VectorSave::Sse => 16 * 16 + 64,
-        VectorSave::Xsavec { area_len } => ((area_len as i32) + 63) & !63,
-    };
+    let save_len = emit::vector_save_len(vectors);
     let mut a = VecAssembler::<X64Relocation>::new(0);
     dynasm!(a
         ; .arch x64
@@ -147,46 +144,7 @@ pub fn common_stub(
         ; and rsp, -64
         ; sub rsp, save_len
     );
-    match vectors {
-        VectorSave::Sse => {
-            dynasm!(a
-                ; .arch x64
-                ; movaps [rsp], xmm0
-                ; movaps [rsp + 16], xmm1
-                ; movaps [rsp + 32], xmm2
-                ; movaps [rsp + 48], xmm3
-                ; movaps [rsp + 64], xmm4
-                ; movaps [rsp + 80], xmm5
-                ; movaps [rsp + 96], xmm6
-                ; movaps [rsp + 112], xmm7
-                ; movaps [rsp + 128], xmm8
-                ; movaps [rsp + 144], xmm9
-                ; movaps [rsp + 160], xmm10
-                ; movaps [rsp + 176], xmm11
-                ; movaps [rsp + 192], xmm12
-                ; movaps [rsp + 208], xmm13
-                ; movaps [rsp + 224], xmm14
-                ; movaps [rsp + 240], xmm15
-                ; stmxcsr [rsp + 256]
-            );
-        }
-        VectorSave::Xsavec { .. } => {
-            // See emit::direct_call_stub: the header must be zero for xrstor.
-            dynasm!(a
-                ; .arch x64
-                ; xor eax, eax
-                ; mov [rsp + 512 + 16], rax
-                ; mov [rsp + 512 + 24], rax
-                ; mov [rsp + 512 + 32], rax
-                ; mov [rsp + 512 + 40], rax
-                ; mov [rsp + 512 + 48], rax
-                ; mov [rsp + 512 + 56], rax
-                ; mov eax, -1
-                ; mov edx, -1
-                ; xsavec64 [rsp]
-            );
-        }
-    }
+    emit::save_vectors(&mut a, vectors);
     a.extend(allow.iter());
     dynasm!(a
         ; .arch x64
@@ -195,45 +153,7 @@ pub fn common_stub(
         ; call rax
     );
     a.extend(block.iter());
-    match vectors {
-        VectorSave::Sse => {
-            dynasm!(a
-                ; .arch x64
-                ; stmxcsr [rsp + 260]
-                ; mov ecx, [rsp + 260]
-                ; cmp ecx, [rsp + 256]
-                ; je >mxcsr_kept
-                ; ldmxcsr [rsp + 256]
-                ; mxcsr_kept:
-                ; movaps xmm0, [rsp]
-                ; movaps xmm1, [rsp + 16]
-                ; movaps xmm2, [rsp + 32]
-                ; movaps xmm3, [rsp + 48]
-                ; movaps xmm4, [rsp + 64]
-                ; movaps xmm5, [rsp + 80]
-                ; movaps xmm6, [rsp + 96]
-                ; movaps xmm7, [rsp + 112]
-                ; movaps xmm8, [rsp + 128]
-                ; movaps xmm9, [rsp + 144]
-                ; movaps xmm10, [rsp + 160]
-                ; movaps xmm11, [rsp + 176]
-                ; movaps xmm12, [rsp + 192]
-                ; movaps xmm13, [rsp + 208]
-                ; movaps xmm14, [rsp + 224]
-                ; movaps xmm15, [rsp + 240]
-            );
-        }
-        VectorSave::Xsavec { .. } => {
-            dynasm!(a
-                ; .arch x64
-                ; mov rcx, rax
-                ; mov eax, -1
-                ; mov edx, -1
-                ; xrstor64 [rsp]
-                ; mov rax, rcx
-            );
-        }
-    }
+    emit::restore_vectors(&mut a, vectors);
     dynasm!(a
         ; .arch x64
         ; mov rcx, QWORD i64::MIN

@@ -119,6 +119,10 @@ pub struct Launch {
     pub program: Vec<OsString>,
     /// How lines look (sudtrace's flags, `--json`).
     pub options: TraceOptions,
+    /// `--from-start`: start the program through `sud-loader`, so its
+    /// first instruction and its dynamic loader are seen (statically
+    /// linked programs always are: the preload cannot reach them).
+    pub from_start: bool,
 }
 
 /// A finished run.
@@ -147,6 +151,26 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
         }
     }
     let preload = find_preload()?;
+    let (program, args) = launch
+        .program
+        .split_first()
+        .expect("clap requires a program");
+    let resolved = resolve_program(program);
+    let loader = match &resolved {
+        Some(path) if launch.from_start || crate::loader::is_static_elf(path) => {
+            let loader = crate::loader::find_loader().ok_or_else(|| {
+                ToolError::Spawn(
+                    program.clone(),
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "sud-loader is not next to the tool (build it with `cargo build -p sud-examples`)",
+                    ),
+                )
+            })?;
+            Some((loader, path.clone()))
+        }
+        _ => None,
+    };
     let report = match &launch.output {
         Some(path) => {
             File::create(path).map_err(|e| ToolError::Output(path.clone(), e))?;
@@ -173,23 +197,30 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
         faults: launch.faults.clone(),
         options: launch.options.clone(),
     };
-    let mut ld_preload = preload.into_os_string();
-    if let Some(theirs) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
-        ld_preload.push(":");
-        ld_preload.push(theirs);
-    }
-    let (program, args) = launch
-        .program
-        .split_first()
-        .expect("clap requires a program");
     // Set in our own environment rather than with Command::env, which
     // would rebuild the program's environment in sorted order: this way
-    // its order is the native one, and the preload removes these two
-    // again before the program's code runs. The tool is single-threaded.
-    std::env::set_var("LD_PRELOAD", ld_preload);
+    // its order is the native one, and the preload (or the loader)
+    // removes them again before the program's code runs. The tool is
+    // single-threaded.
     std::env::set_var(CONFIG_ENV, config.encode());
+    let mut command = match &loader {
+        Some((loader, target)) => {
+            std::env::set_var(crate::loader::TARGET_ENV, target);
+            let mut command = Command::new(loader);
+            command.arg0(program);
+            command
+        }
+        None => {
+            let mut ld_preload = preload.into_os_string();
+            if let Some(theirs) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+                ld_preload.push(":");
+                ld_preload.push(theirs);
+            }
+            std::env::set_var("LD_PRELOAD", ld_preload);
+            Command::new(program)
+        }
+    };
     let closed = CLOSED_AT_START.load(Relaxed);
-    let mut command = Command::new(program);
     command.args(args);
     if closed != 0 {
         // SAFETY: the closure only calls close(), which is
@@ -223,6 +254,23 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
         shared,
         report,
     })
+}
+
+/// The file `execvp` would run for `program` (searched in `PATH` when it
+/// has no `/`), if there is one.
+fn resolve_program(program: &std::ffi::OsStr) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let executable = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+        // SAFETY: access reads the NUL-terminated path.
+        let ok = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 && p.is_file();
+        ok.then(|| p.to_path_buf())
+    };
+    if program.as_bytes().contains(&b'/') {
+        return executable(Path::new(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path).find_map(|dir| executable(&dir.join(program)))
 }
 
 /// Puts an inheritable copy of `fd` where the program cannot ask for it:

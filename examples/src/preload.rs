@@ -93,6 +93,19 @@ struct Preload {
     tools: Vec<Tool>,
     /// This library's path, as `LD_PRELOAD` must name it.
     so_path: CString,
+    /// In an image started by `sud-loader`, the loader's path: each
+    /// `execve` starts the loader again (see `crate::loader`).
+    loader: Option<CString>,
+}
+
+/// The execve that started this image, for its trace line (the old image
+/// cannot print it: a successful execve does not return).
+pub(crate) struct StartedAs {
+    /// `AT_EXECFN`: the file name execve was given.
+    pub(crate) execfn: u64,
+    pub(crate) argc: c_int,
+    pub(crate) argv: *const *const c_char,
+    pub(crate) envp: *const *const c_char,
 }
 
 static PRELOAD: OnceLock<Preload> = OnceLock::new();
@@ -120,10 +133,32 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         .to_string_lossy()
         .into_owned();
     hide_tool_environment(&so_path);
-    let configs = match ToolConfig::decode_all(&text) {
-        Ok(configs) => configs,
-        Err(e) => return complain(2, &format!("sud preload: {e}; not tracing")),
+    // SAFETY: AT_EXECFN is the file name the kernel was given, a
+    // NUL-terminated string on the initial stack (or 0 when absent).
+    let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) };
+    let started = StartedAs {
+        execfn,
+        argc,
+        argv,
+        envp,
     };
+    if let Err(e) = install(&text, so_path, None, &started) {
+        complain(2, &format!("sud preload: {e}; not tracing"));
+    }
+}
+
+/// Installs the engine with the hooks of the tools `text` configures (the
+/// preload's constructor, or `sud-loader` with `loader` set, before the
+/// program's first instruction). Nothing to install (no tool follows
+/// this process) is not an error; failing to install ends the process
+/// with status 125 after telling each tool why.
+pub(crate) fn install(
+    text: &str,
+    so_path: CString,
+    loader: Option<CString>,
+    started: &StartedAs,
+) -> Result<(), crate::config::BadConfig> {
+    let configs = ToolConfig::decode_all(text)?;
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() } as u32;
     let mut tools = Vec::new();
@@ -158,7 +193,7 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         });
     }
     if tools.is_empty() {
-        return;
+        return Ok(());
     }
     let mut watch = SyscallSet::empty();
     for tool in &tools {
@@ -203,15 +238,22 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
     ] {
         watch.insert(always.id() as u64);
     }
-    let preload = PRELOAD.get_or_init(|| Preload { tools, so_path });
+    let from_loader = loader.is_some();
+    let preload = PRELOAD.get_or_init(|| Preload {
+        tools,
+        so_path,
+        loader,
+    });
     for tool in preload
         .tools
         .iter()
         .filter(|t| t.config.mode == Mode::Trace)
     {
-        tool.trace_exec_success(argc, argv, envp);
+        tool.trace_exec_success(started);
     }
     let follow = preload.tools.iter().any(|t| t.config.follow);
+    // From the loader, the program owns `fs` once it runs and the loader
+    // puts the selector on BLOCK itself, as its last store before the jump.
     let installed = Engine::builder()
         .watch(watch)
         .pre_hook(pre)
@@ -219,8 +261,13 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         .signal_hook(on_signal)
         .follow_fork(follow)
         .foreign_signal_handlers(true)
-        .reuse_thread_blocks(!under_thread_sanitizer())
-        .initial_selector(Selector::Block)
+        .reuse_thread_blocks(from_loader || !under_thread_sanitizer())
+        .program_owns_tls(from_loader)
+        .initial_selector(if from_loader {
+            Selector::Allow
+        } else {
+            Selector::Block
+        })
         .install();
     if let Err(e) = installed {
         for tool in &preload.tools {
@@ -232,6 +279,7 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         // SAFETY: _exit ends the process at once; nothing is left to run.
         unsafe { libc::_exit(125) };
     }
+    Ok(())
 }
 
 /// Whether the program is a ThreadSanitizer build (its runtime defines
@@ -545,7 +593,10 @@ fn pre(call: &Syscall) -> Verdict {
         }
     }
     if let Some(Sysno::execve | Sysno::execveat) = call.sysno() {
-        return p.keep_preload_in_exec(call);
+        return match &p.loader {
+            Some(loader) => p.keep_loader_in_exec(call, loader),
+            None => p.keep_preload_in_exec(call),
+        };
     }
     if returns_unseen(call) {
         p.trace(call, None);
@@ -724,12 +775,7 @@ impl Tool {
     /// The line for the execve that started this image (the old image
     /// could not print it: a successful execve does not return). Runs in
     /// the constructor, where allocating is fine.
-    fn trace_exec_success(
-        &self,
-        argc: c_int,
-        argv: *const *const c_char,
-        envp: *const *const c_char,
-    ) {
+    fn trace_exec_success(&self, started: &StartedAs) {
         if !self.print.contains(Sysno::execve.id() as u64) {
             return;
         }
@@ -737,11 +783,15 @@ impl Tool {
         let Some(who) = self.prefix(pid, tid) else {
             return;
         };
-        // SAFETY: AT_EXECFN is the file name the kernel was given, a
-        // NUL-terminated string on the initial stack (or 0 when absent).
-        let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) };
-        let mut args = [execfn, argv as u64, envp as u64, 0, 0, 0];
-        if argc < 0 {
+        let mut args = [
+            started.execfn,
+            started.argv as u64,
+            started.envp as u64,
+            0,
+            0,
+            0,
+        ];
+        if started.argc < 0 {
             args[1] = 0;
         }
         let options = &self.config.options;
@@ -1082,6 +1132,126 @@ impl Preload {
         Verdict::RunWith(args)
     }
 
+    /// In an image the loader started, an execve starts the loader again
+    /// on the new program (`crate::loader`), so that it too is seen from
+    /// its first instruction: the call becomes an execve of the loader with
+    /// the same argv, and an environment copy (a private mapping: no malloc
+    /// here) where `SUD_TOOL` holds the configurations and
+    /// `SUD_LOADER_EXEC` the file name the program gave; the loader takes
+    /// both out again. A name the kernel would refuse (missing, not
+    /// executable, not ELF or `#!`) and an `execveat` on a descriptor run as
+    /// asked: the kernel gives its own answer (or runs an image this tool
+    /// does not follow).
+    fn keep_loader_in_exec(&self, call: &Syscall, loader: &CStr) -> Verdict {
+        if !self.tools.iter().any(Tool::passed_on) {
+            return Verdict::Run;
+        }
+        let mut args = call.args;
+        let (path_index, envp_index) = match call.sysno() {
+            Some(Sysno::execve) => (0, 2),
+            _ => {
+                let relative_to_fd = args[0] as i32 != libc::AT_FDCWD;
+                if args[4] & libc::AT_EMPTY_PATH as u64 != 0 || relative_to_fd {
+                    return Verdict::Run;
+                }
+                (1, 3)
+            }
+        };
+        let mut target = [0u8; 4096];
+        let target_len = user_strlen(args[path_index]);
+        if target_len == 0 || target_len >= target.len() {
+            return Verdict::Run;
+        }
+        if read_memory(args[path_index], &mut target[..target_len]) != target_len
+            || !loadable(&target[..=target_len])
+        {
+            return Verdict::Run;
+        }
+        let target = &target[..target_len];
+        let envp = args[envp_index];
+        let mut count = 0u64;
+        let mut their_config: Option<(u64, usize)> = None;
+        let mut head = [0u8; 24];
+        while let Some(ptr) = read_word(envp, count).filter(|&ptr| ptr != 0) {
+            count += 1;
+            let n = read_memory(ptr, &mut head);
+            if head[..n].starts_with(&config_head()) {
+                let at = ptr + config_head().len() as u64;
+                their_config = Some((at, user_strlen(at)));
+            }
+        }
+        let mut config_text = [0u8; 4096];
+        let config_len = their_config.map_or(0, |(ptr, len)| {
+            read_memory(ptr, &mut config_text[..len.min(4096)])
+        });
+        let their_config = &config_text[..config_len];
+        let exec_head = crate::loader::TARGET_ENV_HEAD.as_bytes();
+        let mut encoded = Counter(0);
+        self.encode_passed(&mut encoded, their_config);
+        let pointers = (count + 3) * 8;
+        let strings = config_head().len() + encoded.0 + 1 + exec_head.len() + target.len() + 1 + 16;
+        let size = (pointers + strings as u64 + 4095) & !4095;
+        // SAFETY: a fresh anonymous private mapping (no address hint): it
+        // replaces nothing. Filled below, unmapped if the execve fails.
+        let map = unsafe {
+            raw(
+                Sysno::mmap,
+                [
+                    0,
+                    size,
+                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )
+        };
+        if map < 0 {
+            return Verdict::Run;
+        }
+        let base = map as u64;
+        remember_exec_copy(gettid(), base, size);
+        // SAFETY: [base, base + size) is the fresh mapping made above, large
+        // enough for `count + 3` pointers followed by the two entries;
+        // nothing else refers to it.
+        let area = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, size as usize) };
+        let (pointer_area, string_area) = area.split_at_mut(pointers as usize);
+        let mut strings = Cursor {
+            buf: string_area,
+            len: 0,
+        };
+        let config_at = base + pointers;
+        strings.push(&config_head());
+        self.encode_passed(&mut strings, their_config);
+        strings.push(b"\0");
+        let exec_at = base + pointers + strings.len as u64;
+        strings.push(exec_head);
+        strings.push(target);
+        strings.push(b"\0");
+        let mut kept = 0usize;
+        let mut put = |ptr: u64| {
+            pointer_area[kept * 8..kept * 8 + 8].copy_from_slice(&ptr.to_ne_bytes());
+            kept += 1;
+        };
+        for i in 0..count {
+            let Some(ptr) = read_word(envp, i) else { break };
+            let n = read_memory(ptr, &mut head);
+            let entry = &head[..n];
+            if !entry.starts_with(&config_head()) && !entry.starts_with(exec_head) {
+                put(ptr);
+            }
+        }
+        put(config_at);
+        put(exec_at);
+        put(0);
+        args[path_index] = loader.as_ptr() as u64;
+        args[envp_index] = base;
+        if call.sysno() == Some(Sysno::execveat) {
+            args[4] &= !(libc::AT_SYMLINK_NOFOLLOW as u64);
+        }
+        Verdict::RunWith(args)
+    }
+
     /// `SUD_TOOL`'s value for a child: the configurations in `theirs` that
     /// are not ours (an inner tool's), then ours, with the descriptors
     /// where they are now.
@@ -1217,6 +1387,33 @@ fn fd_limit() -> u64 {
         limit[0]
     } else {
         1024
+    }
+}
+
+/// Whether the loader can start `path` (NUL-terminated) as the kernel
+/// would: executable for us, and an ELF file or a `#!` script. Raw calls
+/// from the hook, unseen by the program.
+fn loadable(path: &[u8]) -> bool {
+    let at = path.as_ptr() as u64;
+    let cwd = libc::AT_FDCWD as u64;
+    // SAFETY: faccessat and openat read the NUL-terminated path; read
+    // writes at most 4 bytes into `magic`; close closes what openat opened.
+    unsafe {
+        if raw(Sysno::faccessat, [cwd, at, libc::X_OK as u64, 0, 0, 0]) != 0 {
+            return false;
+        }
+        let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+        let fd = raw(Sysno::openat, [cwd, at, flags, 0, 0, 0]);
+        if fd < 0 {
+            return false;
+        }
+        let mut magic = [0u8; 4];
+        let n = raw(
+            Sysno::read,
+            [fd as u64, magic.as_mut_ptr() as u64, 4, 0, 0, 0],
+        );
+        raw(Sysno::close, [fd as u64, 0, 0, 0, 0, 0]);
+        n == 4 && (magic == *b"\x7fELF" || magic.starts_with(b"#!"))
     }
 }
 

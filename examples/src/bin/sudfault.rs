@@ -33,6 +33,10 @@ struct Cli {
     /// `openat=ENOENT@2`.
     #[arg(long = "fail", value_name = "NAME=ERRNO[@N]", required = true, value_parser = parse_rule)]
     fail: Vec<FaultRule>,
+    /// Count from the program's first instruction (its dynamic loader's
+    /// calls too), through sud-loader; static programs always are.
+    #[arg(long)]
+    from_start: bool,
     /// The program to run and its arguments.
     #[arg(
         required = true,
@@ -90,6 +94,7 @@ fn main() {
         faults: cli.fail.clone(),
         output: cli.output,
         program: cli.program,
+        from_start: cli.from_start,
         options: TraceOptions {
             json: cli.json,
             ..TraceOptions::default()

@@ -69,6 +69,7 @@ fn main() {
         output,
         program: cli.program,
         options: cli.options.clone(),
+        from_start: cli.from_start,
     };
     match launcher::run(&launch) {
         Ok(mut finished) => {

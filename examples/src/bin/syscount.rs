@@ -28,6 +28,10 @@ struct Cli {
     /// Write the counts to FILE instead of standard error.
     #[arg(short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Count from the program's first instruction (its dynamic loader's
+    /// calls too), through sud-loader; static programs always are.
+    #[arg(long)]
+    from_start: bool,
     /// The program to run and its arguments.
     #[arg(
         required = true,
@@ -46,6 +50,7 @@ fn main() {
         faults: Vec::new(),
         output: cli.output,
         program: cli.program,
+        from_start: cli.from_start,
         options: TraceOptions::default(),
     };
     match launcher::run(&launch) {

@@ -1,0 +1,455 @@
+//! `sud-loader`: the tools' way to see a program from its first
+//! instruction (`--from-start`, and statically linked programs, which
+//! never load the preload library).
+//!
+//! The tool starts the loader (a static PIE built from this package, next
+//! to the tools) with the program's argv, and in its environment the
+//! tools' configuration (`SUD_TOOL`) and the program's file name
+//! (`SUD_LOADER_EXEC`). The loader then does what the kernel's execve
+//! would have done for the program, after installing the engine:
+//!
+//! 1. takes its two variables out of the environment it passes on (the
+//!    rest keeps its order) and follows `#!` lines as the kernel does;
+//! 2. maps the program's `PT_LOAD` segments (a fixed-address executable
+//!    where it asks, a PIE near `ELF_ET_DYN_BASE` with a random offset,
+//!    a static PIE likewise) and, for a dynamic program, its `PT_INTERP`
+//!    wherever mmap puts it;
+//! 3. installs the engine with exactly the preload's hooks
+//!    (`preload::install`): the tool's output is the same line for line;
+//! 4. builds the initial stack as the kernel does (see `stack`), below
+//!    its own frames on the real process stack, with the full auxiliary
+//!    vector copied from its own and rewritten where it names the image
+//!    (`AT_PHDR`, `AT_PHNUM`, `AT_BASE`, `AT_ENTRY`, `AT_EXECFN`, fresh
+//!    `AT_RANDOM` bytes, `AT_PLATFORM`);
+//! 5. tells the kernel what describes the program (`PR_SET_MM_MAP`,
+//!    unprivileged): its `brk` starts after its own bss (randomized as
+//!    the kernel does), so `brk` behaves as for a program the kernel
+//!    loaded and the heap is `[heap]`; `/proc/self/cmdline`,
+//!    `/proc/self/environ` and `/proc/self/auxv` show the program's;
+//! 6. puts the thread's selector on BLOCK as its last store and jumps to
+//!    the entry point with the kernel's registers (rsp at argc, rdx 0).
+//!
+//! From then on every syscall of the program traps, from its first
+//! instruction. An `execve` of the program starts the loader again on the
+//! new file (`preload::keep_loader_in_exec`); forks, vforks and threads
+//! are followed by the engine as under the preload.
+//!
+//! **The program owns `fs` and its libc.** The loader's glibc (static)
+//! and Rust's std serve only the loader before the jump. After it, the
+//! engine runs with `Builder::program_owns_tls`: its per-thread state is
+//! the thread block (the SIGSYS stack, found from the signal frame), each
+//! thread's selector is a byte in that block, errno is not touched, and
+//! sites are not rewritten. The hooks' state is the engine's hook words
+//! (per thread, in the block) and statics set before the jump; they
+//! allocate nothing (all allocation happens in the loader before the
+//! program runs), format into stack buffers and write with raw syscalls.
+//! What remains of libc on the hooks' path is `clock_gettime` for `-t`/`-T`
+//! (glibc's vDSO call, which reads no TLS on success).
+//!
+//! What a program can still tell:
+//! - `/proc/self/maps` lists `sud-loader` (text, data, its small heap) and
+//!   the engine's blocks, and the stack holds the loader's dead frames and
+//!   strings above the program's (the stack top is lower by those);
+//! - `/proc/self/exe` names the loader (replacing it needs
+//!   `CAP_CHECKPOINT_RESTORE` and the loader's file unmapped);
+//! - a static PIE is placed near `ELF_ET_DYN_BASE` with its heap after it,
+//!   where the kernel puts it at the top of the mmap area with its heap at
+//!   `ELF_ET_DYN_BASE` (the loader's own heap is there);
+//! - without `PR_SET_MM_MAP` (a kernel without CONFIG_CHECKPOINT_RESTORE)
+//!   the program's `brk` continues the loader's heap;
+//! - set-uid and file capabilities are not applied (the loader is not
+//!   set-uid; `AT_SECURE` is the loader's);
+//! - an `execveat` relative to a descriptor is run as asked and the new
+//!   image is not followed.
+
+mod elf;
+mod stack;
+
+use std::ffi::{c_char, c_int, CStr, CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+pub use elf::{ElfError, Role};
+
+/// The loader's file name next to the tools.
+pub const LOADER_FILE: &str = "sud-loader";
+/// The environment variable naming the file the loader is to run.
+pub const TARGET_ENV: &str = "SUD_LOADER_EXEC";
+/// `SUD_LOADER_EXEC=`.
+pub(crate) const TARGET_ENV_HEAD: &str = "SUD_LOADER_EXEC=";
+
+/// Whether `path` is an ELF executable without `PT_INTERP` (statically
+/// linked, or a static PIE): the preload cannot reach it.
+pub fn is_static_elf(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut eh = [0u8; 64];
+    if file.read_exact_at(&mut eh, 0).is_err() || eh[..4] != *b"\x7fELF" || eh[4] != 2 {
+        return false;
+    }
+    let word = |o: usize| u64::from_le_bytes(eh[o..o + 8].try_into().unwrap_or([0; 8]));
+    let half = |o: usize| u16::from_le_bytes([eh[o], eh[o + 1]]);
+    let (phoff, phentsize, phnum) = (word(32), half(54) as u64, half(56) as u64);
+    if phentsize < 4 {
+        return false;
+    }
+    (0..phnum).all(|i| {
+        let mut kind = [0u8; 4];
+        file.read_exact_at(&mut kind, phoff + i * phentsize).is_ok()
+            && u32::from_le_bytes(kind) != 3
+    })
+}
+
+/// Reads a NULL-terminated array of C strings.
+///
+/// # Safety
+/// `list` is null or a NULL-terminated array of NUL-terminated strings.
+unsafe fn strings(list: *const *const c_char) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    if list.is_null() {
+        return out;
+    }
+    let mut i = 0;
+    loop {
+        // SAFETY: the caller's contract: entries up to the NULL exist.
+        let p = unsafe { *list.add(i) };
+        if p.is_null() {
+            return out;
+        }
+        // SAFETY: as above, a NUL-terminated string.
+        out.push(unsafe { CStr::from_ptr(p) }.to_bytes().to_vec());
+        i += 1;
+    }
+}
+
+fn fail(what: &dyn std::fmt::Display) -> c_int {
+    eprintln!("sud-loader: {what}");
+    127
+}
+
+/// `#!` as the kernel's `binfmt_script` reads it: the interpreter, its
+/// one optional argument (the rest of the line, trimmed), then the
+/// script's name as execve was given it, then the old argv after argv[0].
+fn follow_scripts(
+    mut path: Vec<u8>,
+    mut argv: Vec<Vec<u8>>,
+) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
+    use std::io::Read;
+    let shown = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    for _ in 0..5 {
+        let mut head = [0u8; 256];
+        let n = std::fs::File::open(OsStr::from_bytes(&path))
+            .and_then(|mut f| f.read(&mut head))
+            .map_err(|e| format!("{}: {e}", shown(&path)))?;
+        let head = &head[..n];
+        if !head.starts_with(b"#!") {
+            return Ok((path, argv));
+        }
+        let line = head[2..].split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let is_space = |b: &u8| *b == b' ' || *b == b'\t';
+        let line: &[u8] = {
+            let start = line.iter().position(|b| !is_space(b)).unwrap_or(line.len());
+            let end = line
+                .iter()
+                .rposition(|b| !is_space(b))
+                .map_or(start, |e| e + 1);
+            &line[start..end]
+        };
+        let name_end = line.iter().position(is_space).unwrap_or(line.len());
+        let (interp, rest) = line.split_at(name_end);
+        if interp.is_empty() {
+            return Err(format!("{}: bad #! line", shown(&path)));
+        }
+        let arg = rest.iter().position(|b| !is_space(b)).map(|s| &rest[s..]);
+        let mut next = vec![interp.to_vec()];
+        next.extend(arg.map(<[u8]>::to_vec));
+        next.push(path);
+        next.extend(argv.into_iter().skip(1));
+        argv = next;
+        path = interp.to_vec();
+    }
+    Err("too many levels of #!".into())
+}
+
+/// The loader's own auxiliary vector (the kernel's order).
+fn own_auxv() -> Vec<(u64, u64)> {
+    let bytes = std::fs::read("/proc/self/auxv").unwrap_or_default();
+    bytes
+        .chunks_exact(16)
+        .map(|c| {
+            let w = |o: usize| u64::from_ne_bytes(c[o..o + 8].try_into().unwrap_or([0; 8]));
+            (w(0), w(8))
+        })
+        .take_while(|&(kind, _)| kind != stack::AT_NULL)
+        .collect()
+}
+
+/// The kernel's `struct prctl_mm_map`.
+#[repr(C)]
+struct MmMap {
+    start_code: u64,
+    end_code: u64,
+    start_data: u64,
+    end_data: u64,
+    start_brk: u64,
+    brk: u64,
+    start_stack: u64,
+    arg_start: u64,
+    arg_end: u64,
+    env_start: u64,
+    env_end: u64,
+    auxv: *const u64,
+    auxv_size: u32,
+    exe_fd: u32,
+}
+
+/// The loader's `main`: runs the program named by `SUD_LOADER_EXEC` with
+/// this argv, traced by the tools `SUD_TOOL` configures. Returns only on
+/// failure (status 127, as a shell for a program it cannot run).
+///
+/// # Safety
+/// `argv` and `envp` are the process's own, as `main` receives them.
+pub unsafe fn main(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+    let _ = argc;
+    // SAFETY: the caller's contract.
+    let args = unsafe { strings(argv) };
+    // SAFETY: as above.
+    let all_env = unsafe { strings(envp) };
+    let mut target = None;
+    let mut config = None;
+    let config_head = format!("{}=", crate::config::CONFIG_ENV);
+    let env: Vec<Vec<u8>> = all_env
+        .into_iter()
+        .filter(|var| {
+            if let Some(v) = var.strip_prefix(TARGET_ENV_HEAD.as_bytes()) {
+                target = Some(v.to_vec());
+                false
+            } else if let Some(v) = var.strip_prefix(config_head.as_bytes()) {
+                config = Some(String::from_utf8_lossy(v).into_owned());
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    let Some(execfn) = target else {
+        return fail(&"started without SUD_LOADER_EXEC: the tools start it (--from-start)");
+    };
+    let (file, argv) = match follow_scripts(execfn.clone(), args) {
+        Ok(found) => found,
+        Err(e) => return fail(&e),
+    };
+    let file = PathBuf::from(OsStr::from_bytes(&file));
+    let program = match elf::map(&file, Role::Program) {
+        Ok(m) => m,
+        Err(e) => return fail(&format!("{}: {e}", file.display())),
+    };
+    let interp = match &program.interp {
+        Some(path) => match elf::map(path, Role::Interpreter) {
+            Ok(m) => Some(m),
+            Err(e) => return fail(&format!("{}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let loader = std::fs::read_link("/proc/self/exe")
+        .map(|p| elf::c_path(&p))
+        .unwrap_or_default();
+    // The trace line of the execve that started this image shows the
+    // program's argv and environment, as the kernel received them.
+    let c_strings = |list: &[Vec<u8>]| -> Vec<CString> {
+        list.iter()
+            .map(|s| CString::new(s.clone()).unwrap_or_default())
+            .collect()
+    };
+    let (c_argv, c_env) = (c_strings(&argv), c_strings(&env));
+    let pointers = |list: &[CString]| -> Vec<*const c_char> {
+        list.iter()
+            .map(|s| s.as_ptr())
+            .chain([std::ptr::null()])
+            .collect()
+    };
+    let (argv_ptrs, env_ptrs) = (pointers(&c_argv), pointers(&c_env));
+    let c_execfn = CString::new(execfn.clone()).unwrap_or_default();
+    if let Some(text) = &config {
+        let started = crate::preload::StartedAs {
+            execfn: c_execfn.as_ptr() as u64,
+            argc: argv.len() as c_int,
+            argv: argv_ptrs.as_ptr(),
+            envp: env_ptrs.as_ptr(),
+        };
+        if let Err(e) = crate::preload::install(text, CString::default(), Some(loader), &started) {
+            return fail(&e);
+        }
+    }
+    let Some(engine) = sud_engine::Engine::installed() else {
+        return fail(&"no tool to serve (SUD_TOOL names none that follows this process)");
+    };
+    let selector = engine.current_thread_selector();
+    start(&program, interp.as_ref(), &argv, &env, &execfn, selector)
+}
+
+/// Builds the stack, describes the program to the kernel and jumps.
+fn start(
+    program: &elf::Mapped,
+    interp: Option<&elf::Mapped>,
+    argv: &[Vec<u8>],
+    env: &[Vec<u8>],
+    execfn: &[u8],
+    selector: *const std::sync::atomic::AtomicU8,
+) -> ! {
+    let mut auxv = own_auxv();
+    let platform = auxv
+        .iter()
+        .find(|&&(kind, _)| kind == stack::AT_PLATFORM)
+        // SAFETY: the kernel's AT_PLATFORM is a NUL-terminated string on
+        // the loader's initial stack, still mapped.
+        .map(|&(_, p)| {
+            unsafe { CStr::from_ptr(p as *const c_char) }
+                .to_bytes()
+                .to_vec()
+        })
+        .unwrap_or_default();
+    for (kind, value) in auxv.iter_mut() {
+        *value = match *kind {
+            stack::AT_PHDR => program.phdr as u64,
+            stack::AT_PHENT => std::mem::size_of::<libc::Elf64_Phdr>() as u64,
+            stack::AT_PHNUM => program.phnum as u64,
+            stack::AT_BASE => interp.map_or(0, |i| i.bias as u64),
+            stack::AT_FLAGS => 0,
+            stack::AT_ENTRY => program.entry as u64,
+            _ => *value,
+        };
+    }
+    let mut random = [0u8; 16];
+    random[..8].copy_from_slice(&elf::random_u64().to_ne_bytes());
+    random[8..].copy_from_slice(&elf::random_u64().to_ne_bytes());
+    // Below the loader's frames (this one and the few the jump needs).
+    let here = 0u8;
+    let top = ((&here as *const u8 as usize) - 0x10000) & !0xfff;
+    let built = stack::build(
+        top,
+        &stack::Contents {
+            argv,
+            envp: env,
+            execfn,
+            platform: &platform,
+            random,
+            auxv: &auxv,
+            gap: (elf::random_u64() % 8192) as usize,
+        },
+    );
+    let brk = elf::brk_start(program.end) as u64;
+    let map = MmMap {
+        start_code: program.code.0 as u64,
+        end_code: program.code.1 as u64,
+        start_data: program.data.0 as u64,
+        end_data: program.data.1 as u64,
+        start_brk: brk,
+        brk,
+        start_stack: built.sp as u64,
+        arg_start: built.arg.0 as u64,
+        arg_end: built.arg.1 as u64,
+        env_start: built.env.0 as u64,
+        env_end: built.env.1 as u64,
+        auxv: built.auxv.as_ptr(),
+        auxv_size: (built.auxv.len() * 8) as u32,
+        exe_fd: u32::MAX,
+    };
+    // SAFETY: PR_SET_MM_MAP reads one prctl_mm_map; it changes what the
+    // kernel reports for this process (and where brk starts), nothing the
+    // loader still uses. On failure nothing changes (see the module docs).
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_MM,
+            libc::PR_SET_MM_MAP,
+            &map as *const MmMap,
+            std::mem::size_of::<MmMap>(),
+            0,
+        )
+    };
+    let entry = interp.map_or(program.entry, |i| i.entry);
+    // SAFETY: the image is the program's initial stack for [sp, top),
+    // below every live frame of the loader; the selector is this thread's
+    // armed byte; the entry point is the mapped program's or its
+    // interpreter's.
+    unsafe { jump(&built.image, built.sp, entry, selector) }
+}
+
+/// Copies the stack image to `sp`, puts the selector on BLOCK and enters
+/// the program with the registers the kernel gives a new image (all zero
+/// but rsp; rdx 0 means no atexit function).
+///
+/// # Safety
+/// See [`start`]: `[sp, sp + image.len())` must be free stack below every
+/// live frame, `entry` the program's first instruction.
+unsafe fn jump(
+    image: &[u8],
+    sp: usize,
+    entry: usize,
+    selector: *const std::sync::atomic::AtomicU8,
+) -> ! {
+    // SAFETY: the caller's contract; after the selector store no syscall
+    // is made before the program's own.
+    unsafe {
+        std::arch::asm!(
+            "mov rsp, rdi",
+            "cld",
+            "rep movsb",
+            "mov byte ptr [r8], 1",
+            "mov [rsp - 8], r9",
+            "xor eax, eax",
+            "xor ebx, ebx",
+            "xor ecx, ecx",
+            "xor edx, edx",
+            "xor esi, esi",
+            "xor edi, edi",
+            "xor ebp, ebp",
+            "xor r8d, r8d",
+            "xor r9d, r9d",
+            "xor r10d, r10d",
+            "xor r11d, r11d",
+            "xor r12d, r12d",
+            "xor r13d, r13d",
+            "xor r14d, r14d",
+            "xor r15d, r15d",
+            "jmp qword ptr [rsp - 8]",
+            in("rdi") sp,
+            in("rsi") image.as_ptr(),
+            in("rcx") image.len(),
+            in("r8") selector,
+            in("r9") entry,
+            options(noreturn),
+        )
+    }
+}
+
+/// The loader next to the running tool, if built.
+pub fn find_loader() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.join(LOADER_FILE);
+    path.is_file().then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_are_followed_as_the_kernel_does() {
+        let dir = std::env::temp_dir().join(format!("sud-loader-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("s");
+        std::fs::write(&script, "#!  /bin/sh  -e -x \necho\n").unwrap();
+        let path = script.as_os_str().as_bytes().to_vec();
+        let (file, argv) =
+            follow_scripts(path.clone(), vec![b"s".to_vec(), b"a".to_vec()]).unwrap();
+        assert_eq!(file, b"/bin/sh");
+        assert_eq!(
+            argv,
+            [b"/bin/sh".to_vec(), b"-e -x".to_vec(), path, b"a".to_vec()]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

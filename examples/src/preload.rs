@@ -94,8 +94,9 @@ struct Preload {
     /// This library's path, as `LD_PRELOAD` must name it.
     so_path: CString,
     /// In an image started by `sud-loader`, the loader's path: each
-    /// `execve` starts the loader again (see `crate::loader`).
-    loader: Option<CString>,
+    /// `execve` starts the loader again (see `crate::loader`), and the
+    /// program's file (canonical), which `/proc/self/exe` names for it.
+    loader: Option<(CString, CString)>,
 }
 
 /// The execve that started this image, for its trace line (the old image
@@ -155,7 +156,7 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
 pub(crate) fn install(
     text: &str,
     so_path: CString,
-    loader: Option<CString>,
+    loader: Option<(CString, CString)>,
     started: &StartedAs,
 ) -> Result<(), crate::config::BadConfig> {
     let configs = ToolConfig::decode_all(text)?;
@@ -594,14 +595,80 @@ fn pre(call: &Syscall) -> Verdict {
     }
     if let Some(Sysno::execve | Sysno::execveat) = call.sysno() {
         return match &p.loader {
-            Some(loader) => p.keep_loader_in_exec(call, loader),
+            Some((loader, exe)) => p.keep_loader_in_exec(call, loader, exe),
             None => p.keep_preload_in_exec(call),
         };
     }
     if returns_unseen(call) {
         p.trace(call, None);
     }
+    if let Some((_, exe)) = &p.loader {
+        if let Some(verdict) = readlink_self_exe(call, exe) {
+            return verdict;
+        }
+    }
     Verdict::Run
+}
+
+/// Whether the program's NUL-terminated path at `ptr` names its own
+/// `/proc/.../exe` (self, thread-self, or its pid).
+fn names_self_exe(ptr: u64) -> bool {
+    let mut path = [0u8; 32];
+    let n = read_memory(ptr, &mut path);
+    let Some(len) = path[..n].iter().position(|&b| b == 0) else {
+        return false;
+    };
+    let Some(who) = path[..len]
+        .strip_prefix(b"/proc/")
+        .and_then(|rest| rest.strip_suffix(b"/exe"))
+    else {
+        return false;
+    };
+    who == b"self" || who == b"thread-self" || who == pid_text(getpid() as u32).as_bytes()
+}
+
+/// In an image the loader started, `/proc/self/exe` is the loader: its
+/// `readlink` answers with the program's file, as natively (programs
+/// such as busybox find and re-run themselves through it).
+fn readlink_self_exe(call: &Syscall, exe: &CStr) -> Option<Verdict> {
+    let (path, buf, size) = match call.sysno()? {
+        #[cfg(target_arch = "x86_64")]
+        Sysno::readlink => (call.args[0], call.args[1], call.args[2]),
+        Sysno::readlinkat => (call.args[1], call.args[2], call.args[3]),
+        _ => return None,
+    };
+    if !names_self_exe(path) {
+        return None;
+    }
+    if (size as i64) <= 0 {
+        return Some(Verdict::Fail(Errno::EINVAL));
+    }
+    let bytes = exe.to_bytes();
+    let n = bytes.len().min(size as usize);
+    let local = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: n,
+    };
+    let remote = libc::iovec {
+        iov_base: buf as *mut libc::c_void,
+        iov_len: n,
+    };
+    // SAFETY: process_vm_writev on this process writes `n` bytes at the
+    // program's buffer, as readlink would, and answers EFAULT for a bad one.
+    let r = unsafe {
+        raw(
+            Sysno::process_vm_writev,
+            [
+                getpid() as u64,
+                &local as *const _ as u64,
+                1,
+                &remote as *const _ as u64,
+                1,
+                0,
+            ],
+        )
+    };
+    Some(Verdict::Return(if r < 0 { r } else { n as i64 }))
 }
 
 /// sudtrace: `--- SIGNAME {...} ---` for each signal delivered to one of
@@ -1142,7 +1209,7 @@ impl Preload {
     /// executable, not ELF or `#!`) and an `execveat` on a descriptor run as
     /// asked: the kernel gives its own answer (or runs an image this tool
     /// does not follow).
-    fn keep_loader_in_exec(&self, call: &Syscall, loader: &CStr) -> Verdict {
+    fn keep_loader_in_exec(&self, call: &Syscall, loader: &CStr, exe: &CStr) -> Verdict {
         if !self.tools.iter().any(Tool::passed_on) {
             return Verdict::Run;
         }
@@ -1158,13 +1225,19 @@ impl Preload {
             }
         };
         let mut target = [0u8; 4096];
-        let target_len = user_strlen(args[path_index]);
+        let mut target_len = user_strlen(args[path_index]);
         if target_len == 0 || target_len >= target.len() {
             return Verdict::Run;
         }
-        if read_memory(args[path_index], &mut target[..target_len]) != target_len
-            || !loadable(&target[..=target_len])
-        {
+        if names_self_exe(args[path_index]) {
+            // The loader would find itself there: the program's file.
+            let exe = exe.to_bytes();
+            target_len = exe.len().min(target.len() - 1);
+            target[..target_len].copy_from_slice(&exe[..target_len]);
+        } else if read_memory(args[path_index], &mut target[..target_len]) != target_len {
+            return Verdict::Run;
+        }
+        if !loadable(&target[..=target_len]) {
             return Verdict::Run;
         }
         let target = &target[..target_len];

@@ -50,8 +50,10 @@
 //! - `/proc/self/maps` lists `sud-loader` (text, data, its small heap) and
 //!   the engine's blocks, and the stack holds the loader's dead frames and
 //!   strings above the program's (the stack top is lower by those);
-//! - `/proc/self/exe` names the loader (replacing it needs
-//!   `CAP_CHECKPOINT_RESTORE` and the loader's file unmapped);
+//! - `/proc/self/exe` is the loader (replacing it needs
+//!   `CAP_CHECKPOINT_RESTORE` and the loader's file unmapped): the hooks
+//!   answer its `readlink` with the program's file and turn an `execve`
+//!   of it into one of the program, but opening it opens the loader;
 //! - a static PIE is placed near `ELF_ET_DYN_BASE` with its heap after it,
 //!   where the kernel puts it at the top of the mmap area with its heap at
 //!   `ELF_ET_DYN_BASE` (the loader's own heap is there);
@@ -279,7 +281,9 @@ pub unsafe fn main(argc: c_int, argv: *const *const c_char, envp: *const *const 
             argv: argv_ptrs.as_ptr(),
             envp: env_ptrs.as_ptr(),
         };
-        if let Err(e) = crate::preload::install(text, CString::default(), Some(loader), &started) {
+        let exe = elf::c_path(&std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone()));
+        let hosts = Some((loader, exe));
+        if let Err(e) = crate::preload::install(text, CString::default(), hosts, &started) {
             return fail(&e);
         }
     }
@@ -369,6 +373,11 @@ fn start(
             0,
         )
     };
+    // The kernel names the task after the file execve was given.
+    let name = execfn.rsplit(|&b| b == b'/').next().unwrap_or(execfn);
+    let name = CString::new(&name[..name.len().min(15)]).unwrap_or_default();
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
     let entry = interp.map_or(program.entry, |i| i.entry);
     // SAFETY: the image is the program's initial stack for [sp, top),
     // below every live frame of the loader; the selector is this thread's

@@ -1225,22 +1225,21 @@ impl Preload {
             }
         };
         let mut target = [0u8; 4096];
-        let mut target_len = user_strlen(args[path_index]);
-        if target_len == 0 || target_len >= target.len() {
+        let target_len = user_strlen(args[path_index]);
+        if target_len == 0
+            || target_len >= target.len()
+            || read_memory(args[path_index], &mut target[..target_len]) != target_len
+        {
             return Verdict::Run;
         }
-        if names_self_exe(args[path_index]) {
-            // The loader would find itself there: the program's file.
-            let exe = exe.to_bytes();
-            target_len = exe.len().min(target.len() - 1);
-            target[..target_len].copy_from_slice(&exe[..target_len]);
-        } else if read_memory(args[path_index], &mut target[..target_len]) != target_len {
-            return Verdict::Run;
-        }
-        if !loadable(&target[..=target_len]) {
+        // `/proc/self/exe` would be the loader itself: the loader maps the
+        // program's file and keeps the name for AT_EXECFN and comm.
+        let file = names_self_exe(args[path_index]).then(|| exe.to_bytes_with_nul());
+        if !loadable(file.unwrap_or(&target[..=target_len])) {
             return Verdict::Run;
         }
         let target = &target[..target_len];
+        let file_head = crate::loader::FILE_ENV_HEAD.as_bytes();
         let envp = args[envp_index];
         let mut count = 0u64;
         let mut their_config: Option<(u64, usize)> = None;
@@ -1261,8 +1260,16 @@ impl Preload {
         let exec_head = crate::loader::TARGET_ENV_HEAD.as_bytes();
         let mut encoded = Counter(0);
         self.encode_passed(&mut encoded, their_config);
-        let pointers = (count + 3) * 8;
-        let strings = config_head().len() + encoded.0 + 1 + exec_head.len() + target.len() + 1 + 16;
+        let pointers = (count + 4) * 8;
+        let strings = config_head().len()
+            + encoded.0
+            + 1
+            + exec_head.len()
+            + target.len()
+            + 1
+            + file_head.len()
+            + file.map_or(0, <[u8]>::len)
+            + 16;
         let size = (pointers + strings as u64 + 4095) & !4095;
         // SAFETY: a fresh anonymous private mapping (no address hint): it
         // replaces nothing. Filled below, unmapped if the execve fails.
@@ -1285,8 +1292,8 @@ impl Preload {
         let base = map as u64;
         remember_exec_copy(gettid(), base, size);
         // SAFETY: [base, base + size) is the fresh mapping made above, large
-        // enough for `count + 3` pointers followed by the two entries;
-        // nothing else refers to it.
+        // enough for `count + 4` pointers followed by the entries; nothing
+        // else refers to it.
         let area = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, size as usize) };
         let (pointer_area, string_area) = area.split_at_mut(pointers as usize);
         let mut strings = Cursor {
@@ -1301,6 +1308,11 @@ impl Preload {
         strings.push(exec_head);
         strings.push(target);
         strings.push(b"\0");
+        let file_at = base + pointers + strings.len as u64;
+        if let Some(file) = file {
+            strings.push(file_head);
+            strings.push(file);
+        }
         let mut kept = 0usize;
         let mut put = |ptr: u64| {
             pointer_area[kept * 8..kept * 8 + 8].copy_from_slice(&ptr.to_ne_bytes());
@@ -1310,12 +1322,16 @@ impl Preload {
             let Some(ptr) = read_word(envp, i) else { break };
             let n = read_memory(ptr, &mut head);
             let entry = &head[..n];
-            if !entry.starts_with(&config_head()) && !entry.starts_with(exec_head) {
+            let ours = [&config_head()[..], exec_head, file_head];
+            if !ours.iter().any(|head| entry.starts_with(head)) {
                 put(ptr);
             }
         }
         put(config_at);
         put(exec_at);
+        if file.is_some() {
+            put(file_at);
+        }
         put(0);
         args[path_index] = loader.as_ptr() as u64;
         args[envp_index] = base;

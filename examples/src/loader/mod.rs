@@ -79,6 +79,9 @@ pub const LOADER_FILE: &str = "sud-loader";
 pub const TARGET_ENV: &str = "SUD_LOADER_EXEC";
 /// `SUD_LOADER_EXEC=`.
 pub(crate) const TARGET_ENV_HEAD: &str = "SUD_LOADER_EXEC=";
+/// `SUD_LOADER_FILE=`: the file to map when it is not the one the name
+/// finds (an execve of `/proc/self/exe`, which would find the loader).
+pub(crate) const FILE_ENV_HEAD: &str = "SUD_LOADER_FILE=";
 
 /// Whether `path` is an ELF executable without `PT_INTERP` (statically
 /// linked, or a static PIE): the preload cannot reach it.
@@ -220,6 +223,7 @@ pub unsafe fn main(argc: c_int, argv: *const *const c_char, envp: *const *const 
     // SAFETY: as above.
     let all_env = unsafe { strings(envp) };
     let mut target = None;
+    let mut file = None;
     let mut config = None;
     let config_head = format!("{}=", crate::config::CONFIG_ENV);
     let env: Vec<Vec<u8>> = all_env
@@ -227,6 +231,9 @@ pub unsafe fn main(argc: c_int, argv: *const *const c_char, envp: *const *const 
         .filter(|var| {
             if let Some(v) = var.strip_prefix(TARGET_ENV_HEAD.as_bytes()) {
                 target = Some(v.to_vec());
+                false
+            } else if let Some(v) = var.strip_prefix(FILE_ENV_HEAD.as_bytes()) {
+                file = Some(v.to_vec());
                 false
             } else if let Some(v) = var.strip_prefix(config_head.as_bytes()) {
                 config = Some(String::from_utf8_lossy(v).into_owned());
@@ -239,7 +246,8 @@ pub unsafe fn main(argc: c_int, argv: *const *const c_char, envp: *const *const 
     let Some(execfn) = target else {
         return fail(&"started without SUD_LOADER_EXEC: the tools start it (--from-start)");
     };
-    let (file, argv) = match follow_scripts(execfn.clone(), args) {
+    let given_argv = args.clone();
+    let (file, argv) = match follow_scripts(file.unwrap_or_else(|| execfn.clone()), args) {
         Ok(found) => found,
         Err(e) => return fail(&e),
     };
@@ -258,28 +266,33 @@ pub unsafe fn main(argc: c_int, argv: *const *const c_char, envp: *const *const 
     let loader = std::fs::read_link("/proc/self/exe")
         .map(|p| elf::c_path(&p))
         .unwrap_or_default();
+    let built = build_stack(&program, interp.as_ref(), &argv, &env, &execfn);
+    // Written now, so that the first trace line can show the program's
+    // envp where the program will find it; far enough below this frame
+    // that installing the engine does not reach it.
+    // SAFETY: [sp, sp + len) is process stack below every live frame
+    // (see `build_stack`); the kernel grows the stack mapping down to it.
+    unsafe {
+        std::ptr::copy_nonoverlapping(built.image.as_ptr(), built.sp as *mut u8, built.image.len())
+    };
     // The trace line of the execve that started this image shows the
-    // program's argv and environment, as the kernel received them.
-    let c_strings = |list: &[Vec<u8>]| -> Vec<CString> {
-        list.iter()
-            .map(|s| CString::new(s.clone()).unwrap_or_default())
-            .collect()
-    };
-    let (c_argv, c_env) = (c_strings(&argv), c_strings(&env));
-    let pointers = |list: &[CString]| -> Vec<*const c_char> {
-        list.iter()
-            .map(|s| s.as_ptr())
-            .chain([std::ptr::null()])
-            .collect()
-    };
-    let (argv_ptrs, env_ptrs) = (pointers(&c_argv), pointers(&c_env));
+    // argv execve was given (before any `#!` expansion).
+    let c_argv: Vec<CString> = given_argv
+        .iter()
+        .map(|s| CString::new(s.clone()).unwrap_or_default())
+        .collect();
+    let argv_ptrs: Vec<*const c_char> = c_argv
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
     let c_execfn = CString::new(execfn.clone()).unwrap_or_default();
     if let Some(text) = &config {
         let started = crate::preload::StartedAs {
             execfn: c_execfn.as_ptr() as u64,
-            argc: argv.len() as c_int,
+            argc: given_argv.len() as c_int,
             argv: argv_ptrs.as_ptr(),
-            envp: env_ptrs.as_ptr(),
+            envp: built.envp as *const *const c_char,
         };
         let exe = elf::c_path(&std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone()));
         let hosts = Some((loader, exe));
@@ -291,25 +304,24 @@ pub unsafe fn main(argc: c_int, argv: *const *const c_char, envp: *const *const 
         return fail(&"no tool to serve (SUD_TOOL names none that follows this process)");
     };
     let selector = engine.current_thread_selector();
-    start(&program, interp.as_ref(), &argv, &env, &execfn, selector)
+    start(&program, interp.as_ref(), &built, &execfn, selector)
 }
 
-/// Builds the stack, describes the program to the kernel and jumps.
-fn start(
+/// The program's initial stack, laid out below the loader's frames.
+fn build_stack(
     program: &elf::Mapped,
     interp: Option<&elf::Mapped>,
     argv: &[Vec<u8>],
     env: &[Vec<u8>],
     execfn: &[u8],
-    selector: *const std::sync::atomic::AtomicU8,
-) -> ! {
+) -> stack::Stack {
     let mut auxv = own_auxv();
     let platform = auxv
         .iter()
         .find(|&&(kind, _)| kind == stack::AT_PLATFORM)
-        // SAFETY: the kernel's AT_PLATFORM is a NUL-terminated string on
-        // the loader's initial stack, still mapped.
         .map(|&(_, p)| {
+            // SAFETY: the kernel's AT_PLATFORM is a NUL-terminated string
+            // on the loader's initial stack, still mapped.
             unsafe { CStr::from_ptr(p as *const c_char) }
                 .to_bytes()
                 .to_vec()
@@ -329,10 +341,11 @@ fn start(
     let mut random = [0u8; 16];
     random[..8].copy_from_slice(&elf::random_u64().to_ne_bytes());
     random[8..].copy_from_slice(&elf::random_u64().to_ne_bytes());
-    // Below the loader's frames (this one and the few the jump needs).
+    // Far below the loader's frames: the loader still installs the engine
+    // and makes a few calls before it jumps.
     let here = 0u8;
-    let top = ((&here as *const u8 as usize) - 0x10000) & !0xfff;
-    let built = stack::build(
+    let top = ((&here as *const u8 as usize) - STACK_BELOW_LOADER) & !0xfff;
+    stack::build(
         top,
         &stack::Contents {
             argv,
@@ -343,7 +356,21 @@ fn start(
             auxv: &auxv,
             gap: (elf::random_u64() % 8192) as usize,
         },
-    );
+    )
+}
+
+/// How far below the loader's `main` the program's stack starts.
+const STACK_BELOW_LOADER: usize = 256 * 1024;
+
+/// Describes the program to the kernel and jumps.
+fn start(
+    program: &elf::Mapped,
+    interp: Option<&elf::Mapped>,
+    built: &stack::Stack,
+    execfn: &[u8],
+    selector: *const std::sync::atomic::AtomicU8,
+) -> ! {
+    unregister_rseq();
     let brk = elf::brk_start(program.end) as u64;
     let map = MmMap {
         start_code: program.code.0 as u64,
@@ -384,6 +411,37 @@ fn start(
     // armed byte; the entry point is the mapped program's or its
     // interpreter's.
     unsafe { jump(&built.image, built.sp, entry, selector) }
+}
+
+/// glibc registered this thread's rseq area for the loader; the kernel
+/// takes one registration per thread, and the program's libc registers
+/// its own: the loader's goes.
+fn unregister_rseq() {
+    extern "C" {
+        static __rseq_offset: isize;
+        static __rseq_size: u32;
+    }
+    const RSEQ_SIG: u64 = 0x5305_3053;
+    const RSEQ_FLAG_UNREGISTER: u64 = 1;
+    // SAFETY: glibc's exported rseq ABI variables, constant after startup.
+    let (offset, size) = unsafe { (__rseq_offset, __rseq_size) };
+    if size == 0 {
+        return;
+    }
+    let tp: usize;
+    // SAFETY: reads the thread pointer (still the loader's glibc TCB,
+    // whose first word points to itself on x86-64).
+    unsafe { std::arch::asm!("mov {}, fs:0", out(reg) tp) };
+    let area = tp.wrapping_add_signed(offset);
+    // The registered length: glibc registers at least the original 32 bytes.
+    for len in [32u64, size as u64] {
+        // SAFETY: unregistering names the area glibc registered; the kernel
+        // only compares it.
+        let r = unsafe { libc::syscall(libc::SYS_rseq, area, len, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) };
+        if r == 0 {
+            return;
+        }
+    }
 }
 
 /// Copies the stack image to `sp`, puts the selector on BLOCK and enters

@@ -21,6 +21,8 @@ pub const AT_EXECFN: u64 = 31;
 pub struct Stack {
     pub image: Vec<u8>,
     pub sp: usize,
+    /// Where envp starts.
+    pub envp: usize,
     pub arg: (usize, usize),
     pub env: (usize, usize),
     /// The auxiliary vector as written (pairs, `AT_NULL` last), for
@@ -104,6 +106,7 @@ pub fn build(top: usize, c: &Contents<'_>) -> Stack {
     Stack {
         image,
         sp,
+        envp: sp + 8 * (c.argv.len() + 2),
         arg: (arg_start, env_start),
         env: (env_start, execfn_at),
         auxv,

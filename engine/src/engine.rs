@@ -553,10 +553,13 @@ impl Engine {
         // waits, with the selector on BLOCK); its state, armed_tid
         // included, stays the parent's.
         let vfork_child = state.armed_tid.get() != 0 && shared_tls;
+        // Asked before arming: once armed on BLOCK, the engine's own call
+        // would trap and reach the hooks as if the program had made it.
+        let tid = sys::gettid();
         state.replace_selector(Selector::Block as u8);
         self.arm_on(state)?;
         if !vfork_child {
-            state.armed_tid.set(sys::gettid());
+            state.armed_tid.set(tid);
         }
         Ok(())
     }

@@ -240,6 +240,12 @@ pub(crate) fn install(
         watch.insert(always.id() as u64);
     }
     let from_loader = loader.is_some();
+    if from_loader {
+        // `/proc/self/exe` names the loader: see `readlink_self_exe`.
+        #[cfg(target_arch = "x86_64")]
+        watch.insert(Sysno::readlink.id() as u64);
+        watch.insert(Sysno::readlinkat.id() as u64);
+    }
     let preload = PRELOAD.get_or_init(|| Preload {
         tools,
         so_path,

@@ -78,6 +78,9 @@ pub struct Mapped {
     pub data: (usize, usize),
     /// End of the highest segment (the bss end): where `brk` starts.
     pub end: usize,
+    /// Position-independent without `PT_INTERP`: the kernel maps it where
+    /// mmap would and starts its `brk` at `ELF_ET_DYN_BASE` instead.
+    pub static_pie: bool,
 }
 
 fn read_struct<T: Copy>(file: &File, offset: u64) -> Result<T, ElfError> {
@@ -198,8 +201,13 @@ pub fn map(path: &std::path::Path, role: Role) -> Result<Mapped, ElfError> {
         .max()
         .unwrap_or(PAGE)
         .max(PAGE);
+    let static_pie = eh.e_type == ET_DYN && interp.is_none();
     let bias = if eh.e_type == ET_DYN {
-        reserve(role, span, align)? - low
+        // `load_elf_binary`: only a PIE with an interpreter goes to
+        // ELF_ET_DYN_BASE; a static PIE (and the interpreter) where mmap
+        // puts a library.
+        let place = if static_pie { Role::Interpreter } else { role };
+        reserve(place, span, align)? - low
     } else {
         let fixed = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
         mmap(low, span, libc::PROT_NONE, fixed, -1, 0)?;
@@ -272,6 +280,7 @@ pub fn map(path: &std::path::Path, role: Role) -> Result<Mapped, ElfError> {
         code,
         data,
         end: bias + high,
+        static_pie: static_pie && role == Role::Program,
     })
 }
 
@@ -289,11 +298,19 @@ fn prot_of(flags: u32) -> i32 {
     prot
 }
 
-/// Where the program's `brk` starts: after its end, randomized as the
-/// kernel's `arch_randomize_brk`, on a page no mapping holds (the
-/// loader's own heap lies near `ELF_ET_DYN_BASE` too).
-pub fn brk_start(program_end: usize) -> usize {
-    let base = program_end.next_multiple_of(PAGE);
+/// Where the program's `brk` starts, as the kernel's `load_elf_binary`
+/// puts it: after the program's end, or for a static PIE at
+/// `ELF_ET_DYN_BASE` (after the loader's own heap, which is there), then
+/// randomized as `arch_randomize_brk`, on a page no mapping holds.
+pub fn brk_start(program: &Mapped) -> usize {
+    let after = if program.static_pie {
+        // SAFETY: sbrk(0) only reads the loader's current break.
+        let loader_heap = unsafe { libc::sbrk(0) } as usize;
+        ET_DYN_BASE.max(loader_heap)
+    } else {
+        program.end
+    };
+    let base = after.next_multiple_of(PAGE);
     for _ in 0..16 {
         let at = base + ((random_u64() % BRK_RND) as usize & !(PAGE - 1));
         let probe = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;

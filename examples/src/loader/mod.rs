@@ -54,9 +54,10 @@
 //!   `CAP_CHECKPOINT_RESTORE` and the loader's file unmapped): the hooks
 //!   answer its `readlink` with the program's file and turn an `execve`
 //!   of it into one of the program, but opening it opens the loader;
-//! - a static PIE is placed near `ELF_ET_DYN_BASE` with its heap after it,
-//!   where the kernel puts it at the top of the mmap area with its heap at
-//!   `ELF_ET_DYN_BASE` (the loader's own heap is there);
+//! - a static PIE's heap starts after the loader's own small heap near
+//!   `ELF_ET_DYN_BASE` (natively at it), and its `start_data`/`end_data`
+//!   in `/proc/self/stat` read as empty (the kernel's `PR_SET_MM_MAP`
+//!   wants the data below the break, which natively it is not);
 //! - without `PR_SET_MM_MAP` (a kernel without CONFIG_CHECKPOINT_RESTORE)
 //!   the program's `brk` continues the loader's heap;
 //! - set-uid and file capabilities are not applied (the loader is not
@@ -371,12 +372,19 @@ fn start(
     selector: *const std::sync::atomic::AtomicU8,
 ) -> ! {
     unregister_rseq();
-    let brk = elf::brk_start(program.end) as u64;
+    let brk = elf::brk_start(program) as u64;
+    // The kernel wants the data below the break; a static PIE's is above
+    // it (as natively): it is reported empty, just below the break.
+    let data = if (program.data.1 as u64) < brk {
+        (program.data.0 as u64, program.data.1 as u64)
+    } else {
+        (brk - 1, brk - 1)
+    };
     let map = MmMap {
         start_code: program.code.0 as u64,
         end_code: program.code.1 as u64,
-        start_data: program.data.0 as u64,
-        end_data: program.data.1 as u64,
+        start_data: data.0,
+        end_data: data.1,
         start_brk: brk,
         brk,
         start_stack: built.sp as u64,

@@ -93,10 +93,14 @@ struct Preload {
     tools: Vec<Tool>,
     /// This library's path, as `LD_PRELOAD` must name it.
     so_path: CString,
-    /// In an image started by `sud-loader`, the loader's path: each
-    /// `execve` starts the loader again (see `crate::loader`), and the
-    /// program's file (canonical), which `/proc/self/exe` names for it.
-    loader: Option<(CString, CString)>,
+    /// `sud-loader`, next to the tools: an `execve` of a static program
+    /// (which would never load this library), and in an image the loader
+    /// started every `execve`, starts the loader on the new file (see
+    /// `crate::loader`).
+    loader: Option<CString>,
+    /// In an image the loader started, the program's file (canonical),
+    /// which `/proc/self/exe` names for it.
+    self_exe: Option<CString>,
 }
 
 /// The execve that started this image, for its trace line (the old image
@@ -143,20 +147,37 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         argv,
         envp,
     };
-    if let Err(e) = install(&text, so_path, None, &started) {
+    let loader = loader_beside(&so_path);
+    if let Err(e) = install(&text, so_path, loader, None, &started) {
         complain(2, &format!("sud preload: {e}; not tracing"));
     }
 }
 
+/// `sud-loader` next to this library (`target/<profile>/`, or its parent
+/// when the library is the copy in `deps/`).
+fn loader_beside(so_path: &CStr) -> Option<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    let so = std::path::Path::new(std::ffi::OsStr::from_bytes(so_path.to_bytes()));
+    let dir = so.parent()?;
+    [
+        dir.join(crate::loader::LOADER_FILE),
+        dir.parent()?.join(crate::loader::LOADER_FILE),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .and_then(|p| CString::new(p.as_os_str().as_bytes()).ok())
+}
+
 /// Installs the engine with the hooks of the tools `text` configures (the
-/// preload's constructor, or `sud-loader` with `loader` set, before the
+/// preload's constructor, or `sud-loader` with `self_exe` set, before the
 /// program's first instruction). Nothing to install (no tool follows
 /// this process) is not an error; failing to install ends the process
 /// with status 125 after telling each tool why.
 pub(crate) fn install(
     text: &str,
     so_path: CString,
-    loader: Option<(CString, CString)>,
+    loader: Option<CString>,
+    self_exe: Option<CString>,
     started: &StartedAs,
 ) -> Result<(), crate::config::BadConfig> {
     let configs = ToolConfig::decode_all(text)?;
@@ -239,7 +260,7 @@ pub(crate) fn install(
     ] {
         watch.insert(always.id() as u64);
     }
-    let from_loader = loader.is_some();
+    let from_loader = self_exe.is_some();
     if from_loader {
         // `/proc/self/exe` names the loader: see `readlink_self_exe`.
         #[cfg(target_arch = "x86_64")]
@@ -250,6 +271,7 @@ pub(crate) fn install(
         tools,
         so_path,
         loader,
+        self_exe,
     });
     for tool in preload
         .tools
@@ -600,15 +622,20 @@ fn pre(call: &Syscall) -> Verdict {
         }
     }
     if let Some(Sysno::execve | Sysno::execveat) = call.sysno() {
-        return match &p.loader {
-            Some((loader, exe)) => p.keep_loader_in_exec(call, loader, exe),
+        let through_loader = p.loader.as_ref().and_then(|loader| {
+            let from_loader = p.self_exe.is_some();
+            p.keep_loader_in_exec(call, loader, p.self_exe.as_deref(), !from_loader)
+        });
+        return match through_loader {
+            Some(verdict) => verdict,
+            None if p.self_exe.is_some() => Verdict::Run,
             None => p.keep_preload_in_exec(call),
         };
     }
     if returns_unseen(call) {
         p.trace(call, None);
     }
-    if let Some((_, exe)) = &p.loader {
+    if let Some(exe) = &p.self_exe {
         if let Some(verdict) = readlink_self_exe(call, exe) {
             return verdict;
         }
@@ -1215,9 +1242,15 @@ impl Preload {
     /// executable, not ELF or `#!`) and an `execveat` on a descriptor run as
     /// asked: the kernel gives its own answer (or runs an image this tool
     /// does not follow).
-    fn keep_loader_in_exec(&self, call: &Syscall, loader: &CStr, exe: &CStr) -> Verdict {
+    fn keep_loader_in_exec(
+        &self,
+        call: &Syscall,
+        loader: &CStr,
+        self_exe: Option<&CStr>,
+        static_only: bool,
+    ) -> Option<Verdict> {
         if !self.tools.iter().any(Tool::passed_on) {
-            return Verdict::Run;
+            return None;
         }
         let mut args = call.args;
         let (path_index, envp_index) = match call.sysno() {
@@ -1225,7 +1258,7 @@ impl Preload {
             _ => {
                 let relative_to_fd = args[0] as i32 != libc::AT_FDCWD;
                 if args[4] & libc::AT_EMPTY_PATH as u64 != 0 || relative_to_fd {
-                    return Verdict::Run;
+                    return None;
                 }
                 (1, 3)
             }
@@ -1236,13 +1269,17 @@ impl Preload {
             || target_len >= target.len()
             || read_memory(args[path_index], &mut target[..target_len]) != target_len
         {
-            return Verdict::Run;
+            return None;
         }
         // `/proc/self/exe` would be the loader itself: the loader maps the
         // program's file and keeps the name for AT_EXECFN and comm.
-        let file = names_self_exe(args[path_index]).then(|| exe.to_bytes_with_nul());
-        if !loadable(file.unwrap_or(&target[..=target_len])) {
-            return Verdict::Run;
+        let file = self_exe
+            .filter(|_| names_self_exe(args[path_index]))
+            .map(CStr::to_bytes_with_nul);
+        match exec_kind(file.unwrap_or(&target[..=target_len])) {
+            Some(ExecKind::StaticElf) => {}
+            Some(_) if !static_only => {}
+            _ => return None,
         }
         let target = &target[..target_len];
         let file_head = crate::loader::FILE_ENV_HEAD.as_bytes();
@@ -1293,7 +1330,7 @@ impl Preload {
             )
         };
         if map < 0 {
-            return Verdict::Run;
+            return None;
         }
         let base = map as u64;
         remember_exec_copy(gettid(), base, size);
@@ -1344,7 +1381,7 @@ impl Preload {
         if call.sysno() == Some(Sysno::execveat) {
             args[4] &= !(libc::AT_SYMLINK_NOFOLLOW as u64);
         }
-        Verdict::RunWith(args)
+        Some(Verdict::RunWith(args))
     }
 
     /// `SUD_TOOL`'s value for a child: the configurations in `theirs` that
@@ -1485,31 +1522,60 @@ fn fd_limit() -> u64 {
     }
 }
 
-/// Whether the loader can start `path` (NUL-terminated) as the kernel
-/// would: executable for us, and an ELF file or a `#!` script. Raw calls
-/// from the hook, unseen by the program.
-fn loadable(path: &[u8]) -> bool {
+/// What an execve of a file would run, as far as the loader cares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExecKind {
+    Script,
+    DynamicElf,
+    /// No `PT_INTERP`: never loads this library.
+    StaticElf,
+}
+
+/// What `path` (NUL-terminated) is, if the loader can start it as the
+/// kernel would: executable for us, and an ELF file or a `#!` script.
+/// Raw calls from the hook into stack buffers, unseen by the program.
+fn exec_kind(path: &[u8]) -> Option<ExecKind> {
     let at = path.as_ptr() as u64;
     let cwd = libc::AT_FDCWD as u64;
-    // SAFETY: faccessat and openat read the NUL-terminated path; read
-    // writes at most 4 bytes into `magic`; close closes what openat opened.
-    unsafe {
+    // SAFETY: faccessat and openat read the NUL-terminated path.
+    let fd = unsafe {
         if raw(Sysno::faccessat, [cwd, at, libc::X_OK as u64, 0, 0, 0]) != 0 {
-            return false;
+            return None;
         }
         let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-        let fd = raw(Sysno::openat, [cwd, at, flags, 0, 0, 0]);
-        if fd < 0 {
-            return false;
-        }
-        let mut magic = [0u8; 4];
-        let n = raw(
-            Sysno::read,
-            [fd as u64, magic.as_mut_ptr() as u64, 4, 0, 0, 0],
-        );
-        raw(Sysno::close, [fd as u64, 0, 0, 0, 0, 0]);
-        n == 4 && (magic == *b"\x7fELF" || magic.starts_with(b"#!"))
+        raw(Sysno::openat, [cwd, at, flags, 0, 0, 0])
+    };
+    if fd < 0 {
+        return None;
     }
+    let pread = |buf: &mut [u8], offset: u64| -> bool {
+        let (ptr, len) = (buf.as_mut_ptr() as u64, buf.len() as u64);
+        // SAFETY: pread64 writes at most `len` bytes into `buf`.
+        unsafe { raw(Sysno::pread64, [fd as u64, ptr, len, offset, 0, 0]) == len as i64 }
+    };
+    let mut head = [0u8; 64];
+    let kind = if !pread(&mut head[..4], 0) {
+        None
+    } else if head.starts_with(b"#!") {
+        Some(ExecKind::Script)
+    } else if head.starts_with(b"\x7fELF") && pread(&mut head, 0) {
+        let word = |o: usize| u64::from_le_bytes(head[o..o + 8].try_into().unwrap_or([0; 8]));
+        let half = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as u64;
+        let (phoff, phentsize, phnum) = (word(32), half(54), half(56));
+        let mut kind = [0u8; 4];
+        let interp = (0..phnum.min(256))
+            .any(|i| pread(&mut kind, phoff + i * phentsize) && u32::from_le_bytes(kind) == 3);
+        Some(if interp {
+            ExecKind::DynamicElf
+        } else {
+            ExecKind::StaticElf
+        })
+    } else {
+        None
+    };
+    // SAFETY: closes the descriptor opened above.
+    unsafe { raw(Sysno::close, [fd as u64, 0, 0, 0, 0, 0]) };
+    kind
 }
 
 /// `SUD_TOOL=` as bytes, without allocating.

@@ -180,6 +180,29 @@ fn static_programs_go_through_the_loader_without_asking() {
     let argv = [binary.to_str().unwrap()];
     // Through the preload the tool would see no call at all.
     assert_counts_equal_strace(&dir, &[], &argv, b"", &["futex"]);
+    // Nor of a static program a traced dynamic one starts: its execve
+    // starts the loader on it.
+    let script = format!("{} one; echo $?", argv[0]);
+    let argv = ["sh", "-c", script.as_str()];
+    let native = run_in(&dir, &argv, b"");
+    let traced = under(SUDTRACE, &["-f"], &dir, &argv, b"");
+    assert_same_output("sh starting a static program", &native, &traced);
+    let trace = String::from_utf8_lossy(&traced.stderr);
+    assert!(
+        trace.contains("readlink(\"/proc/self/exe\""),
+        "the static child's calls are traced: {trace}"
+    );
+    // sh's own dynamic loader is not seen without --from-start: the calls
+    // only the static child makes are compared.
+    let ours = counts(&dir, &[], &argv, b"");
+    let theirs = strace_counts(&dir, &argv, b"");
+    for name in ["readlink", "clone3", "wait4"] {
+        assert_eq!(
+            ours.get(name),
+            theirs.get(name),
+            "{name}: {ours:?} {theirs:?}"
+        );
+    }
 }
 
 #[test]
@@ -329,6 +352,7 @@ fn go_static_with_goroutines_and_exec() {
         "mmap",
         "sched_yield",
         "read",
+        "waitid",
         "set_robust_list",
         "rseq",
         "set_tid_address",

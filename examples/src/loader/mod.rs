@@ -296,8 +296,9 @@ pub unsafe fn main(argc: c_int, argv: *const *const c_char, envp: *const *const 
             envp: built.envp as *const *const c_char,
         };
         let exe = elf::c_path(&std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone()));
-        let hosts = Some((loader, exe));
-        if let Err(e) = crate::preload::install(text, CString::default(), hosts, &started) {
+        let installed =
+            crate::preload::install(text, CString::default(), Some(loader), Some(exe), &started);
+        if let Err(e) = installed {
             return fail(&e);
         }
     }

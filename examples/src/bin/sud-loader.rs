@@ -8,11 +8,7 @@ use std::ffi::{c_char, c_int};
 
 /// glibc's `__libc_start_main` calls this with the process's argv and envp.
 #[no_mangle]
-pub extern "C" fn main(
-    argc: c_int,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) -> c_int {
+extern "C" fn main(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
     // SAFETY: argv and envp are the ones the C runtime received.
     unsafe { sud_examples::loader::main(argc, argv, envp) }
 }

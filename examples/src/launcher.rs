@@ -1,7 +1,9 @@
 //! The tool side shared by sudtrace, syscount and sudfault: check the
 //! kernel, find the preload library next to the running tool, set up the
 //! output descriptor and the shared counters, start the program with the
-//! library preloaded, wait for it, and exit the way it exited.
+//! library preloaded (or through `sud-loader` for `--from-start` and
+//! static programs, see `crate::loader`), wait for it, and exit the way
+//! it exited.
 
 use crate::config::{
     FaultRule, Mode, SharedArea, ToolConfig, TraceOptions, CONFIG_ENV, PRELOAD_FILE,

@@ -25,8 +25,12 @@
 //! What the tools cannot see, by construction:
 //! - syscalls made before this constructor runs: the first `execve` and
 //!   the dynamic loader's own calls (each new image's `execve` line is
-//!   printed by the new image, from `AT_EXECFN` and its argv);
-//! - programs that do not load `LD_PRELOAD` (static or set-uid binaries);
+//!   printed by the new image, from `AT_EXECFN` and its argv), unless the
+//!   tool started the program through `sud-loader` (`--from-start`,
+//!   `crate::loader`), which installs the same hooks before the program's
+//!   first instruction; an execve of a static program (which never loads
+//!   this library) starts the loader on it;
+//! - set-uid programs, which ignore `LD_PRELOAD`;
 //! - the `rt_sigreturn` of the program's signal handlers (the engine runs
 //!   them through its wrapper and returns through its own restorer, and
 //!   does not pass that return to the hooks);

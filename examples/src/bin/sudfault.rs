@@ -3,7 +3,7 @@
 //! User Dispatch inside the program; this injects faults for testing and
 //! confines nothing (SUD is not a security boundary).
 //!
-//! `sudfault [--json] [-o FILE] --fail NAME=ERRNO[@N] [--fail ...] -- PROG [ARGS...]`
+//! `sudfault [--json] [-o FILE] [--from-start] --fail NAME=ERRNO[@N] [--fail ...] -- PROG [ARGS...]`
 //!
 //! `@N` counts calls of NAME over all the program's processes and threads,
 //! from 1. Each injection is reported on standard error as it happens, and

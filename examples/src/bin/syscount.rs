@@ -1,7 +1,7 @@
 //! syscount: how many times a program (all its threads and child
 //! processes) made each system call, caught with Syscall User Dispatch.
 //!
-//! `syscount [--json] [-o FILE] -- PROG [ARGS...]`
+//! `syscount [--json] [-o FILE] [--from-start] -- PROG [ARGS...]`
 //!
 //! Processes killed by a signal still count: every traced process adds to
 //! counters in one shared mapping as it goes. Thread and process totals

@@ -692,7 +692,7 @@ fn readlink_self_exe(call: &Syscall, exe: &CStr) -> Option<Verdict> {
     };
     // SAFETY: process_vm_writev on this process writes `n` bytes at the
     // program's buffer, as readlink would, and answers EFAULT for a bad one.
-    let r = unsafe {
+    let write = || unsafe {
         raw(
             Sysno::process_vm_writev,
             [
@@ -705,6 +705,16 @@ fn readlink_self_exe(call: &Syscall, exe: &CStr) -> Option<Verdict> {
             ],
         )
     };
+    let mut r = write();
+    if r == -(libc::EFAULT as i64) {
+        // A buffer on stack pages the program has not touched yet: the
+        // kernel grows the stack for a fault of the program's own call,
+        // not for process_vm_writev. The real call faults it in (and
+        // answers EFAULT itself for a buffer that is bad).
+        // SAFETY: the program's own readlink, as it asked for it.
+        unsafe { raw(call.sysno()?, call.args) };
+        r = write();
+    }
     Some(Verdict::Return(if r < 0 { r } else { n as i64 }))
 }
 

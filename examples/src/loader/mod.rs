@@ -62,8 +62,11 @@
 //!   the program's `brk` continues the loader's heap;
 //! - set-uid and file capabilities are not applied (the loader is not
 //!   set-uid; `AT_SECURE` is the loader's);
-//! - an `execveat` relative to a descriptor is run as asked and the new
-//!   image is not followed.
+//! - an `execveat` relative to a descriptor, and an execve of a file the
+//!   loader cannot read (executable but not readable, as a non-root user
+//!   may meet), are run as asked and the new image is not followed;
+//! - the stack starts lower than natively (below the loader's frames), so
+//!   `RLIMIT_STACK` leaves the program a few hundred KiB less.
 
 mod elf;
 mod stack;
@@ -361,6 +364,9 @@ fn build_stack(
     )
 }
 
+/// The kernel's `stack_expand` in `setup_arg_pages`.
+const STACK_EXPAND: usize = 128 * 1024;
+
 /// How far below the loader's `main` the program's stack starts.
 const STACK_BELOW_LOADER: usize = 256 * 1024;
 
@@ -373,6 +379,15 @@ fn start(
     selector: *const std::sync::atomic::AtomicU8,
 ) -> ! {
     unregister_rseq();
+    // The kernel's setup_arg_pages leaves 128 KiB of stack mapped below
+    // the arguments; the program may hand such pages to a call before it
+    // touches them (and process_vm_writev, unlike a fault, does not grow
+    // the stack).
+    for page in (1..=STACK_EXPAND / 4096).map(|i| (built.sp & !0xfff) - i * 4096) {
+        // SAFETY: a read of process stack below every live frame: the
+        // fault grows the stack mapping down to it, as a native start.
+        unsafe { std::ptr::read_volatile(page as *const u8) };
+    }
     let brk = elf::brk_start(program) as u64;
     // The kernel wants the data below the break; a static PIE's is above
     // it (as natively): it is reported empty, just below the break.

@@ -127,6 +127,16 @@ static PRELOAD_INIT: extern "C" fn(c_int, *const *const c_char, *const *const c_
     preload_init;
 
 extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) {
+    // The program's main must find errno as natively (0): looking for the
+    // loader with std's stat probes statx with null pointers (EFAULT).
+    // SAFETY: this thread's errno slot, valid for its life.
+    let errno = unsafe { *libc::__errno_location() };
+    init(argc, argv, envp);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+fn init(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) {
     // SAFETY: getenv with a NUL-terminated name; no other thread exists yet.
     let raw = unsafe { libc::getenv(c"SUD_TOOL".as_ptr()) };
     if raw.is_null() {

@@ -25,7 +25,8 @@
 //!    unprivileged): its `brk` starts after its own bss (randomized as
 //!    the kernel does), so `brk` behaves as for a program the kernel
 //!    loaded and the heap is `[heap]`; `/proc/self/cmdline`,
-//!    `/proc/self/environ` and `/proc/self/auxv` show the program's;
+//!    `/proc/self/environ` and `/proc/self/auxv` show the program's, and
+//!    where allowed `/proc/self/exe` is its file (`describe_to_kernel`);
 //! 6. puts the thread's selector on BLOCK as its last store and jumps to
 //!    the entry point with the kernel's registers (rsp at argc, rdx 0).
 //!
@@ -47,13 +48,17 @@
 //! (glibc's vDSO call, which reads no TLS on success).
 //!
 //! What a program can still tell:
-//! - `/proc/self/maps` lists `sud-loader` (text, data, its small heap) and
-//!   the engine's blocks, and the stack holds the loader's dead frames and
-//!   strings above the program's (the stack top is lower by those);
-//! - `/proc/self/exe` is the loader (replacing it needs
-//!   `CAP_CHECKPOINT_RESTORE` and the loader's file unmapped): the hooks
-//!   answer its `readlink` with the program's file and turn an `execve`
-//!   of it into one of the program, but opening it opens the loader;
+//! - `/proc/self/maps` lists the loader's mappings (text, data, its small
+//!   heap) and the engine's blocks, and the stack holds the loader's dead
+//!   frames and strings above the program's (the stack top is lower by
+//!   those);
+//! - `/proc/self/exe`: with `CAP_CHECKPOINT_RESTORE` (root) it is the
+//!   program's file, as natively: the loader replaces its own file's
+//!   mappings with anonymous copies (so maps names no `sud-loader`, only
+//!   anonymous code) and gives the kernel the program's file. Without it
+//!   the exe stays the loader: the hooks answer its `readlink` with the
+//!   program's file and turn an `execve` of it into one of the program,
+//!   but opening it opens the loader;
 //! - a static PIE's heap starts after the loader's own small heap near
 //!   `ELF_ET_DYN_BASE` (natively at it), and its `start_data`/`end_data`
 //!   in `/proc/self/stat` read as empty (the kernel's `PR_SET_MM_MAP`
@@ -309,7 +314,7 @@ pub unsafe fn main(argc: c_int, argv: *const *const c_char, envp: *const *const 
         return fail(&"no tool to serve (SUD_TOOL names none that follows this process)");
     };
     let selector = engine.current_thread_selector();
-    start(&program, interp.as_ref(), &built, &execfn, selector)
+    start(&program, interp.as_ref(), &built, &execfn, &file, selector)
 }
 
 /// The program's initial stack, laid out below the loader's frames.
@@ -376,6 +381,7 @@ fn start(
     interp: Option<&elf::Mapped>,
     built: &stack::Stack,
     execfn: &[u8],
+    file: &Path,
     selector: *const std::sync::atomic::AtomicU8,
 ) -> ! {
     unregister_rseq();
@@ -396,7 +402,7 @@ fn start(
     } else {
         (brk - 1, brk - 1)
     };
-    let map = MmMap {
+    let mut map = MmMap {
         start_code: program.code.0 as u64,
         end_code: program.code.1 as u64,
         start_data: data.0,
@@ -412,18 +418,7 @@ fn start(
         auxv_size: (built.auxv.len() * 8) as u32,
         exe_fd: u32::MAX,
     };
-    // SAFETY: PR_SET_MM_MAP reads one prctl_mm_map; it changes what the
-    // kernel reports for this process (and where brk starts), nothing the
-    // loader still uses. On failure nothing changes (see the module docs).
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_MM,
-            libc::PR_SET_MM_MAP,
-            &map as *const MmMap,
-            std::mem::size_of::<MmMap>(),
-            0,
-        )
-    };
+    describe_to_kernel(&mut map, file);
     // The kernel names the task after the file execve was given.
     let name = execfn.rsplit(|&b| b == b'/').next().unwrap_or(execfn);
     let name = CString::new(&name[..name.len().min(15)]).unwrap_or_default();
@@ -466,6 +461,128 @@ fn unregister_rseq() {
             return;
         }
     }
+}
+
+/// `PR_SET_MM_MAP`: what `/proc/self/{stat,cmdline,environ,auxv}` show and
+/// where `brk` starts, and with `CAP_CHECKPOINT_RESTORE` (root) the exe
+/// file too, so that `/proc/self/exe` is the program's. The kernel
+/// refuses a new exe file while the old one is mapped: the loader's own
+/// mappings of its file are first replaced by anonymous copies (same
+/// bytes, same addresses and protections), which also takes its name out
+/// of `/proc/self/maps`. Unprivileged, the exe stays the loader (the
+/// hooks answer `readlink` of it; see `preload::readlink_self_exe`).
+fn describe_to_kernel(map: &mut MmMap, file: &Path) {
+    let set = |map: &MmMap| {
+        // SAFETY: PR_SET_MM_MAP reads one prctl_mm_map; it changes what
+        // the kernel reports for this process (and where brk starts),
+        // nothing the loader still uses. On failure nothing changes.
+        let r = unsafe {
+            libc::prctl(
+                libc::PR_SET_MM,
+                libc::PR_SET_MM_MAP,
+                map as *const MmMap,
+                std::mem::size_of::<MmMap>(),
+                0,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().raw_os_error())
+        }
+    };
+    let program = std::fs::File::open(file);
+    if let Ok(program) = &program {
+        use std::os::unix::io::AsRawFd;
+        map.exe_fd = program.as_raw_fd() as u32;
+        // EPERM: not allowed to change the exe (checked first); EBUSY:
+        // allowed, but the loader's file is still mapped.
+        if set(map) == Err(Some(libc::EBUSY)) && disown_own_file() && set(map).is_ok() {
+            return;
+        }
+    }
+    map.exe_fd = u32::MAX;
+    let _ = set(map);
+}
+
+/// Replaces every mapping of the loader's own file with an anonymous copy.
+fn disown_own_file() -> bool {
+    let Ok(own) = std::fs::read_link("/proc/self/exe") else {
+        return false;
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    let mut ok = true;
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.splitn(6, ' ').collect();
+        if fields.len() < 6 || Path::new(fields[5].trim_start()) != own {
+            continue;
+        }
+        let Some((start, end)) = fields[0].split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        let perms = fields[1].as_bytes();
+        let mut prot = 0;
+        for (i, bit) in [libc::PROT_READ, libc::PROT_WRITE, libc::PROT_EXEC]
+            .into_iter()
+            .enumerate()
+        {
+            if perms.get(i).is_some_and(|&c| c != b'-') {
+                prot |= bit;
+            }
+        }
+        ok &= replace_with_copy(start, end - start, prot);
+    }
+    ok
+}
+
+/// Copies `[start, start + len)` into a fresh anonymous mapping with
+/// `prot` and moves it over the original in one `mremap`: the bytes at
+/// every address stay the same, even for the code running this.
+fn replace_with_copy(start: usize, len: usize, prot: i32) -> bool {
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    // SAFETY: a fresh private mapping, filled from the loader's own
+    // readable mapping (unreadable ones stay zero, as PROT_NONE they are
+    // never read), then moved over that mapping: the same bytes, at the
+    // same addresses, with the same protections. Raw mremap: nothing
+    // between the copy and the move writes the loader's data.
+    unsafe {
+        // Populated in one call each, not one fault per page.
+        let copy = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            rw,
+            anon | libc::MAP_POPULATE,
+            -1,
+            0,
+        );
+        if copy == libc::MAP_FAILED {
+            return false;
+        }
+        if prot & libc::PROT_READ != 0 {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_POPULATE_READ);
+            std::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len);
+        }
+        libc::mprotect(copy, len, prot);
+        let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+        let moved = sud_engine::raw_syscall(
+            libc::SYS_mremap as u64,
+            [copy as u64, len as u64, len as u64, flags, start as u64, 0],
+        );
+        if moved != start as i64 {
+            libc::munmap(copy, len);
+            return false;
+        }
+    }
+    true
 }
 
 /// Copies the stack image to `sp`, puts the selector on BLOCK and enters

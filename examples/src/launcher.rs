@@ -160,16 +160,22 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
     let resolved = resolve_program(program);
     let loader = match &resolved {
         Some(path) if launch.from_start || crate::loader::is_static_elf(path) => {
-            let loader = crate::loader::find_loader().ok_or_else(|| {
-                ToolError::Spawn(
-                    program.clone(),
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        "sud-loader is not next to the tool (build it with `cargo build -p sud-examples`)",
-                    ),
-                )
-            })?;
-            Some((loader, path.clone()))
+            match crate::loader::find_loader() {
+                Some(loader) => Some((loader, path.clone())),
+                None if launch.from_start => {
+                    return Err(ToolError::Spawn(program.clone(), no_loader()));
+                }
+                None => {
+                    // Runs as it would without the loader: unseen.
+                    eprintln!(
+                        "{}: {} is statically linked and will not be seen: {}",
+                        tool_name(),
+                        path.display(),
+                        no_loader()
+                    );
+                    None
+                }
+            }
         }
         _ => None,
     };
@@ -256,6 +262,22 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
         shared,
         report,
     })
+}
+
+fn no_loader() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        "sud-loader is not next to the tool (build it with `cargo build -p sud-examples`)",
+    )
+}
+
+/// The running tool's name, for messages.
+fn tool_name() -> String {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "sud".into())
 }
 
 /// The file `execvp` would run for `program` (searched in `PATH` when it

@@ -1546,6 +1546,11 @@ fn fd_limit() -> u64 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+const ELF_MACHINE: u16 = 62;
+#[cfg(target_arch = "aarch64")]
+const ELF_MACHINE: u16 = 183;
+
 /// What an execve of a file would run, as far as the loader cares.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ExecKind {
@@ -1582,7 +1587,13 @@ fn exec_kind(path: &[u8]) -> Option<ExecKind> {
         None
     } else if head.starts_with(b"#!") {
         Some(ExecKind::Script)
-    } else if head.starts_with(b"\x7fELF") && pread(&mut head, 0) {
+    } else if head.starts_with(b"\x7fELF")
+        && pread(&mut head, 0)
+        // 64-bit, little-endian, this machine: what the loader maps.
+        && head[4] == 2
+        && head[5] == 1
+        && u16::from_le_bytes([head[18], head[19]]) == ELF_MACHINE
+    {
         let word = |o: usize| u64::from_le_bytes(head[o..o + 8].try_into().unwrap_or([0; 8]));
         let half = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as u64;
         let (phoff, phentsize, phnum) = (word(32), half(54), half(56));

@@ -310,10 +310,13 @@ pub unsafe fn main(argc: c_int, argv: *const *const c_char, envp: *const *const 
             return fail(&e);
         }
     }
-    let Some(engine) = sud_engine::Engine::installed() else {
-        return fail(&"no tool to serve (SUD_TOOL names none that follows this process)");
+    // No tool follows this process (a child of a tool run without -f
+    // that got here anyway): it runs untraced, as the preload stays inert.
+    static UNARMED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    let selector = match sud_engine::Engine::installed() {
+        Some(engine) => engine.current_thread_selector(),
+        None => &UNARMED,
     };
-    let selector = engine.current_thread_selector();
     start(&program, interp.as_ref(), &built, &execfn, &file, selector)
 }
 

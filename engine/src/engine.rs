@@ -135,6 +135,7 @@ pub struct Builder {
     // Sites are rewritten on x86-64 only.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     rewrite_sites: bool,
+    program_owns_tls: bool,
 }
 
 impl Builder {
@@ -216,6 +217,22 @@ impl Builder {
     /// for a code generator's `fs`-relative selector flip. Default: false.
     pub fn rewrite_sites(mut self, rewrite: bool) -> Self {
         self.rewrite_sites = rewrite;
+        self
+    }
+
+    /// Whether the program owns the thread pointer (`fs` on x86-64) and its
+    /// TLS: for a loader that installs the engine and then hands the whole
+    /// process to a program with a libc of its own, which sets `fs` for
+    /// each of its threads. The engine then reaches nothing through its
+    /// own thread-locals once installed: each thread's selector is the
+    /// byte in its thread block ([`Engine::current_thread_selector`]),
+    /// threads and forks are armed on their block, errno is left alone
+    /// (the hooks must not call libc: its errno and its allocator are
+    /// `fs`-relative), and sites are not rewritten (their stubs read the
+    /// selector `fs`-relative). [`selector::set`] and the direct entrance
+    /// do not serve such a process. Default: false.
+    pub fn program_owns_tls(mut self, owns: bool) -> Self {
+        self.program_owns_tls = owns;
         self
     }
 
@@ -310,7 +327,7 @@ impl Builder {
         }
         #[cfg(target_arch = "x86_64")]
         let rewriter = match region {
-            Region::Exclusive { .. } if self.rewrite_sites => {
+            Region::Exclusive { .. } if self.rewrite_sites && !self.program_owns_tls => {
                 crate::rewrite::Rewriter::new(gadgets.syscall_ret)
             }
             _ => None,
@@ -334,6 +351,7 @@ impl Builder {
             rewriter,
         }));
         thread::set_block_reuse(self.reuse_thread_blocks);
+        thread::set_program_owns_tls(self.program_owns_tls);
         let previous = engine.reinstall_sigsys_handler()?;
         engine.app_sigsys.store(previous);
         engine.adopt_inherited_sigsys_mask();
@@ -469,6 +487,7 @@ impl Engine {
             foreign_signal_handlers: false,
             reuse_thread_blocks: true,
             rewrite_sites: false,
+            program_owns_tls: false,
         }
     }
 
@@ -486,15 +505,31 @@ impl Engine {
     /// documentation): its real alternate signal stack becomes the
     /// engine's.
     pub fn arm_current_thread(&self, initial: Selector) -> Result<()> {
-        selector::set(Selector::Allow);
-        let state = thread::ensure_block(selector::thread_byte()).map_err(|errno| Error::Os {
+        let own_tls = !thread::program_owns_tls();
+        let byte = if own_tls {
+            selector::set(Selector::Allow);
+            selector::thread_byte()
+        } else {
+            std::ptr::null()
+        };
+        let state = thread::ensure_block(byte).map_err(|errno| Error::Os {
             op: "mmap/sigaltstack(thread block)",
             errno,
         })?;
+        state.replace_selector(Selector::Allow as u8);
         self.arm_on(state)?;
         state.armed_tid.set(sys::gettid());
-        selector::set(initial);
+        state.replace_selector(initial as u8);
         Ok(())
+    }
+
+    /// The byte the kernel reads as the calling thread's selector: its
+    /// thread-local byte, or with [`Builder::program_owns_tls`] the byte in
+    /// its thread block, which a loader sets to BLOCK as its last store
+    /// before it jumps to the program. Host code only (it reaches the
+    /// thread's state through the engine's TLS).
+    pub fn current_thread_selector(&self) -> *const std::sync::atomic::AtomicU8 {
+        thread::current().selector()
     }
 
     /// Arms the calling thread on `state`'s selector.
@@ -518,10 +553,13 @@ impl Engine {
         // waits, with the selector on BLOCK); its state, armed_tid
         // included, stays the parent's.
         let vfork_child = state.armed_tid.get() != 0 && shared_tls;
+        // Asked before arming: once armed on BLOCK, the engine's own call
+        // would trap and reach the hooks as if the program had made it.
+        let tid = sys::gettid();
         state.replace_selector(Selector::Block as u8);
         self.arm_on(state)?;
         if !vfork_child {
-            state.armed_tid.set(sys::gettid());
+            state.armed_tid.set(tid);
         }
         Ok(())
     }

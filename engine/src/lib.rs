@@ -37,7 +37,10 @@
 //! thread's engine state at a fixed place after it. The trap path finds
 //! that state from the stack it runs on, never through the program's TLS or
 //! `fs`, and writes nothing on the interrupted stack (a trap's frame and the
-//! hooks live on the engine's stack). What the program asks of the kernel
+//! hooks live on the engine's stack). With [`Builder::program_owns_tls`]
+//! (a loader that hands the process to a program with a libc of its own)
+//! nothing after install goes through `fs` at all: each thread's selector
+//! is a byte in its block and errno is left to the program. What the program asks of the kernel
 //! objects the engine needs is kept virtually, with the kernel's checks and
 //! answers: its SIGSYS action and mask, its alternate stack
 //! (`sigaltstack`), its own Syscall User Dispatch (`prctl`; dispatched calls

@@ -91,6 +91,12 @@ pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) {
 /// direct site) must find it unchanged. `__errno_location` is an
 /// initial-exec TLS access in libc: no allocation, no lock.
 pub(crate) fn with_errno_kept<R>(f: impl FnOnce() -> R) -> R {
+    // The errno slot is `fs`-relative: with the program owning `fs` it is
+    // not ours to find (and hooks there must not call libc; see
+    // `Builder::program_owns_tls`).
+    if crate::thread::program_owns_tls() {
+        return f();
+    }
     // SAFETY: __errno_location returns this thread's errno slot, valid for
     // the thread's life.
     let errno_slot = unsafe { libc::__errno_location() };

@@ -187,6 +187,22 @@ impl ThreadState {
     }
 }
 
+/// Whether the program owns the thread pointer (`fs`) and its TLS: the
+/// engine runs inside a loader that hands the whole process to a program
+/// with a libc of its own (see [`crate::Builder::program_owns_tls`]).
+/// Then nothing after install reaches the engine's thread-locals: every
+/// thread's selector is its block's own byte, and new threads get their
+/// block without a thread-local pointer to it.
+static PROGRAM_OWNS_TLS: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn set_program_owns_tls(owns: bool) {
+    PROGRAM_OWNS_TLS.store(owns, Ordering::Relaxed);
+}
+
+pub(crate) fn program_owns_tls() -> bool {
+    PROGRAM_OWNS_TLS.load(Ordering::Relaxed)
+}
+
 thread_local! {
     /// The state of a thread that has no block (never armed).
     static FALLBACK: ThreadState = const { ThreadState::new() };
@@ -231,6 +247,9 @@ pub(crate) unsafe fn in_handler(uc: *const libc::ucontext_t) -> &'static ThreadS
     let here = &ss as *const _ as usize;
     match block_of(&ss) {
         Some(state) if here >= ss.ss_sp as usize && here < ss.ss_sp as usize + STACK_LEN => state,
+        // `fs` is the program's: only the kernel can say (an unarmed
+        // thread without a block still reaches the thread-local state).
+        _ if program_owns_tls() => kernel_signal_stack_state().unwrap_or_else(current),
         _ => current(),
     }
 }
@@ -342,7 +361,8 @@ pub(crate) fn ensure_block(
 /// (the kernel cleared a CLONE_VM child's alternate stack) unless it is a
 /// new process or a vfork child, which keep the parent's (a copy, or
 /// memory the suspended parent does not use meanwhile). `shared_tls`:
-/// its TLS is its parent's, so its selector must be its own.
+/// its TLS is its parent's, so its selector must be its own (as it is
+/// for every thread when the program owns the TLS).
 pub(crate) fn adopt_clone_child(shared_tls: bool) -> Result<&'static ThreadState, syscalls::Errno> {
     if let Some(state) = kernel_signal_stack_state() {
         // A new process (its own copy of the block) or a vfork child (the
@@ -351,7 +371,7 @@ pub(crate) fn adopt_clone_child(shared_tls: bool) -> Result<&'static ThreadState
         return Ok(state);
     }
     let state = new_block()?;
-    if shared_tls {
+    if shared_tls || program_owns_tls() {
         state.use_own_selector();
     } else {
         state.use_selector(crate::selector::thread_byte());

@@ -75,10 +75,18 @@ pub(crate) unsafe extern "C" fn on_sigsys(
     // Hooks may call libc, which writes errno; the interrupted code must
     // find its errno unchanged. (`__errno_location` is an initial-exec TLS
     // access in libc: no allocation, no lock.)
-    // SAFETY: __errno_location returns this thread's errno slot, valid
-    // for the thread's life.
-    let errno_slot = unsafe { libc::__errno_location() };
-    // SAFETY: as above.
+    // With the program owning `fs` the slot is not ours to find, and the
+    // hooks call no libc there (see `Builder::program_owns_tls`): a dummy
+    // slot keeps one path.
+    let mut no_errno = 0;
+    let errno_slot = if thread::program_owns_tls() {
+        &mut no_errno as *mut i32
+    } else {
+        // SAFETY: __errno_location returns this thread's errno slot, valid
+        // for the thread's life.
+        unsafe { libc::__errno_location() }
+    };
+    // SAFETY: as above (or a local of this frame).
     let saved_errno = unsafe { *errno_slot };
 
     // SAFETY: the frame's context, not otherwise accessed while `regs` lives.

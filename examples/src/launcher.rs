@@ -1,7 +1,9 @@
 //! The tool side shared by sudtrace, syscount and sudfault: check the
 //! kernel, find the preload library next to the running tool, set up the
 //! output descriptor and the shared counters, start the program with the
-//! library preloaded, wait for it, and exit the way it exited.
+//! library preloaded (or through `sud-loader` for `--from-start` and
+//! static programs, see `crate::loader`), wait for it, and exit the way
+//! it exited.
 
 use crate::config::{
     FaultRule, Mode, SharedArea, ToolConfig, TraceOptions, CONFIG_ENV, PRELOAD_FILE,
@@ -119,6 +121,10 @@ pub struct Launch {
     pub program: Vec<OsString>,
     /// How lines look (sudtrace's flags, `--json`).
     pub options: TraceOptions,
+    /// `--from-start`: start the program through `sud-loader`, so its
+    /// first instruction and its dynamic loader are seen (statically
+    /// linked programs always are: the preload cannot reach them).
+    pub from_start: bool,
 }
 
 /// A finished run.
@@ -147,6 +153,32 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
         }
     }
     let preload = find_preload()?;
+    let (program, args) = launch
+        .program
+        .split_first()
+        .expect("clap requires a program");
+    let resolved = resolve_program(program);
+    let loader = match &resolved {
+        Some(path) if launch.from_start || crate::loader::is_static_elf(path) => {
+            match crate::loader::find_loader() {
+                Some(loader) => Some((loader, path.clone())),
+                None if launch.from_start => {
+                    return Err(ToolError::Spawn(program.clone(), no_loader()));
+                }
+                None => {
+                    // Runs as it would without the loader: unseen.
+                    eprintln!(
+                        "{}: {} is statically linked and will not be seen: {}",
+                        tool_name(),
+                        path.display(),
+                        no_loader()
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let report = match &launch.output {
         Some(path) => {
             File::create(path).map_err(|e| ToolError::Output(path.clone(), e))?;
@@ -173,23 +205,30 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
         faults: launch.faults.clone(),
         options: launch.options.clone(),
     };
-    let mut ld_preload = preload.into_os_string();
-    if let Some(theirs) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
-        ld_preload.push(":");
-        ld_preload.push(theirs);
-    }
-    let (program, args) = launch
-        .program
-        .split_first()
-        .expect("clap requires a program");
     // Set in our own environment rather than with Command::env, which
     // would rebuild the program's environment in sorted order: this way
-    // its order is the native one, and the preload removes these two
-    // again before the program's code runs. The tool is single-threaded.
-    std::env::set_var("LD_PRELOAD", ld_preload);
+    // its order is the native one, and the preload (or the loader)
+    // removes them again before the program's code runs. The tool is
+    // single-threaded.
     std::env::set_var(CONFIG_ENV, config.encode());
+    let mut command = match &loader {
+        Some((loader, target)) => {
+            std::env::set_var(crate::loader::TARGET_ENV, target);
+            let mut command = Command::new(loader);
+            command.arg0(program);
+            command
+        }
+        None => {
+            let mut ld_preload = preload.into_os_string();
+            if let Some(theirs) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+                ld_preload.push(":");
+                ld_preload.push(theirs);
+            }
+            std::env::set_var("LD_PRELOAD", ld_preload);
+            Command::new(program)
+        }
+    };
     let closed = CLOSED_AT_START.load(Relaxed);
-    let mut command = Command::new(program);
     command.args(args);
     if closed != 0 {
         // SAFETY: the closure only calls close(), which is
@@ -223,6 +262,39 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
         shared,
         report,
     })
+}
+
+fn no_loader() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        "sud-loader is not next to the tool (build it with `cargo build -p sud-examples`)",
+    )
+}
+
+/// The running tool's name, for messages.
+fn tool_name() -> String {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "sud".into())
+}
+
+/// The file `execvp` would run for `program` (searched in `PATH` when it
+/// has no `/`), if there is one.
+fn resolve_program(program: &std::ffi::OsStr) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let executable = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+        // SAFETY: access reads the NUL-terminated path.
+        let ok = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 && p.is_file();
+        ok.then(|| p.to_path_buf())
+    };
+    if program.as_bytes().contains(&b'/') {
+        return executable(Path::new(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path).find_map(|dir| executable(&dir.join(program)))
 }
 
 /// Puts an inheritable copy of `fd` where the program cannot ask for it:

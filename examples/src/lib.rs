@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod launcher;
+pub mod loader;
 pub mod options;
 mod preload;
 pub mod report;

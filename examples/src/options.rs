@@ -27,6 +27,8 @@ pub struct TraceCli {
     pub help: bool,
     /// `-V`/`--version`.
     pub version: bool,
+    /// `--from-start`: through `sud-loader`, from the first instruction.
+    pub from_start: bool,
     /// The program and its arguments.
     pub program: Vec<OsString>,
 }
@@ -89,6 +91,8 @@ program (no ptrace), printing strace's lines.
   -x, -xx        non-ASCII strings in hex; every string in hex
   -y             print the paths of file descriptors
   --json         one JSON object per line (see examples/JSON.md)
+  --from-start   trace from the first instruction (the dynamic loader's
+                 calls too), through sud-loader; static programs always are
 ";
 
 /// Parses sudtrace's arguments (without the program name).
@@ -106,6 +110,7 @@ pub fn parse(args: &[OsString]) -> Result<TraceCli, CliError> {
                 "json" => cli.options.json = true,
                 "help" => cli.help = true,
                 "version" => cli.version = true,
+                "from-start" => cli.from_start = true,
                 _ => {
                     let name = long.split('=').next().unwrap_or(long);
                     return Err(CliError::usage(format!("unrecognized option '--{name}'")));

@@ -25,8 +25,12 @@
 //! What the tools cannot see, by construction:
 //! - syscalls made before this constructor runs: the first `execve` and
 //!   the dynamic loader's own calls (each new image's `execve` line is
-//!   printed by the new image, from `AT_EXECFN` and its argv);
-//! - programs that do not load `LD_PRELOAD` (static or set-uid binaries);
+//!   printed by the new image, from `AT_EXECFN` and its argv), unless the
+//!   tool started the program through `sud-loader` (`--from-start`,
+//!   `crate::loader`), which installs the same hooks before the program's
+//!   first instruction; an execve of a static program (which never loads
+//!   this library) starts the loader on it;
+//! - set-uid programs, which ignore `LD_PRELOAD`;
 //! - the `rt_sigreturn` of the program's signal handlers (the engine runs
 //!   them through its wrapper and returns through its own restorer, and
 //!   does not pass that return to the hooks);
@@ -93,6 +97,24 @@ struct Preload {
     tools: Vec<Tool>,
     /// This library's path, as `LD_PRELOAD` must name it.
     so_path: CString,
+    /// `sud-loader`, next to the tools: an `execve` of a static program
+    /// (which would never load this library), and in an image the loader
+    /// started every `execve`, starts the loader on the new file (see
+    /// `crate::loader`).
+    loader: Option<CString>,
+    /// In an image the loader started, the program's file (canonical),
+    /// which `/proc/self/exe` names for it.
+    self_exe: Option<CString>,
+}
+
+/// The execve that started this image, for its trace line (the old image
+/// cannot print it: a successful execve does not return).
+pub(crate) struct StartedAs {
+    /// `AT_EXECFN`: the file name execve was given.
+    pub(crate) execfn: u64,
+    pub(crate) argc: c_int,
+    pub(crate) argv: *const *const c_char,
+    pub(crate) envp: *const *const c_char,
 }
 
 static PRELOAD: OnceLock<Preload> = OnceLock::new();
@@ -105,6 +127,16 @@ static PRELOAD_INIT: extern "C" fn(c_int, *const *const c_char, *const *const c_
     preload_init;
 
 extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) {
+    // The program's main must find errno as natively (0): looking for the
+    // loader with std's stat probes statx with null pointers (EFAULT).
+    // SAFETY: this thread's errno slot, valid for its life.
+    let errno = unsafe { *libc::__errno_location() };
+    init(argc, argv, envp);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+fn init(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) {
     // SAFETY: getenv with a NUL-terminated name; no other thread exists yet.
     let raw = unsafe { libc::getenv(c"SUD_TOOL".as_ptr()) };
     if raw.is_null() {
@@ -120,10 +152,49 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         .to_string_lossy()
         .into_owned();
     hide_tool_environment(&so_path);
-    let configs = match ToolConfig::decode_all(&text) {
-        Ok(configs) => configs,
-        Err(e) => return complain(2, &format!("sud preload: {e}; not tracing")),
+    // SAFETY: AT_EXECFN is the file name the kernel was given, a
+    // NUL-terminated string on the initial stack (or 0 when absent).
+    let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) };
+    let started = StartedAs {
+        execfn,
+        argc,
+        argv,
+        envp,
     };
+    let loader = loader_beside(&so_path);
+    if let Err(e) = install(&text, so_path, loader, None, &started) {
+        complain(2, &format!("sud preload: {e}; not tracing"));
+    }
+}
+
+/// `sud-loader` next to this library (`target/<profile>/`, or its parent
+/// when the library is the copy in `deps/`).
+fn loader_beside(so_path: &CStr) -> Option<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    let so = std::path::Path::new(std::ffi::OsStr::from_bytes(so_path.to_bytes()));
+    let dir = so.parent()?;
+    [
+        dir.join(crate::loader::LOADER_FILE),
+        dir.parent()?.join(crate::loader::LOADER_FILE),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .and_then(|p| CString::new(p.as_os_str().as_bytes()).ok())
+}
+
+/// Installs the engine with the hooks of the tools `text` configures (the
+/// preload's constructor, or `sud-loader` with `self_exe` set, before the
+/// program's first instruction). Nothing to install (no tool follows
+/// this process) is not an error; failing to install ends the process
+/// with status 125 after telling each tool why.
+pub(crate) fn install(
+    text: &str,
+    so_path: CString,
+    loader: Option<CString>,
+    self_exe: Option<CString>,
+    started: &StartedAs,
+) -> Result<(), crate::config::BadConfig> {
+    let configs = ToolConfig::decode_all(text)?;
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() } as u32;
     let mut tools = Vec::new();
@@ -158,7 +229,7 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         });
     }
     if tools.is_empty() {
-        return;
+        return Ok(());
     }
     let mut watch = SyscallSet::empty();
     for tool in &tools {
@@ -203,15 +274,29 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
     ] {
         watch.insert(always.id() as u64);
     }
-    let preload = PRELOAD.get_or_init(|| Preload { tools, so_path });
+    let from_loader = self_exe.is_some();
+    if from_loader {
+        // `/proc/self/exe` names the loader: see `readlink_self_exe`.
+        #[cfg(target_arch = "x86_64")]
+        watch.insert(Sysno::readlink.id() as u64);
+        watch.insert(Sysno::readlinkat.id() as u64);
+    }
+    let preload = PRELOAD.get_or_init(|| Preload {
+        tools,
+        so_path,
+        loader,
+        self_exe,
+    });
     for tool in preload
         .tools
         .iter()
         .filter(|t| t.config.mode == Mode::Trace)
     {
-        tool.trace_exec_success(argc, argv, envp);
+        tool.trace_exec_success(started);
     }
     let follow = preload.tools.iter().any(|t| t.config.follow);
+    // From the loader, the program owns `fs` once it runs and the loader
+    // puts the selector on BLOCK itself, as its last store before the jump.
     let installed = Engine::builder()
         .watch(watch)
         .pre_hook(pre)
@@ -219,8 +304,13 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         .signal_hook(on_signal)
         .follow_fork(follow)
         .foreign_signal_handlers(true)
-        .reuse_thread_blocks(!under_thread_sanitizer())
-        .initial_selector(Selector::Block)
+        .reuse_thread_blocks(from_loader || !under_thread_sanitizer())
+        .program_owns_tls(from_loader)
+        .initial_selector(if from_loader {
+            Selector::Allow
+        } else {
+            Selector::Block
+        })
         .install();
     if let Err(e) = installed {
         for tool in &preload.tools {
@@ -232,6 +322,7 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         // SAFETY: _exit ends the process at once; nothing is left to run.
         unsafe { libc::_exit(125) };
     }
+    Ok(())
 }
 
 /// Whether the program is a ThreadSanitizer build (its runtime defines
@@ -545,12 +636,96 @@ fn pre(call: &Syscall) -> Verdict {
         }
     }
     if let Some(Sysno::execve | Sysno::execveat) = call.sysno() {
-        return p.keep_preload_in_exec(call);
+        let through_loader = p.loader.as_ref().and_then(|loader| {
+            let from_loader = p.self_exe.is_some();
+            p.keep_loader_in_exec(call, loader, p.self_exe.as_deref(), !from_loader)
+        });
+        return match through_loader {
+            Some(verdict) => verdict,
+            None if p.self_exe.is_some() => Verdict::Run,
+            None => p.keep_preload_in_exec(call),
+        };
     }
     if returns_unseen(call) {
         p.trace(call, None);
     }
+    if let Some(exe) = &p.self_exe {
+        if let Some(verdict) = readlink_self_exe(call, exe) {
+            return verdict;
+        }
+    }
     Verdict::Run
+}
+
+/// Whether the program's NUL-terminated path at `ptr` names its own
+/// `/proc/.../exe` (self, thread-self, or its pid).
+fn names_self_exe(ptr: u64) -> bool {
+    let mut path = [0u8; 32];
+    let n = read_memory(ptr, &mut path);
+    let Some(len) = path[..n].iter().position(|&b| b == 0) else {
+        return false;
+    };
+    let Some(who) = path[..len]
+        .strip_prefix(b"/proc/")
+        .and_then(|rest| rest.strip_suffix(b"/exe"))
+    else {
+        return false;
+    };
+    who == b"self" || who == b"thread-self" || who == pid_text(getpid() as u32).as_bytes()
+}
+
+/// In an image the loader started, `/proc/self/exe` is the loader: its
+/// `readlink` answers with the program's file, as natively (programs
+/// such as busybox find and re-run themselves through it).
+fn readlink_self_exe(call: &Syscall, exe: &CStr) -> Option<Verdict> {
+    let (path, buf, size) = match call.sysno()? {
+        #[cfg(target_arch = "x86_64")]
+        Sysno::readlink => (call.args[0], call.args[1], call.args[2]),
+        Sysno::readlinkat => (call.args[1], call.args[2], call.args[3]),
+        _ => return None,
+    };
+    if !names_self_exe(path) {
+        return None;
+    }
+    if (size as i64) <= 0 {
+        return Some(Verdict::Fail(Errno::EINVAL));
+    }
+    let bytes = exe.to_bytes();
+    let n = bytes.len().min(size as usize);
+    let local = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: n,
+    };
+    let remote = libc::iovec {
+        iov_base: buf as *mut libc::c_void,
+        iov_len: n,
+    };
+    // SAFETY: process_vm_writev on this process writes `n` bytes at the
+    // program's buffer, as readlink would, and answers EFAULT for a bad one.
+    let write = || unsafe {
+        raw(
+            Sysno::process_vm_writev,
+            [
+                getpid() as u64,
+                &local as *const _ as u64,
+                1,
+                &remote as *const _ as u64,
+                1,
+                0,
+            ],
+        )
+    };
+    let mut r = write();
+    if r == -(libc::EFAULT as i64) {
+        // A buffer on stack pages the program has not touched yet: the
+        // kernel grows the stack for a fault of the program's own call,
+        // not for process_vm_writev. The real call faults it in (and
+        // answers EFAULT itself for a buffer that is bad).
+        // SAFETY: the program's own readlink, as it asked for it.
+        unsafe { raw(call.sysno()?, call.args) };
+        r = write();
+    }
+    Some(Verdict::Return(if r < 0 { r } else { n as i64 }))
 }
 
 /// sudtrace: `--- SIGNAME {...} ---` for each signal delivered to one of
@@ -724,12 +899,7 @@ impl Tool {
     /// The line for the execve that started this image (the old image
     /// could not print it: a successful execve does not return). Runs in
     /// the constructor, where allocating is fine.
-    fn trace_exec_success(
-        &self,
-        argc: c_int,
-        argv: *const *const c_char,
-        envp: *const *const c_char,
-    ) {
+    fn trace_exec_success(&self, started: &StartedAs) {
         if !self.print.contains(Sysno::execve.id() as u64) {
             return;
         }
@@ -737,11 +907,15 @@ impl Tool {
         let Some(who) = self.prefix(pid, tid) else {
             return;
         };
-        // SAFETY: AT_EXECFN is the file name the kernel was given, a
-        // NUL-terminated string on the initial stack (or 0 when absent).
-        let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) };
-        let mut args = [execfn, argv as u64, envp as u64, 0, 0, 0];
-        if argc < 0 {
+        let mut args = [
+            started.execfn,
+            started.argv as u64,
+            started.envp as u64,
+            0,
+            0,
+            0,
+        ];
+        if started.argc < 0 {
             args[1] = 0;
         }
         let options = &self.config.options;
@@ -1082,6 +1256,158 @@ impl Preload {
         Verdict::RunWith(args)
     }
 
+    /// In an image the loader started, an execve starts the loader again
+    /// on the new program (`crate::loader`), so that it too is seen from
+    /// its first instruction: the call becomes an execve of the loader with
+    /// the same argv, and an environment copy (a private mapping: no malloc
+    /// here) where `SUD_TOOL` holds the configurations and
+    /// `SUD_LOADER_EXEC` the file name the program gave; the loader takes
+    /// both out again. A name the kernel would refuse (missing, not
+    /// executable, not ELF or `#!`) and an `execveat` on a descriptor run as
+    /// asked: the kernel gives its own answer (or runs an image this tool
+    /// does not follow).
+    fn keep_loader_in_exec(
+        &self,
+        call: &Syscall,
+        loader: &CStr,
+        self_exe: Option<&CStr>,
+        static_only: bool,
+    ) -> Option<Verdict> {
+        if !self.tools.iter().any(Tool::passed_on) {
+            return None;
+        }
+        let mut args = call.args;
+        let (path_index, envp_index) = match call.sysno() {
+            Some(Sysno::execve) => (0, 2),
+            _ => {
+                let relative_to_fd = args[0] as i32 != libc::AT_FDCWD;
+                if args[4] & libc::AT_EMPTY_PATH as u64 != 0 || relative_to_fd {
+                    return None;
+                }
+                (1, 3)
+            }
+        };
+        let mut target = [0u8; 4096];
+        let target_len = user_strlen(args[path_index]);
+        if target_len == 0
+            || target_len >= target.len()
+            || read_memory(args[path_index], &mut target[..target_len]) != target_len
+        {
+            return None;
+        }
+        // `/proc/self/exe` would be the loader itself: the loader maps the
+        // program's file and keeps the name for AT_EXECFN and comm.
+        let file = self_exe
+            .filter(|_| names_self_exe(args[path_index]))
+            .map(CStr::to_bytes_with_nul);
+        match exec_kind(file.unwrap_or(&target[..=target_len])) {
+            Some(ExecKind::StaticElf) => {}
+            Some(_) if !static_only => {}
+            _ => return None,
+        }
+        let target = &target[..target_len];
+        let file_head = crate::loader::FILE_ENV_HEAD.as_bytes();
+        let envp = args[envp_index];
+        let mut count = 0u64;
+        let mut their_config: Option<(u64, usize)> = None;
+        let mut head = [0u8; 24];
+        while let Some(ptr) = read_word(envp, count).filter(|&ptr| ptr != 0) {
+            count += 1;
+            let n = read_memory(ptr, &mut head);
+            if head[..n].starts_with(&config_head()) {
+                let at = ptr + config_head().len() as u64;
+                their_config = Some((at, user_strlen(at)));
+            }
+        }
+        let mut config_text = [0u8; 4096];
+        let config_len = their_config.map_or(0, |(ptr, len)| {
+            read_memory(ptr, &mut config_text[..len.min(4096)])
+        });
+        let their_config = &config_text[..config_len];
+        let exec_head = crate::loader::TARGET_ENV_HEAD.as_bytes();
+        let mut encoded = Counter(0);
+        self.encode_passed(&mut encoded, their_config);
+        let pointers = (count + 4) * 8;
+        let strings = config_head().len()
+            + encoded.0
+            + 1
+            + exec_head.len()
+            + target.len()
+            + 1
+            + file_head.len()
+            + file.map_or(0, <[u8]>::len)
+            + 16;
+        let size = (pointers + strings as u64 + 4095) & !4095;
+        // SAFETY: a fresh anonymous private mapping (no address hint): it
+        // replaces nothing. Filled below, unmapped if the execve fails.
+        let map = unsafe {
+            raw(
+                Sysno::mmap,
+                [
+                    0,
+                    size,
+                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )
+        };
+        if map < 0 {
+            return None;
+        }
+        let base = map as u64;
+        remember_exec_copy(gettid(), base, size);
+        // SAFETY: [base, base + size) is the fresh mapping made above, large
+        // enough for `count + 4` pointers followed by the entries; nothing
+        // else refers to it.
+        let area = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, size as usize) };
+        let (pointer_area, string_area) = area.split_at_mut(pointers as usize);
+        let mut strings = Cursor {
+            buf: string_area,
+            len: 0,
+        };
+        let config_at = base + pointers;
+        strings.push(&config_head());
+        self.encode_passed(&mut strings, their_config);
+        strings.push(b"\0");
+        let exec_at = base + pointers + strings.len as u64;
+        strings.push(exec_head);
+        strings.push(target);
+        strings.push(b"\0");
+        let file_at = base + pointers + strings.len as u64;
+        if let Some(file) = file {
+            strings.push(file_head);
+            strings.push(file);
+        }
+        let mut kept = 0usize;
+        let mut put = |ptr: u64| {
+            pointer_area[kept * 8..kept * 8 + 8].copy_from_slice(&ptr.to_ne_bytes());
+            kept += 1;
+        };
+        for i in 0..count {
+            let Some(ptr) = read_word(envp, i) else { break };
+            let n = read_memory(ptr, &mut head);
+            let entry = &head[..n];
+            let ours = [&config_head()[..], exec_head, file_head];
+            if !ours.iter().any(|head| entry.starts_with(head)) {
+                put(ptr);
+            }
+        }
+        put(config_at);
+        put(exec_at);
+        if file.is_some() {
+            put(file_at);
+        }
+        put(0);
+        args[path_index] = loader.as_ptr() as u64;
+        args[envp_index] = base;
+        if call.sysno() == Some(Sysno::execveat) {
+            args[4] &= !(libc::AT_SYMLINK_NOFOLLOW as u64);
+        }
+        Some(Verdict::RunWith(args))
+    }
+
     /// `SUD_TOOL`'s value for a child: the configurations in `theirs` that
     /// are not ours (an inner tool's), then ours, with the descriptors
     /// where they are now.
@@ -1218,6 +1544,73 @@ fn fd_limit() -> u64 {
     } else {
         1024
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+const ELF_MACHINE: u16 = 62;
+#[cfg(target_arch = "aarch64")]
+const ELF_MACHINE: u16 = 183;
+
+/// What an execve of a file would run, as far as the loader cares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExecKind {
+    Script,
+    DynamicElf,
+    /// No `PT_INTERP`: never loads this library.
+    StaticElf,
+}
+
+/// What `path` (NUL-terminated) is, if the loader can start it as the
+/// kernel would: executable for us, and an ELF file or a `#!` script.
+/// Raw calls from the hook into stack buffers, unseen by the program.
+fn exec_kind(path: &[u8]) -> Option<ExecKind> {
+    let at = path.as_ptr() as u64;
+    let cwd = libc::AT_FDCWD as u64;
+    // SAFETY: faccessat and openat read the NUL-terminated path.
+    let fd = unsafe {
+        if raw(Sysno::faccessat, [cwd, at, libc::X_OK as u64, 0, 0, 0]) != 0 {
+            return None;
+        }
+        let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+        raw(Sysno::openat, [cwd, at, flags, 0, 0, 0])
+    };
+    if fd < 0 {
+        return None;
+    }
+    let pread = |buf: &mut [u8], offset: u64| -> bool {
+        let (ptr, len) = (buf.as_mut_ptr() as u64, buf.len() as u64);
+        // SAFETY: pread64 writes at most `len` bytes into `buf`.
+        unsafe { raw(Sysno::pread64, [fd as u64, ptr, len, offset, 0, 0]) == len as i64 }
+    };
+    let mut head = [0u8; 64];
+    let kind = if !pread(&mut head[..4], 0) {
+        None
+    } else if head.starts_with(b"#!") {
+        Some(ExecKind::Script)
+    } else if head.starts_with(b"\x7fELF")
+        && pread(&mut head, 0)
+        // 64-bit, little-endian, this machine: what the loader maps.
+        && head[4] == 2
+        && head[5] == 1
+        && u16::from_le_bytes([head[18], head[19]]) == ELF_MACHINE
+    {
+        let word = |o: usize| u64::from_le_bytes(head[o..o + 8].try_into().unwrap_or([0; 8]));
+        let half = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as u64;
+        let (phoff, phentsize, phnum) = (word(32), half(54), half(56));
+        let mut kind = [0u8; 4];
+        let interp = (0..phnum.min(256))
+            .any(|i| pread(&mut kind, phoff + i * phentsize) && u32::from_le_bytes(kind) == 3);
+        Some(if interp {
+            ExecKind::DynamicElf
+        } else {
+            ExecKind::StaticElf
+        })
+    } else {
+        None
+    };
+    // SAFETY: closes the descriptor opened above.
+    unsafe { raw(Sysno::close, [fd as u64, 0, 0, 0, 0, 0]) };
+    kind
 }
 
 /// `SUD_TOOL=` as bytes, without allocating.

@@ -3,7 +3,7 @@
 //! User Dispatch inside the program; this injects faults for testing and
 //! confines nothing (SUD is not a security boundary).
 //!
-//! `sudfault [--json] [-o FILE] --fail NAME=ERRNO[@N] [--fail ...] -- PROG [ARGS...]`
+//! `sudfault [--json] [-o FILE] [--from-start] --fail NAME=ERRNO[@N] [--fail ...] -- PROG [ARGS...]`
 //!
 //! `@N` counts calls of NAME over all the program's processes and threads,
 //! from 1. Each injection is reported on standard error as it happens, and
@@ -33,6 +33,10 @@ struct Cli {
     /// `openat=ENOENT@2`.
     #[arg(long = "fail", value_name = "NAME=ERRNO[@N]", required = true, value_parser = parse_rule)]
     fail: Vec<FaultRule>,
+    /// Count from the program's first instruction (its dynamic loader's
+    /// calls too), through sud-loader; static programs always are.
+    #[arg(long)]
+    from_start: bool,
     /// The program to run and its arguments.
     #[arg(
         required = true,
@@ -90,6 +94,7 @@ fn main() {
         faults: cli.fail.clone(),
         output: cli.output,
         program: cli.program,
+        from_start: cli.from_start,
         options: TraceOptions {
             json: cli.json,
             ..TraceOptions::default()

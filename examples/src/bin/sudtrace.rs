@@ -1,7 +1,7 @@
 //! sudtrace: one line per system call of a program, in strace's words,
 //! caught with Syscall User Dispatch inside the program (no ptrace).
 //!
-//! `sudtrace [-cfhqrTtVxy] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] PROG [ARGS]`
+//! `sudtrace [-cfhqrTtVxy] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] [--from-start] PROG [ARGS]`
 //! (see `sudtrace -h`; the flags are strace's).
 //!
 //! Calls whose result the tracer never sees get `= ?`: exit, exit_group,
@@ -69,6 +69,7 @@ fn main() {
         output,
         program: cli.program,
         options: cli.options.clone(),
+        from_start: cli.from_start,
     };
     match launcher::run(&launch) {
         Ok(mut finished) => {

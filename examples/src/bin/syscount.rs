@@ -1,7 +1,7 @@
 //! syscount: how many times a program (all its threads and child
 //! processes) made each system call, caught with Syscall User Dispatch.
 //!
-//! `syscount [--json] [-o FILE] -- PROG [ARGS...]`
+//! `syscount [--json] [-o FILE] [--from-start] -- PROG [ARGS...]`
 //!
 //! Processes killed by a signal still count: every traced process adds to
 //! counters in one shared mapping as it goes. Thread and process totals
@@ -28,6 +28,10 @@ struct Cli {
     /// Write the counts to FILE instead of standard error.
     #[arg(short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Count from the program's first instruction (its dynamic loader's
+    /// calls too), through sud-loader; static programs always are.
+    #[arg(long)]
+    from_start: bool,
     /// The program to run and its arguments.
     #[arg(
         required = true,
@@ -46,6 +50,7 @@ fn main() {
         faults: Vec::new(),
         output: cli.output,
         program: cli.program,
+        from_start: cli.from_start,
         options: TraceOptions::default(),
     };
     match launcher::run(&launch) {

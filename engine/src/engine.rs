@@ -614,6 +614,13 @@ impl Engine {
         self.core.counters.snapshot()
     }
 
+    /// [`CounterSnapshot::patched_sites`] and [`CounterSnapshot::compat`]
+    /// alone: two loads, cheap enough for a hook to poll (a snapshot sums
+    /// every thread's block).
+    pub fn sites_and_compat(&self) -> (u64, u64) {
+        self.core.counters.sites_and_compat()
+    }
+
     /// How many times syscall `nr` entered the engine (trap or direct).
     pub fn count(&self, nr: Sysno) -> u64 {
         self.core.counters.count(nr.id() as u64)

@@ -23,6 +23,8 @@ pub struct TraceCli {
     pub signals: Option<String>,
     /// `--json`, `-s`, `-y`, `-T`, `-t`, `-r`, `-e status=`.
     pub options: TraceOptions,
+    /// `--no-rewrite`: keep every syscall site trapping.
+    pub no_rewrite: bool,
     /// `-h`/`--help`.
     pub help: bool,
     /// `-V`/`--version`.
@@ -67,7 +69,7 @@ impl CliError {
 
 /// sudtrace's help text.
 pub const USAGE: &str = "\
-Usage: sudtrace [-cfhqrTtVxy] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] PROG [ARGS]
+Usage: sudtrace [-cfhqrTtVxy] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] [--no-rewrite] PROG [ARGS]
 
 Traces the system calls of PROG with Syscall User Dispatch inside the
 program (no ptrace), printing strace's lines.
@@ -89,6 +91,9 @@ program (no ptrace), printing strace's lines.
   -x, -xx        non-ASCII strings in hex; every string in hex
   -y             print the paths of file descriptors
   --json         one JSON object per line (see examples/JSON.md)
+  --no-rewrite   keep every syscall site trapping (by default a site is
+                 rewritten into a direct call of the hooks after its
+                 first trap)
 ";
 
 /// Parses sudtrace's arguments (without the program name).
@@ -104,6 +109,7 @@ pub fn parse(args: &[OsString]) -> Result<TraceCli, CliError> {
         if let Some(long) = arg.strip_prefix("--") {
             match long {
                 "json" => cli.options.json = true,
+                "no-rewrite" => cli.no_rewrite = true,
                 "help" => cli.help = true,
                 "version" => cli.version = true,
                 _ => {

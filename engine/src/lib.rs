@@ -100,8 +100,10 @@
 //!   wrapped: an `SA_ONSTACK` handler runs on the engine's stack.
 //! - Rewritten sites: the program reading its own code sees the `jmp`;
 //!   the trampoline chunks appear in `/proc/self/maps`; hooks of a
-//!   rewritten call run on the program's stack (below its red zone), not
-//!   the engine's, and a signal arriving while they run finds the
+//!   rewritten call run on the engine's per-thread stack (the program's
+//!   holds only the stub's frame below its red zone); a thread whose `fs`
+//!   no longer points at its libc thread block traps at patched sites as
+//!   before; a signal arriving while hooks run finds the
 //!   selector on ALLOW, as for the direct entrance; a `CLONE_VM` child
 //!   without TLS of its own reaches its parent's selector through `fs`,
 //!   so its rewritten calls follow the parent's personality. See

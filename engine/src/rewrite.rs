@@ -33,9 +33,18 @@
 //!   rewritten: patching makes calls a filter could answer by killing.
 //! - The trampoline finds the thread's selector and engine state at fixed
 //!   offsets from `fs` (the engine's static TLS, as a code generator's
-//!   selector flip does): a program that points `fs` somewhere else than
-//!   its libc's thread block (its own TLS scheme) must not be run with
-//!   rewriting.
+//!   selector flip does), after checking that `fs` is still the thread
+//!   block the engine saw (`fs:0`, the TLS ABI's self pointer, against a
+//!   slot of the engine's TLS, [`note_thread_pointer`]). A program that
+//!   points `fs` at a block of its own gets the site's `syscall` executed
+//!   as it is, which traps as without rewriting. The check reads `fs:0`
+//!   and a word a few hundred bytes below it: a block of the program's
+//!   with nothing mapped there faults at a patched site (the trap path
+//!   itself reads `errno` through `fs` too).
+//! - Hooks of rewritten calls run on the thread's engine stack (the one
+//!   the trap path's signal frames use), not the program's, so a small
+//!   program stack (a coroutine, `sigaltstack`) holds only the stub's
+//!   frame (about 200 bytes beyond the red zone).
 //! - A patched page of a file mapping becomes the process's private copy
 //!   (4 KiB of memory each), as a debugger's breakpoint makes it.
 //! - Matching looks backwards from the `syscall` and checks that rax holds
@@ -49,6 +58,7 @@ use crate::arch::rewrite as emit;
 use crate::engine::{DirectFrame, Engine, EXECUTE_IN_STUB};
 use crate::sys::raw6;
 use crate::thread::ThreadState;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use syscalls::Sysno;
 
@@ -69,6 +79,7 @@ const REACH: u64 = (1 << 31) - 2 * CHUNK_LEN;
 /// What the engine knows to rewrite sites, fixed at install.
 pub(crate) struct Rewriter {
     selector_tp_offset: i32,
+    tp_check_offset: i32,
     state_tp_offset: i32,
     syscall_gadget: u64,
     /// What the stub for hooked calls saves.
@@ -109,6 +120,7 @@ impl Rewriter {
         };
         Some(Rewriter {
             selector_tp_offset: offset(crate::selector::thread_byte() as usize)?,
+            tp_check_offset: offset(TP_CHECK.with(|c| c as *const Cell<u64> as usize))?,
             state_tp_offset: offset(crate::thread::current_slot())?,
             syscall_gadget: syscall_gadget as u64,
             full: vectors,
@@ -176,8 +188,14 @@ impl Rewriter {
             return false;
         };
         let common = chunk_of(slot) + if hooked { FULL_STUB } else { LIGHT_STUB };
-        let Some(tramp) = emit::trampoline(slot, call_addr, nr, common, self.selector_tp_offset)
-        else {
+        let Some(tramp) = emit::trampoline(
+            slot,
+            call_addr,
+            nr,
+            common,
+            self.selector_tp_offset,
+            self.tp_check_offset,
+        ) else {
             return false;
         };
         let Some(jump) = emit::site_jump(site, slot) else {
@@ -223,6 +241,10 @@ impl Rewriter {
                 rewritten_entry as *const () as u64,
                 self.syscall_gadget,
                 vectors,
+                emit::EngineStack {
+                    top_in_state: std::mem::offset_of!(ThreadState, stub_stack_top) as i32,
+                    len: crate::thread::STACK_LEN as u32,
+                },
             )
             .ok()
             .filter(|code| code.len() as u64 <= FULL_STUB - LIGHT_STUB)
@@ -293,6 +315,23 @@ pub(crate) fn rewritable(nr: u64) -> bool {
             | Sysno::exit
             | Sysno::exit_group
     )
+}
+
+thread_local! {
+    /// The thread pointer this thread had when its engine state was set,
+    /// negated: a trampoline adds `fs:0` to it and goes on only on 0, so a
+    /// thread whose `fs` now points at a block of the program's own (not
+    /// its libc's thread block, where the engine's TLS is) takes its site's
+    /// `syscall` as it is. Static TLS, at the same offset in every thread.
+    static TP_CHECK: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Records the calling thread's thread pointer for its trampolines: called
+/// where its engine state becomes reachable through `fs` (host code, its
+/// own TLS in place).
+pub(crate) fn note_thread_pointer() {
+    let tp = crate::arch::thread_pointer() as u64;
+    TP_CHECK.with(|c| c.set(tp.wrapping_neg()));
 }
 
 /// In a child made by fork: the thread that held the patching flag at the

@@ -176,6 +176,40 @@ std::arch::global_asm!(
     "mov rax, rbx",
     "pop rbx",
     "ret",
+    // rw_with_fs(fs, old_fs): points fs at `fs` with arch_prctl, calls
+    // the getppid site, puts `old_fs` back; returns the site's result.
+    // Nothing between the two arch_prctl calls uses the program's TLS.
+    ".p2align 4",
+    ".globl rw_with_fs",
+    "rw_with_fs:",
+    "push r12",
+    "push r13",
+    "mov r12, rsi",
+    "mov rsi, rdi",
+    "mov edi, 0x1002",
+    "mov eax, 158",
+    "syscall",
+    "call rw_getppid",
+    "mov r13, rax",
+    "mov edi, 0x1002",
+    "mov rsi, r12",
+    "mov eax, 158",
+    "syscall",
+    "mov rax, r13",
+    "pop r13",
+    "pop r12",
+    "ret",
+    // rw_on_stack(top): calls the getppid site with rsp at `top`.
+    ".p2align 4",
+    ".globl rw_on_stack",
+    "rw_on_stack:",
+    "push rbp",
+    "mov rbp, rsp",
+    "mov rsp, rdi",
+    "call rw_getppid",
+    "mov rsp, rbp",
+    "pop rbp",
+    "ret",
     ptr = sym BLOCK_PTR,
 );
 
@@ -187,6 +221,8 @@ extern "C" {
     fn rw_regs(block: *mut Block);
     fn rw_regs_site();
     fn rw_many() -> i64;
+    fn rw_with_fs(fs: u64, old_fs: u64) -> i64;
+    fn rw_on_stack(top: u64) -> i64;
 }
 
 fn foreign<R>(f: impl FnOnce() -> R) -> R {
@@ -600,5 +636,101 @@ fn forked_and_spawned_children_run_through_patched_sites() {
         });
         assert_eq!(r, 0);
         assert_eq!(wait_for(child), Ended::Exited(0), "the spawned child");
+    });
+}
+
+#[test]
+fn a_thread_that_points_fs_at_its_own_block_traps_at_a_patched_site() {
+    child_passes(|| {
+        static SEEN: AtomicU64 = AtomicU64::new(0);
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        // The hook touches no TLS: it runs while fs is the program's block.
+        let engine = Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
+            .pre_hook(|_| {
+                SEEN.fetch_add(1, Relaxed);
+                Verdict::Run
+            })
+            .rewrite_sites(true)
+            .install()
+            .unwrap();
+        // SAFETY: the site is a plain getppid; the first call patches it.
+        assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        assert!(engine.counters().patched_sites >= 1);
+        let mut old_fs = 0u64;
+        // SAFETY: ARCH_GET_FS writes the fs base into `old_fs`.
+        let r = unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut old_fs) };
+        assert_eq!(r, 0);
+        // The program's own thread block: mapped memory around it (glibc
+        // and the engine read their TLS below fs while it is in place),
+        // its first word pointing at itself as the TLS ABI wants.
+        let mut block = vec![0u64; 16 * 1024];
+        let fs = block.as_mut_ptr() as u64 + 64 * 1024;
+        block[8 * 1024] = fs;
+        let before = engine.counters();
+        let seen = SEEN.load(Relaxed);
+        for _ in 0..3 {
+            // SAFETY: fs points at `block`, alive and mapped, while the site
+            // runs, and is put back before anything else runs.
+            assert_eq!(foreign(|| unsafe { rw_with_fs(fs, old_fs) }), ppid);
+        }
+        let after = engine.counters();
+        assert_eq!(after.rewritten, before.rewritten, "{after:?}");
+        assert_eq!(engine.count(Sysno::getppid), 4);
+        assert_eq!(SEEN.load(Relaxed), seen + 3, "every call reached the hooks");
+        // fs back in place: the trampoline is used again.
+        // SAFETY: as above.
+        assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        assert_eq!(engine.counters().rewritten, after.rewritten + 1);
+    });
+}
+
+#[test]
+fn hooks_of_a_rewritten_site_called_on_a_small_stack_run_on_the_engine_stack() {
+    child_passes(|| {
+        static HOOK_SP: AtomicU64 = AtomicU64::new(0);
+        let engine = Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
+            .pre_hook(|_| {
+                // Far more stack than the program's stack below has.
+                let mut room = [0u8; 32 * 1024];
+                std::hint::black_box(&mut room);
+                HOOK_SP.store(room.as_ptr() as u64, Relaxed);
+                Verdict::Run
+            })
+            .rewrite_sites(true)
+            .install()
+            .unwrap();
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        // SAFETY: the site is a plain getppid; the first call patches it.
+        assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        // A 4 KiB stack above a guard page.
+        // SAFETY: a fresh anonymous mapping, then its first page made
+        // inaccessible; both are ours.
+        let base = unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(base, libc::MAP_FAILED);
+            assert_eq!(libc::mprotect(base, 4096, libc::PROT_NONE), 0);
+            base as u64
+        };
+        let top = base + 8192;
+        let before = engine.counters();
+        // SAFETY: the stack is mapped and only the site runs on it.
+        assert_eq!(foreign(|| unsafe { rw_on_stack(top) }), ppid);
+        assert_eq!(engine.counters().rewritten, before.rewritten + 1);
+        let sp = HOOK_SP.load(Relaxed);
+        assert!(
+            !(base..top).contains(&sp),
+            "the hook ran on the small stack ({sp:#x})"
+        );
     });
 }

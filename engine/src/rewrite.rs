@@ -80,10 +80,11 @@ const REACH: u64 = (1 << 31) - 2 * CHUNK_LEN;
 pub(crate) struct Rewriter {
     selector_tp_offset: i32,
     tp_check_offset: i32,
-    state_tp_offset: i32,
-    syscall_gadget: u64,
-    /// What the stub for hooked calls saves.
-    full: VectorSave,
+    /// The two common stubs of every chunk, built here at install: code
+    /// generation allocates, and a trap that maps a chunk may come from
+    /// inside `malloc` (its `brk`), where allocating corrupts the heap.
+    light_stub: Vec<u8>,
+    full_stub: Vec<u8>,
 }
 
 /// Set while one thread patches: another trap meanwhile leaves its site
@@ -118,12 +119,28 @@ impl Rewriter {
         } else {
             VectorSave::Sse
         };
+        let selector_tp_offset = offset(crate::selector::thread_byte() as usize)?;
+        let state_tp_offset = offset(crate::thread::current_slot())?;
+        let stub = |vectors| {
+            emit::common_stub(
+                selector_tp_offset,
+                state_tp_offset,
+                rewritten_entry as *const () as u64,
+                syscall_gadget as u64,
+                vectors,
+                emit::EngineStack {
+                    top_in_state: std::mem::offset_of!(ThreadState, stub_stack_top) as i32,
+                    len: crate::thread::STACK_LEN as u32,
+                },
+            )
+            .ok()
+            .filter(|code| code.len() as u64 <= FULL_STUB - LIGHT_STUB)
+        };
         Some(Rewriter {
-            selector_tp_offset: offset(crate::selector::thread_byte() as usize)?,
+            selector_tp_offset,
             tp_check_offset: offset(TP_CHECK.with(|c| c as *const Cell<u64> as usize))?,
-            state_tp_offset: offset(crate::thread::current_slot())?,
-            syscall_gadget: syscall_gadget as u64,
-            full: vectors,
+            light_stub: stub(VectorSave::Sse)?,
+            full_stub: stub(vectors)?,
         })
     }
 
@@ -234,23 +251,7 @@ impl Rewriter {
     /// of a few places within reach of `site`, and writes its common stub.
     fn map_chunk(&self, mem: &ProcMem, site: u64) -> Option<u64> {
         const MIB: u64 = 1 << 20;
-        let stub = |vectors| {
-            emit::common_stub(
-                self.selector_tp_offset,
-                self.state_tp_offset,
-                rewritten_entry as *const () as u64,
-                self.syscall_gadget,
-                vectors,
-                emit::EngineStack {
-                    top_in_state: std::mem::offset_of!(ThreadState, stub_stack_top) as i32,
-                    len: crate::thread::STACK_LEN as u32,
-                },
-            )
-            .ok()
-            .filter(|code| code.len() as u64 <= FULL_STUB - LIGHT_STUB)
-        };
-        let light = stub(VectorSave::Sse)?;
-        let full = stub(self.full)?;
+        let (light, full) = (&self.light_stub, &self.full_stub);
         let around = site & !(CHUNK_LEN - 1);
         for distance in [64 * MIB, 256 * MIB, 1024 * MIB, 1792 * MIB] {
             for hint in [around.wrapping_sub(distance), around.wrapping_add(distance)] {
@@ -272,7 +273,7 @@ impl Rewriter {
                 if r as u64 != hint {
                     continue;
                 }
-                if mem.write(hint + LIGHT_STUB, &light) && mem.write(hint + FULL_STUB, &full) {
+                if mem.write(hint + LIGHT_STUB, light) && mem.write(hint + FULL_STUB, full) {
                     return Some(hint);
                 }
                 raw6(Sysno::munmap.id() as u64, [hint, CHUNK_LEN, 0, 0, 0, 0]);

@@ -17,6 +17,10 @@ pub const MOV_EAX_OPCODE: u8 = 0xb8;
 /// Length of the `mov eax, imm32` that becomes a `jmp rel32`.
 pub const PATCH_LEN: usize = 5;
 
+/// Length of the `jmp rel8` that replaces the start of a site's `mov` when
+/// the `mov` crosses an aligned 8-byte word (see [`find_padding`]).
+pub const SHORT_JUMP_LEN: usize = 2;
+
 /// Bytes one trampoline takes (a multiple of 16, for alignment).
 pub const TRAMPOLINE_LEN: usize = 96;
 
@@ -39,6 +43,60 @@ const CALL_ADDR_AFTER_RETURN: i32 = 5;
 pub fn site_jump(site: u64, trampoline: u64) -> Option<[u8; PATCH_LEN]> {
     let rel = rel32(site + PATCH_LEN as u64, trampoline)?;
     Some([0xe9, rel[0], rel[1], rel[2], rel[3]])
+}
+
+/// The `jmp rel8` at `site` towards `to`. None if out of reach.
+pub fn short_jump(site: u64, to: u64) -> Option<[u8; SHORT_JUMP_LEN]> {
+    let rel = i8::try_from(to.wrapping_sub(site + SHORT_JUMP_LEN as u64) as i64).ok()?;
+    Some([0xeb, rel as u8])
+}
+
+/// Where a 5-byte `jmp rel32` can go in `code` (the bytes at `ip`, which
+/// starts an instruction: the end of a site's `syscall`) such that a
+/// `jmp rel8` at `site` reaches it: the first [`PATCH_LEN`] bytes of a run
+/// of `nop`/`int3` padding that follows an unconditional `ret` or `jmp`
+/// and goes on to a 16-byte boundary past those bytes (alignment padding
+/// before a label or function: no path executes it, and no jump lands
+/// inside it).
+/// Bytes already given to another site decode as a `jmp` and are skipped.
+pub fn find_padding(code: &[u8], ip: u64, site: u64) -> Option<u64> {
+    use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic};
+    let reach_end = site + SHORT_JUMP_LEN as u64 + 127;
+    let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    let mut insn = Instruction::default();
+    let mut after_transfer = false;
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        if insn.is_invalid() || insn.ip() > reach_end {
+            return None;
+        }
+        if after_transfer && matches!(insn.mnemonic(), Mnemonic::Nop | Mnemonic::Int3) {
+            let start = insn.ip();
+            let boundary = (start + PATCH_LEN as u64 + 15) & !15;
+            let mut end = insn.next_ip();
+            while end < boundary && decoder.can_decode() {
+                decoder.decode_out(&mut insn);
+                if !matches!(insn.mnemonic(), Mnemonic::Nop | Mnemonic::Int3) {
+                    break;
+                }
+                end = insn.next_ip();
+            }
+            if end == boundary && boundary - start >= PATCH_LEN as u64 && start <= reach_end {
+                return Some(start);
+            }
+            after_transfer = false;
+            continue;
+        }
+        after_transfer = matches!(insn.mnemonic(), Mnemonic::Ret | Mnemonic::Jmp);
+    }
+    None
+}
+
+/// Runs the decoder once, so that its tables (built on first use, with
+/// allocations) exist before [`find_padding`] is called where allocating
+/// is not allowed (a signal handler).
+pub fn prepare_decoder() {
+    let _ = find_padding(&[0xc3, 0x90, 0x90, 0x90, 0x90, 0x90], 0, 0);
 }
 
 fn rel32(from_end: u64, to: u64) -> Option<[u8; 4]> {
@@ -312,6 +370,29 @@ mod tests {
             ["jmp 0000000000100000h"]
         );
         assert!(site_jump(0x20_0000, 0x1_0000_0000_0000).is_none());
+    }
+
+    #[test]
+    fn padding_is_found_only_after_an_unconditional_transfer_up_to_a_boundary() {
+        // From the end of a syscall at 0x1006: cmp rax,-4096; ja +6; ret;
+        // 6 bytes of nopw up to 0x1010.
+        let mut code = vec![0x48, 0x3d, 0x00, 0xf0, 0xff, 0xff, 0x77, 0x06, 0xc3];
+        code.extend([0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00]);
+        code.extend([0x48, 0x8b, 0x05, 0, 0, 0, 0]);
+        let ip = 0x1010 - 15;
+        assert_eq!(find_padding(&code, ip, ip - 7), Some(0x100a));
+        // Too short: 3 bytes of padding.
+        let mut short = code[..9].to_vec();
+        short.extend([0x0f, 0x1f, 0x00]);
+        assert_eq!(find_padding(&short, 0x1010 - 12, 0x1010 - 19), None);
+        // Nops reachable by falling through (no ret before them).
+        let mut reachable = code.clone();
+        reachable[8] = 0x90;
+        assert_eq!(find_padding(&reachable, ip, ip - 7), None);
+        // Out of the jmp rel8's reach.
+        assert_eq!(find_padding(&code, ip, ip - 200), None);
+        assert_eq!(short_jump(0x1000, 0x100a), Some([0xeb, 0x08]));
+        assert_eq!(short_jump(0x1000, 0x1100), None);
     }
 
     #[test]

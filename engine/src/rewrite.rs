@@ -10,9 +10,16 @@
 //! through [`rewritten_entry`], counted as [`Entrance::Rewritten`].
 //!
 //! What is rewritten, and how:
-//! - Only sites whose `mov` fits in one aligned 8-byte word (the site
-//!   address mod 8 is at most 3): the word is written in one piece, the
-//!   bytes around the `mov` rewritten to themselves. Others keep trapping.
+//! - A site whose `mov` fits in one aligned 8-byte word (the site address
+//!   mod 8 is at most 3) gets the `jmp rel32` in place of the `mov`: the
+//!   word is written in one piece, the bytes around the `mov` rewritten to
+//!   themselves. A site whose `mov` crosses a word (mod 8 from 4 to 6)
+//!   gets a 2-byte `jmp rel8` in its first word instead, to a `jmp rel32`
+//!   written beforehand into unreachable padding after the site (`nop`s
+//!   or `int3`s that follow a `ret` or `jmp` and end at a 16-byte
+//!   boundary, within 127 bytes); the rest of the `mov` becomes dead
+//!   bytes no path reaches. Sites at mod 8 = 7, or without such padding,
+//!   keep trapping.
 //! - Only sites whose number the trap path does not emulate against its
 //!   signal frame ([`rewritable`]): clone family, signal mask, actions,
 //!   alternate stack, sigreturn, exec, exit and the like keep trapping.
@@ -119,6 +126,7 @@ impl Rewriter {
         } else {
             VectorSave::Sse
         };
+        emit::prepare_decoder();
         let selector_tp_offset = offset(crate::selector::thread_byte() as usize)?;
         let state_tp_offset = offset(crate::thread::current_slot())?;
         let stub = |vectors| {
@@ -163,7 +171,7 @@ impl Rewriter {
             return;
         }
         let site = call_addr - 7;
-        if site % 8 > 3 || in_chunk(site) {
+        if in_chunk(site) {
             return;
         }
         if PATCHING
@@ -198,6 +206,21 @@ impl Rewriter {
         {
             return false;
         }
+        // A `mov` that fits the word becomes the `jmp rel32` itself; one
+        // that crosses it gets a `jmp rel8` (in the word when it fits)
+        // to a `jmp rel32` written first into padding nearby.
+        let short = o + emit::PATCH_LEN > 8;
+        if short && o + emit::SHORT_JUMP_LEN > 8 {
+            return false;
+        }
+        let pad = if short {
+            padding_near(site, call_addr)
+        } else {
+            None
+        };
+        if short && pad.is_none() {
+            return false;
+        }
         let Some(mem) = ProcMem::open() else {
             return false;
         };
@@ -215,14 +238,32 @@ impl Rewriter {
         ) else {
             return false;
         };
-        let Some(jump) = emit::site_jump(site, slot) else {
-            return false;
-        };
         if !mem.write(slot, &tramp) {
             return false;
         }
         let mut word = words[0].to_le_bytes();
-        word[o..o + emit::PATCH_LEN].copy_from_slice(&jump);
+        match pad {
+            None => {
+                let Some(jump) = emit::site_jump(site, slot) else {
+                    return false;
+                };
+                word[o..o + emit::PATCH_LEN].copy_from_slice(&jump);
+            }
+            Some(pad) => {
+                // Padding is never executed: its bytes may be written in
+                // any order, before the one word store that makes the
+                // site jump there.
+                let (Some(far), Some(near)) =
+                    (emit::site_jump(pad, slot), emit::short_jump(site, pad))
+                else {
+                    return false;
+                };
+                if !mem.write(pad, &far) {
+                    return false;
+                }
+                word[o..o + emit::SHORT_JUMP_LEN].copy_from_slice(&near);
+            }
+        }
         mem.write(base, &word)
     }
 
@@ -343,6 +384,24 @@ pub(crate) fn forked() {
 
 fn chunk_of(slot: u64) -> u64 {
     slot & !(CHUNK_LEN - 1)
+}
+
+/// Unreachable padding within a `jmp rel8` of `site`, after the site's
+/// `syscall` (see the arch crate's `find_padding`).
+fn padding_near(site: u64, call_addr: u64) -> Option<u64> {
+    const WORDS: usize = 20;
+    let from = call_addr & !7;
+    let mut words = [0u64; WORDS];
+    // The code may end (with its mapping) before all of it: fewer words.
+    let got = [WORDS, 12, 6, 3]
+        .into_iter()
+        .find(|&n| crate::usermem::read_user(from, &mut words[..n]))?;
+    let mut bytes = [0u8; WORDS * 8];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(&words[..got]) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    let skip = (call_addr - from) as usize;
+    emit::find_padding(&bytes[skip..got * 8], call_addr, site)
 }
 
 /// Whether `addr` is in one of the engine's trampoline chunks.

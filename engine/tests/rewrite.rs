@@ -176,6 +176,74 @@ std::arch::global_asm!(
     "mov rax, rbx",
     "pop rbx",
     "ret",
+    // Sites whose `mov` crosses an aligned word: at 4, 5 and 6 mod 8,
+    // each followed by a `ret` and padding (int3, one-byte and multi-byte
+    // nops); at 7 mod 8 (not rewritable); at 4 mod 8 with too little
+    // padding within reach (not rewritable).
+    ".p2align 5",
+    ".globl rw_unaligned4",
+    "rw_unaligned4:",
+    ".byte 0x0f, 0x1f, 0x40, 0x00",
+    "mov eax, 110",
+    "syscall",
+    "ret",
+    ".p2align 5, 0xcc",
+    ".globl rw_unaligned5",
+    "rw_unaligned5:",
+    ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00",
+    "mov eax, 110",
+    "syscall",
+    "ret",
+    ".p2align 5, 0x90",
+    ".globl rw_unaligned6",
+    "rw_unaligned6:",
+    ".byte 0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00",
+    "mov eax, 110",
+    "syscall",
+    "cmp rax, -4096",
+    "ja 2f",
+    "ret",
+    ".p2align 5",
+    "2:",
+    "ret",
+    ".p2align 5",
+    ".globl rw_unaligned7",
+    "rw_unaligned7:",
+    ".byte 0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00",
+    "mov eax, 110",
+    "syscall",
+    "ret",
+    ".p2align 5, 0xcc",
+    ".globl rw_unaligned_unpadded",
+    "rw_unaligned_unpadded:",
+    ".byte 0x0f, 0x1f, 0x40, 0x00",
+    "mov eax, 110",
+    "syscall",
+    "ret",
+    // Code, not padding, for more than a jmp rel8's reach.
+    ".rept 70",
+    "xor eax, eax",
+    ".endr",
+    "ud2",
+    // rw_many_unaligned(): 64 getpid sites at 4 mod 8, each followed by a
+    // jmp to the next over int3 padding; returns the sum of results.
+    ".p2align 5",
+    ".globl rw_many_unaligned",
+    "rw_many_unaligned:",
+    "push rbx",
+    "xor ebx, ebx",
+    ".rept 64",
+    "jmp 2f",
+    ".p2align 5, 0xcc",
+    "2:",
+    ".byte 0x0f, 0x1f, 0x40, 0x00",
+    "mov eax, 39",
+    "syscall",
+    "add rbx, rax",
+    ".endr",
+    "mov rax, rbx",
+    "pop rbx",
+    "ret",
     // rw_with_fs(fs, old_fs): points fs at `fs` with arch_prctl, calls
     // the getppid site, puts `old_fs` back; returns the site's result.
     // Nothing between the two arch_prctl calls uses the program's TLS.
@@ -222,6 +290,12 @@ extern "C" {
     fn rw_regs_site();
     fn rw_many() -> i64;
     fn rw_with_fs(fs: u64, old_fs: u64) -> i64;
+    fn rw_unaligned4() -> i64;
+    fn rw_unaligned5() -> i64;
+    fn rw_unaligned6() -> i64;
+    fn rw_unaligned7() -> i64;
+    fn rw_unaligned_unpadded() -> i64;
+    fn rw_many_unaligned() -> i64;
     fn rw_on_stack(top: u64) -> i64;
 }
 
@@ -732,5 +806,74 @@ fn hooks_of_a_rewritten_site_called_on_a_small_stack_run_on_the_engine_stack() {
             !(base..top).contains(&sp),
             "the hook ran on the small stack ({sp:#x})"
         );
+    });
+}
+
+#[test]
+fn sites_whose_mov_crosses_a_word_jump_through_padding_or_keep_trapping() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let sites: [(unsafe extern "C" fn() -> i64, usize, bool); 5] = [
+            (rw_unaligned4, 4, true),
+            (rw_unaligned5, 5, true),
+            (rw_unaligned6, 6, true),
+            (rw_unaligned7, 7, false),
+            (rw_unaligned_unpadded, 4, false),
+        ];
+        for (f, offset, rewritable) in sites {
+            let site = f as usize + offset;
+            assert!(site % 8 >= 4, "the mov crosses a word");
+            let before = engine.counters();
+            for _ in 0..10 {
+                // SAFETY: each function is a plain getppid site.
+                assert_eq!(foreign(|| unsafe { f() }), ppid);
+            }
+            let after = engine.counters();
+            // SAFETY: reading the site's first byte, mapped executable and readable.
+            let first = unsafe { (site as *const u8).read_volatile() };
+            if rewritable {
+                assert_eq!(first, 0xeb, "site at {offset} mod 8: a jmp rel8");
+                assert_eq!(after.traps - before.traps, 1, "{after:?}");
+                assert_eq!(after.rewritten - before.rewritten, 9, "{after:?}");
+            } else {
+                assert_eq!(first, 0xb8, "site at {offset} mod 8 left alone");
+                assert_eq!(after.traps - before.traps, 10, "{after:?}");
+                assert_eq!(after.rewritten, before.rewritten);
+            }
+        }
+        assert_eq!(engine.count(Sysno::getppid), 50);
+        assert_eq!(engine.counters().patched_sites, 3);
+    });
+}
+
+#[test]
+fn threads_running_unaligned_sites_while_each_is_patched_never_see_a_torn_instruction() {
+    child_passes(|| {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() } as i64;
+        let engine = installed(&[]);
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    engine.arm_current_thread(Selector::Allow).unwrap();
+                    barrier.wait();
+                    let _foreign = selector::enter(Selector::Block);
+                    for _ in 0..200 {
+                        // SAFETY: 64 plain getpid calls.
+                        if unsafe { rw_many_unaligned() } != 64 * pid {
+                            // SAFETY: leaving at once; the parent sees the status.
+                            unsafe { libc::_exit(3) };
+                        }
+                    }
+                });
+            }
+        });
+        let c = engine.counters();
+        assert_eq!(c.patched_sites, 64, "{c:?}");
+        assert_eq!(engine.count(Sysno::getpid), 2 * 200 * 64);
+        assert!(c.rewritten >= 2 * 200 * 64 - 200, "{c:?}");
     });
 }

@@ -14,6 +14,17 @@ use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};
 
 /// The site pattern: `mov eax, imm32` (5 bytes) right before `syscall`.
 pub const MOV_EAX_OPCODE: u8 = 0xb8;
+
+/// glibc's `syscall(2)`: `mov r9, [rsp+8]` (its sixth argument, from the
+/// stack) right before `syscall`, the number in rax from a register. The
+/// `mov` moves into the trampoline unchanged (rsp is the site's there).
+pub const GENERIC_SITE_HEAD: [u8; PATCH_LEN] = [0x4c, 0x8b, 0x4c, 0x24, 0x08];
+
+/// The first instruction of a trampoline for a `mov eax, nr` site.
+pub fn mov_eax(nr: u32) -> [u8; PATCH_LEN] {
+    let nr = nr.to_le_bytes();
+    [MOV_EAX_OPCODE, nr[0], nr[1], nr[2], nr[3]]
+}
 /// Length of the `mov eax, imm32` that becomes a `jmp rel32`.
 pub const PATCH_LEN: usize = 5;
 
@@ -105,9 +116,11 @@ fn rel32(from_end: u64, to: u64) -> Option<[u8; 4]> {
         .map(i32::to_le_bytes)
 }
 
-/// The trampoline of the site whose `syscall` ends at `call_addr` and
-/// whose `mov` loaded `nr`, placed at `at`, calling the common stub at
-/// `common`.
+/// The trampoline of the site whose `syscall` ends at `call_addr`, placed
+/// at `at`, calling the common stub at `common`. It starts with `head`,
+/// the instruction the site's jump replaced ([`mov_eax`] of the site's
+/// number, or [`GENERIC_SITE_HEAD`]), which leaves every register as it
+/// is right before the site's `syscall`.
 ///
 /// It first checks that `fs` is still the thread's own thread block: the
 /// engine keeps the negated thread pointer at `fs:[tp_check_offset]`, and
@@ -122,7 +135,7 @@ fn rel32(from_end: u64, to: u64) -> Option<[u8; 4]> {
 pub fn trampoline(
     at: u64,
     call_addr: u64,
-    nr: u32,
+    head: [u8; PATCH_LEN],
     common: u64,
     selector_tp_offset: i32,
     tp_check_offset: i32,
@@ -132,7 +145,6 @@ pub fn trampoline(
     const CHECKED: u64 = 34;
     const CALL_END: u64 = 55;
     const FAST: u64 = 68;
-    let nr = nr.to_le_bytes();
     let off = selector_tp_offset.to_le_bytes();
     let check = tp_check_offset.to_le_bytes();
     let to_site_syscall = rel32(at + CHECKED, call_addr.wrapping_sub(2))?;
@@ -142,7 +154,7 @@ pub fn trampoline(
     let a = call_addr.to_le_bytes();
     let s = to_site_syscall;
     let code: [&[u8]; 16] = [
-        &[0xb8, nr[0], nr[1], nr[2], nr[3]],         // mov eax, nr
+        &head,                                       // the instruction the site's jump replaced
         &[0x64, 0x48, 0x8b, 0x0c, 0x25, 0, 0, 0, 0], // mov rcx, fs:[0]
         // mov r11, fs:[check]
         &[
@@ -342,7 +354,7 @@ mod tests {
 
     #[test]
     fn trampoline_has_a_fast_path_on_allow_and_calls_the_stub_on_block() {
-        let t = trampoline(0x10_0000, 0x20_0007, 39, 0x10_0800, -0x40, -0x50).unwrap();
+        let t = trampoline(0x10_0000, 0x20_0007, mov_eax(39), 0x10_0800, -0x40, -0x50).unwrap();
         let head = disassemble(&t[..60], 0x10_0000);
         assert_eq!(
             head,
@@ -370,6 +382,17 @@ mod tests {
             ["jmp 0000000000100000h"]
         );
         assert!(site_jump(0x20_0000, 0x1_0000_0000_0000).is_none());
+        let generic = trampoline(
+            0x10_0000,
+            0x20_0007,
+            GENERIC_SITE_HEAD,
+            0x10_0800,
+            -0x40,
+            -0x50,
+        )
+        .unwrap();
+        assert_eq!(disassemble(&generic[..5], 0x10_0000), ["mov r9,[rsp+8]"]);
+        assert_eq!(generic[5..], t[5..]);
     }
 
     #[test]

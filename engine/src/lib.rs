@@ -105,8 +105,9 @@
 //!   no longer points at its libc thread block traps at patched sites as
 //!   before; a signal arriving while hooks run finds the
 //!   selector on ALLOW, as for the direct entrance; a `CLONE_VM` child
-//!   without TLS of its own reaches its parent's selector through `fs`,
-//!   so its rewritten calls follow the parent's personality. See
+//!   without TLS of its own (not a vfork child, which runs on its parent's
+//!   state) would reach its parent's state through `fs`, so it and its
+//!   parent take the trap path at patched sites from its creation on. See
 //!   `rewrite.rs` for how the code is written (`/proc/self/mem`).
 
 // Leaves first: raw syscalls, the ISA, the filter, per-thread state, user

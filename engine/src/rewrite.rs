@@ -20,6 +20,15 @@
 //!   boundary, within 127 bytes); the rest of the `mov` becomes dead
 //!   bytes no path reaches. Sites at mod 8 = 7, or without such padding,
 //!   keep trapping.
+//! - The other shape rewritten is glibc's `syscall(2)`: `mov r9, [rsp+8];
+//!   syscall`, the number in rax from a register. Its trampoline starts
+//!   with that `mov`; numbers the trap path must emulate (below) are sent
+//!   back to the site's `syscall` at run time, where they trap. Other
+//!   shapes keep trapping: `syscall` after a `mov eax, reg` or with rax
+//!   set further up (glibc's futex and cancellable paths), and musl's
+//!   `__syscall_cp_asm`, whose cancellation point is recognised by the
+//!   program counter being between its own labels (a trampoline would
+//!   move the `syscall` out of that range).
 //! - Only sites whose number the trap path does not emulate against its
 //!   signal frame ([`rewritable`]): clone family, signal mask, actions,
 //!   alternate stack, sigreturn, exec, exit and the like keep trapping.
@@ -47,7 +56,9 @@
 //!   as it is, which traps as without rewriting. The check reads `fs:0`
 //!   and a word a few hundred bytes below it: a block of the program's
 //!   with nothing mapped there faults at a patched site (the trap path
-//!   itself reads `errno` through `fs` too).
+//!   itself reads `errno` through `fs` too). A `CLONE_VM` child without
+//!   TLS of its own (and without `CLONE_VFORK`) clears the check for
+//!   itself and its parent, which then trap at patched sites.
 //! - Hooks of rewritten calls run on the thread's engine stack (the one
 //!   the trap path's signal frames use), not the program's, so a small
 //!   program stack (a coroutine, `sigaltstack`) holds only the stub's
@@ -165,9 +176,8 @@ impl Rewriter {
             return;
         }
         let core = &engine.core;
-        let hooked =
-            core.filter.contains(nr) && !(core.pre_hooks.is_empty() && core.post_hooks.is_empty());
-        if !rewritable(nr) || call_addr < 7 {
+        let hooks = !(core.pre_hooks.is_empty() && core.post_hooks.is_empty());
+        if call_addr < 7 {
             return;
         }
         let site = call_addr - 7;
@@ -180,13 +190,15 @@ impl Rewriter {
         {
             return;
         }
-        if self.patch(site, call_addr, nr as u32, hooked) {
+        if self.patch(site, call_addr, nr, |nr| hooks && core.filter.contains(nr)) {
             engine.core.counters.patched_site();
         }
         PATCHING.store(false, Release);
     }
 
-    fn patch(&self, site: u64, call_addr: u64, nr: u32, hooked: bool) -> bool {
+    /// `hooked`: whether hooks see calls of a number (they need the stub
+    /// that saves all vector state).
+    fn patch(&self, site: u64, call_addr: u64, nr: u64, hooked: impl Fn(u64) -> bool) -> bool {
         let base = site & !7;
         let o = (site - base) as usize;
         let mut words = [0u64; 2];
@@ -199,13 +211,27 @@ impl Rewriter {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&words[0].to_le_bytes());
         bytes[8..].copy_from_slice(&words[1].to_le_bytes());
-        let imm = u32::from_le_bytes([bytes[o + 1], bytes[o + 2], bytes[o + 3], bytes[o + 4]]);
-        if bytes[o] != emit::MOV_EAX_OPCODE
-            || imm != nr
-            || bytes[o + 5..o + 7] != arch::SYSCALL_INSN
-        {
+        if bytes[o + 5..o + 7] != arch::SYSCALL_INSN {
             return false;
         }
+        let imm = u32::from_le_bytes([bytes[o + 1], bytes[o + 2], bytes[o + 3], bytes[o + 4]]);
+        // The instruction the trampoline starts with, and whether hooks
+        // may see its calls: one number, or any for `syscall(2)`, whose
+        // calls the trap path must emulate are sent back to the site's
+        // `syscall` at run time (`rewritten_entry`).
+        let (head, hooked) = if bytes[o] == emit::MOV_EAX_OPCODE && u64::from(imm) == nr {
+            if !rewritable(nr) {
+                return false;
+            }
+            (emit::mov_eax(imm), hooked(nr))
+        } else if bytes[o..o + emit::PATCH_LEN] == emit::GENERIC_SITE_HEAD {
+            (
+                emit::GENERIC_SITE_HEAD,
+                (0..=crate::TRACKED_NUMBERS as u64).any(&hooked),
+            )
+        } else {
+            return false;
+        };
         // A `mov` that fits the word becomes the `jmp rel32` itself; one
         // that crosses it gets a `jmp rel8` (in the word when it fits)
         // to a `jmp rel32` written first into padding nearby.
@@ -231,7 +257,7 @@ impl Rewriter {
         let Some(tramp) = emit::trampoline(
             slot,
             call_addr,
-            nr,
+            head,
             common,
             self.selector_tp_offset,
             self.tp_check_offset,
@@ -376,6 +402,16 @@ pub(crate) fn note_thread_pointer() {
     TP_CHECK.with(|c| c.set(tp.wrapping_neg()));
 }
 
+/// Makes the calling thread's trampolines take the trap path: for a
+/// `CLONE_VM` child that shares its parent's TLS (it has a state of its
+/// own that fs does not lead to), called in the child, which clears the
+/// slot they share. The parent's rewritten sites trap from then on, as
+/// without rewriting. (A vfork child runs on its parent's state anyway,
+/// and keeps the slot.)
+pub(crate) fn forget_thread_pointer() {
+    TP_CHECK.with(|c| c.set(0));
+}
+
 /// In a child made by fork: the thread that held the patching flag at the
 /// fork does not exist there.
 pub(crate) fn forked() {
@@ -472,8 +508,11 @@ extern "C" fn rewritten_entry(frame: &mut DirectFrame, state: *const ThreadState
     let Some(thread) = (unsafe { state.as_ref() }) else {
         return emit::FALLBACK_TO_TRAP;
     };
+    // A `syscall(2)` site carries any number, those the trap path must
+    // emulate against its signal frame included.
     if thread.armed_tid.get() == 0
         || thread.program_dispatch.get() != crate::nested::ProgramDispatch::OFF
+        || !rewritable(frame.nr)
     {
         return emit::FALLBACK_TO_TRAP;
     }

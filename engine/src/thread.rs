@@ -362,6 +362,10 @@ pub(crate) fn adopt_clone_child(shared_tls: bool) -> Result<&'static ThreadState
     let state = new_block()?;
     if shared_tls {
         state.use_own_selector();
+        // The TLS (and so what a trampoline finds through fs) is the
+        // parent's: both must take the trap path at rewritten sites.
+        #[cfg(target_arch = "x86_64")]
+        crate::rewrite::forget_thread_pointer();
     } else {
         state.use_selector(crate::selector::thread_byte());
         CURRENT.with(|c| c.set(state));

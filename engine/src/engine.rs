@@ -213,7 +213,10 @@ impl Builder {
     /// (x86-64, exclusive placements; see the crate documentation and
     /// [`Entrance::Rewritten`]). The engine's TLS must be static (an
     /// executable, or a library loaded at startup such as a preload), as
-    /// for a code generator's `fs`-relative selector flip. Default: false.
+    /// for a code generator's `fs`-relative selector flip. Hooks of
+    /// rewritten calls find every vector register (SSE, AVX, AVX-512)
+    /// saved, but not the x87 state or PKRU: a hook that changes those
+    /// must restore them. Default: false.
     pub fn rewrite_sites(mut self, rewrite: bool) -> Self {
         self.rewrite_sites = rewrite;
         self

@@ -85,8 +85,10 @@ const CHUNK_LEN: u64 = 64 * 1024;
 /// Where the chunk's two common stubs are: one that saves xmm0-15 and
 /// MXCSR, for calls no hook sees (the engine's own code is compiled for
 /// SSE only, which leaves the upper vector halves alone), and one that
-/// saves all vector state with `xsavec`, for calls hooks see (they may run
-/// any code). Trampolines follow.
+/// saves every vector register with `xsavec` (SSE, AVX, AVX-512), for calls
+/// hooks see (Rust hooks, and the libc string functions they call, may
+/// use any of them; none touches the x87 state or PKRU, which are left
+/// out: a hook that does must put them back). Trampolines follow.
 const LIGHT_STUB: u64 = 0;
 const FULL_STUB: u64 = 1024;
 const FIRST_SLOT: u64 = 2048;
@@ -133,7 +135,7 @@ impl Rewriter {
         let vectors = if std::arch::is_x86_feature_detected!("xsavec") {
             // The compacted area of every enabled component (CPUID 0Dh.1:EBX).
             let leaf = std::arch::x86_64::__cpuid_count(0xd, 1);
-            VectorSave::Xsavec { area_len: leaf.ebx }
+            VectorSave::XsavecVectors { area_len: leaf.ebx }
         } else {
             VectorSave::Sse
         };

@@ -955,3 +955,45 @@ fn a_syscall_2_site_is_rewritten_for_every_number_but_those_the_trap_path_emulat
         assert_eq!(seen, [10, 11, 1]);
     });
 }
+
+#[test]
+fn a_hook_that_clobbers_vector_registers_leaves_the_sites_registers_intact() {
+    if !std::arch::is_x86_feature_detected!("avx") {
+        eprintln!("skipped: the CPU has no AVX (the test checks ymm6)");
+        return;
+    }
+    child_passes(|| {
+        let native = run_regs();
+        Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::getpid]))
+            .pre_hook(|_| {
+                // SAFETY: overwrites ymm6 and xmm7, which the stub saved;
+                // nothing of this hook's own lives in them.
+                unsafe {
+                    std::arch::asm!(
+                        "vpcmpeqd ymm6, ymm6, ymm6",
+                        "pcmpeqd xmm7, xmm7",
+                        out("ymm6") _,
+                        out("xmm7") _,
+                    )
+                };
+                Verdict::Run
+            })
+            .rewrite_sites(true)
+            .install()
+            .unwrap();
+        let trapped = foreign(run_regs);
+        let rewritten = foreign(run_regs);
+        let engine = Engine::installed().unwrap();
+        assert_eq!(engine.counters().rewritten, 1);
+        for (name, run) in [("trap", &trapped), ("rewritten", &rewritten)] {
+            for i in 20..58 {
+                assert_eq!(
+                    run.0[i], native.0[i],
+                    "{name}: word {i} differs: {:#x} natively, {:#x}",
+                    native.0[i], run.0[i]
+                );
+            }
+        }
+    });
+}

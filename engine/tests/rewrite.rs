@@ -997,3 +997,46 @@ fn a_hook_that_clobbers_vector_registers_leaves_the_sites_registers_intact() {
         }
     });
 }
+
+#[test]
+fn code_mapped_anew_where_a_patched_site_was_traps_again() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let pages = CodePages::new(1);
+        pages.write(pages.base, &syscall_stub(Sysno::getppid.id() as u32));
+        let counts = || engine.counters();
+        let before = counts();
+        for _ in 0..3 {
+            assert_eq!(foreign(|| call_code(pages.base)), ppid);
+        }
+        let patched = counts();
+        assert_eq!(patched.traps - before.traps, 1, "{patched:?}");
+        assert_eq!(patched.rewritten - before.rewritten, 2, "{patched:?}");
+        // SAFETY: reading the stub's first byte, mapped readable.
+        assert_eq!(unsafe { (pages.base as *const u8).read_volatile() }, 0xe9);
+        // The module goes away and other code (the same bytes, fresh) is
+        // mapped at its address: its site traps and is patched again.
+        // SAFETY: our own mapping, replaced in place by a fresh one.
+        let again = unsafe {
+            libc::mmap(
+                pages.base as *mut libc::c_void,
+                pages.len,
+                libc::PROT_READ | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        assert_eq!(again as usize, pages.base);
+        pages.write(pages.base, &syscall_stub(Sysno::getppid.id() as u32));
+        for _ in 0..3 {
+            assert_eq!(foreign(|| call_code(pages.base)), ppid);
+        }
+        let after = counts();
+        assert_eq!(after.traps - patched.traps, 1, "{after:?}");
+        assert_eq!(after.rewritten - patched.rewritten, 2, "{after:?}");
+        assert_eq!(after.patched_sites - patched.patched_sites, 1);
+    });
+}

@@ -563,6 +563,10 @@ mod tests {
         .unwrap();
         assert!(cli.trace.unwrap().contains(&(Sysno::execve.id() as u64)));
         assert_eq!(cli.options.status, StatusFilter::Failed);
+        assert!(!cli.no_rewrite);
+        let cli = parse(&args(&["-f", "--no-rewrite", "ls", "--no-rewrite"])).unwrap();
+        assert!(cli.no_rewrite);
+        assert_eq!(cli.program, args(&["ls", "--no-rewrite"]));
     }
 
     #[test]

@@ -41,6 +41,11 @@
 //!   without FSRM; `rep movsb` with it, which is not architecturally one
 //!   store): a thread fetching the word at that instant could in principle
 //!   see it half written.
+//! - Only code the program loaded from a file, mapped executable and not
+//!   writable ([`loaded_code`], from `/proc/self/maps` at each patch):
+//!   code in anonymous or writable memory (a JIT's) is code the program
+//!   writes itself, and may rewrite it over the engine's jump; it keeps
+//!   trapping.
 //! - Code read as data shows the `jmp`; code unmapped and replaced gets
 //!   its own original bytes, which trap and are rewritten again (the old
 //!   trampoline is simply never reached again).
@@ -249,6 +254,9 @@ impl Rewriter {
         if short && pad.is_none() {
             return false;
         }
+        if !loaded_code(site) || pad.is_some_and(|pad| !loaded_code(pad)) {
+            return false;
+        }
         let Some(mem) = ProcMem::open() else {
             return false;
         };
@@ -422,6 +430,95 @@ pub(crate) fn forked() {
 
 fn chunk_of(slot: u64) -> u64 {
     slot & !(CHUNK_LEN - 1)
+}
+
+/// Whether `addr` lies in code the program loaded rather than code it
+/// writes: a mapping of a file (its path in `/proc/self/maps` starts with
+/// `/`) that is executable and not writable. Code in anonymous memory (a
+/// JIT's) or in writable pages may be rewritten by the program itself,
+/// which would then find or tear the engine's jump: it keeps trapping.
+/// Reads the maps in pieces with a stack buffer (no allocation).
+fn loaded_code(addr: u64) -> bool {
+    let path = b"/proc/self/maps\0";
+    let fd = raw6(
+        Sysno::openat.id() as u64,
+        [
+            libc::AT_FDCWD as u64,
+            path.as_ptr() as u64,
+            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            0,
+            0,
+            0,
+        ],
+    );
+    if fd < 0 {
+        return false;
+    }
+    let mut line = MapsLine::default();
+    let mut buf = [0u8; 4096];
+    let mut answer = None;
+    while answer.is_none() {
+        let n = raw6(
+            Sysno::read.id() as u64,
+            [
+                fd as u64,
+                buf.as_mut_ptr() as u64,
+                buf.len() as u64,
+                0,
+                0,
+                0,
+            ],
+        );
+        if n <= 0 {
+            break;
+        }
+        answer = buf[..n as usize].iter().find_map(|&b| line.feed(b, addr));
+    }
+    raw6(Sysno::close.id() as u64, [fd as u64, 0, 0, 0, 0, 0]);
+    answer.unwrap_or(false)
+}
+
+/// A `/proc/self/maps` line read byte by byte: `start-end perms offset
+/// dev inode   path`.
+#[derive(Default)]
+struct MapsLine {
+    field: u8,
+    start: u64,
+    end: u64,
+    perms: [u8; 4],
+    perms_len: usize,
+    path_first: u8,
+}
+
+impl MapsLine {
+    /// Takes one byte; at the end of the line holding `addr`, answers
+    /// whether it is loaded code.
+    fn feed(&mut self, b: u8, addr: u64) -> Option<bool> {
+        let hex = |v: u64| (b as char).to_digit(16).map(|d| v << 4 | u64::from(d));
+        match (self.field, b) {
+            (_, b'\n') => {
+                let done = (self.start..self.end).contains(&addr).then(|| {
+                    self.perms[1] != b'w' && self.perms[2] == b'x' && self.path_first == b'/'
+                });
+                *self = MapsLine::default();
+                return done;
+            }
+            (0, b'-') | (1..=5, b' ') => self.field += 1,
+            (0, _) => self.start = hex(self.start).unwrap_or(self.start),
+            (1, _) => self.end = hex(self.end).unwrap_or(self.end),
+            (2, _) if self.perms_len < 4 => {
+                self.perms[self.perms_len] = b;
+                self.perms_len += 1;
+            }
+            (6, b' ') => {}
+            (6, _) => {
+                self.path_first = b;
+                self.field = 7;
+            }
+            _ => {}
+        }
+        None
+    }
 }
 
 /// Unreachable padding within a `jmp rel8` of `site`, after the site's

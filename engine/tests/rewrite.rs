@@ -998,45 +998,84 @@ fn a_hook_that_clobbers_vector_registers_leaves_the_sites_registers_intact() {
     });
 }
 
+/// Maps `code` from a file of its own, private, read and execute: code
+/// the program loaded. At `at` (replacing what is there) when non-zero.
+fn map_code_file(code: &[u8], at: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("sud-rewrite-code-{}", std::process::id()));
+    let mut page = code.to_vec();
+    page.resize(4096, 0xcc);
+    std::fs::write(&path, &page).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let fixed = if at == 0 { 0 } else { libc::MAP_FIXED };
+    // SAFETY: a private mapping of our own file, at a fresh address or
+    // over a mapping of this test's own.
+    let addr = unsafe {
+        libc::mmap(
+            at as *mut libc::c_void,
+            4096,
+            libc::PROT_READ | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | fixed,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(addr, libc::MAP_FAILED);
+    addr as usize
+}
+
 #[test]
 fn code_mapped_anew_where_a_patched_site_was_traps_again() {
     child_passes(|| {
         // SAFETY: getppid has no preconditions.
         let ppid = unsafe { libc::getppid() } as i64;
         let engine = installed(&[]);
-        let pages = CodePages::new(1);
-        pages.write(pages.base, &syscall_stub(Sysno::getppid.id() as u32));
+        let stub = syscall_stub(Sysno::getppid.id() as u32);
+        let base = map_code_file(&stub, 0);
         let counts = || engine.counters();
         let before = counts();
         for _ in 0..3 {
-            assert_eq!(foreign(|| call_code(pages.base)), ppid);
+            assert_eq!(foreign(|| call_code(base)), ppid);
         }
         let patched = counts();
         assert_eq!(patched.traps - before.traps, 1, "{patched:?}");
         assert_eq!(patched.rewritten - before.rewritten, 2, "{patched:?}");
         // SAFETY: reading the stub's first byte, mapped readable.
-        assert_eq!(unsafe { (pages.base as *const u8).read_volatile() }, 0xe9);
-        // The module goes away and other code (the same bytes, fresh) is
+        assert_eq!(unsafe { (base as *const u8).read_volatile() }, 0xe9);
+        // The module goes away and another (the same bytes, fresh) is
         // mapped at its address: its site traps and is patched again.
-        // SAFETY: our own mapping, replaced in place by a fresh one.
-        let again = unsafe {
-            libc::mmap(
-                pages.base as *mut libc::c_void,
-                pages.len,
-                libc::PROT_READ | libc::PROT_EXEC,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-                -1,
-                0,
-            )
-        };
-        assert_eq!(again as usize, pages.base);
-        pages.write(pages.base, &syscall_stub(Sysno::getppid.id() as u32));
+        assert_eq!(map_code_file(&stub, base), base);
+        // SAFETY: as above.
+        assert_eq!(unsafe { (base as *const u8).read_volatile() }, 0xb8);
         for _ in 0..3 {
-            assert_eq!(foreign(|| call_code(pages.base)), ppid);
+            assert_eq!(foreign(|| call_code(base)), ppid);
         }
         let after = counts();
         assert_eq!(after.traps - patched.traps, 1, "{after:?}");
         assert_eq!(after.rewritten - patched.rewritten, 2, "{after:?}");
         assert_eq!(after.patched_sites - patched.patched_sites, 1);
+    });
+}
+
+#[test]
+fn code_the_program_writes_itself_is_never_patched() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let stub = syscall_stub(Sysno::getppid.id() as u32);
+        // A JIT's code: anonymous memory, written by the program.
+        let pages = CodePages::new(1);
+        pages.write(pages.base, &stub);
+        let before = engine.counters();
+        for _ in 0..5 {
+            assert_eq!(foreign(|| call_code(pages.base)), ppid);
+        }
+        let after = engine.counters();
+        assert_eq!(after.traps - before.traps, 5, "{after:?}");
+        assert_eq!(after.patched_sites, before.patched_sites);
+        // SAFETY: reading the stub's first byte, mapped readable.
+        assert_eq!(unsafe { (pages.base as *const u8).read_volatile() }, 0xb8);
     });
 }

@@ -98,8 +98,11 @@
 //!   thread during that window kills the process.
 //! - Without `foreign_signal_handlers`, the program's handlers are not
 //!   wrapped: an `SA_ONSTACK` handler runs on the engine's stack.
-//! - Rewritten sites: the program reading its own code sees the `jmp`;
-//!   the trampoline chunks appear in `/proc/self/maps`; hooks of a
+//! - Rewritten sites: only code loaded from a file (executable, not
+//!   writable) is patched, never code the program writes itself; the
+//!   program reading its loaded code as data sees the `jmp`, and a page
+//!   patched becomes its private copy; the trampoline chunks appear in
+//!   `/proc/self/maps`; hooks of a
 //!   rewritten call run on the engine's per-thread stack (the program's
 //!   holds only the stub's frame below its red zone); a thread whose `fs`
 //!   no longer points at its libc thread block traps at patched sites as

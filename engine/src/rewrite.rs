@@ -433,10 +433,11 @@ fn chunk_of(slot: u64) -> u64 {
 }
 
 /// Whether `addr` lies in code the program loaded rather than code it
-/// writes: a mapping of a file (its path in `/proc/self/maps` starts with
-/// `/`) that is executable and not writable. Code in anonymous memory (a
-/// JIT's) or in writable pages may be rewritten by the program itself,
-/// which would then find or tear the engine's jump: it keeps trapping.
+/// writes: a private mapping of a file (its path in `/proc/self/maps`
+/// starts with `/`, and is not a memfd) that is executable and not
+/// writable. Code in anonymous, shared, memfd or writable memory (a JIT's)
+/// may be rewritten by the program itself, which would then find or tear
+/// the engine's jump: it keeps trapping.
 /// Reads the maps in pieces with a stack buffer (no allocation).
 fn loaded_code(addr: u64) -> bool {
     let path = b"/proc/self/maps\0";
@@ -487,7 +488,9 @@ struct MapsLine {
     end: u64,
     perms: [u8; 4],
     perms_len: usize,
-    path_first: u8,
+    /// The path's first bytes.
+    path: [u8; 7],
+    path_len: usize,
 }
 
 impl MapsLine {
@@ -497,8 +500,14 @@ impl MapsLine {
         let hex = |v: u64| (b as char).to_digit(16).map(|d| v << 4 | u64::from(d));
         match (self.field, b) {
             (_, b'\n') => {
+                // A private mapping of a real file: not a memfd, whose
+                // other (writable) mappings are how JITs write code.
                 let done = (self.start..self.end).contains(&addr).then(|| {
-                    self.perms[1] != b'w' && self.perms[2] == b'x' && self.path_first == b'/'
+                    self.perms[1] != b'w'
+                        && self.perms[2] == b'x'
+                        && self.perms[3] == b'p'
+                        && self.path[0] == b'/'
+                        && self.path != *b"/memfd:"
                 });
                 *self = MapsLine::default();
                 return done;
@@ -511,9 +520,12 @@ impl MapsLine {
                 self.perms_len += 1;
             }
             (6, b' ') => {}
-            (6, _) => {
-                self.path_first = b;
+            (6..=7, _) => {
                 self.field = 7;
+                if self.path_len < self.path.len() {
+                    self.path[self.path_len] = b;
+                    self.path_len += 1;
+                }
             }
             _ => {}
         }

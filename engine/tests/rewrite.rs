@@ -1079,3 +1079,52 @@ fn code_the_program_writes_itself_is_never_patched() {
         assert_eq!(unsafe { (pages.base as *const u8).read_volatile() }, 0xb8);
     });
 }
+
+#[test]
+fn code_in_a_memfd_or_a_shared_file_mapping_is_never_patched() {
+    use std::os::fd::AsRawFd;
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let mut page = syscall_stub(Sysno::getppid.id() as u32);
+        page.resize(4096, 0xcc);
+        // A JIT's double mapping: a memfd it writes through another view.
+        // SAFETY: memfd_create with a NUL-terminated name.
+        let memfd = unsafe { libc::memfd_create(c"jit".as_ptr(), 0) };
+        assert!(memfd >= 0);
+        // SAFETY: writing our buffer to our descriptor.
+        assert_eq!(
+            unsafe { libc::write(memfd, page.as_ptr().cast(), 4096) },
+            4096
+        );
+        let path = std::env::temp_dir().join(format!("sud-rewrite-shared-{}", std::process::id()));
+        std::fs::write(&path, &page).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        for (fd, flags) in [
+            (memfd, libc::MAP_PRIVATE),
+            (file.as_raw_fd(), libc::MAP_SHARED),
+        ] {
+            // SAFETY: a fresh read-execute mapping of our own descriptor.
+            let code = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_EXEC,
+                    flags,
+                    fd,
+                    0,
+                )
+            };
+            assert_ne!(code, libc::MAP_FAILED);
+            let before = engine.counters();
+            for _ in 0..3 {
+                assert_eq!(foreign(|| call_code(code as usize)), ppid);
+            }
+            let after = engine.counters();
+            assert_eq!(after.traps - before.traps, 3, "{after:?}");
+            assert_eq!(after.patched_sites, before.patched_sites);
+        }
+    });
+}

@@ -187,6 +187,11 @@ std::arch::global_asm!(
     "mov eax, 110",
     "syscall",
     "ret",
+    // getpid through rw_unaligned4's syscall, jumped to directly.
+    ".globl rw_jump_to_unaligned_syscall",
+    "rw_jump_to_unaligned_syscall:",
+    "mov eax, 39",
+    "jmp rw_unaligned4 + 9",
     ".p2align 5, 0xcc",
     ".globl rw_unaligned5",
     "rw_unaligned5:",
@@ -307,6 +312,7 @@ extern "C" {
     fn rw_many() -> i64;
     fn rw_with_fs(fs: u64, old_fs: u64) -> i64;
     fn rw_unaligned4() -> i64;
+    fn rw_jump_to_unaligned_syscall() -> i64;
     fn rw_unaligned5() -> i64;
     fn rw_unaligned6() -> i64;
     fn rw_unaligned7() -> i64;
@@ -863,6 +869,14 @@ fn sites_whose_mov_crosses_a_word_jump_through_padding_or_keep_trapping() {
         }
         assert_eq!(engine.count(Sysno::getppid), 50);
         assert_eq!(engine.counters().patched_sites, 3);
+        // The syscall of the patched rw_unaligned4, reached by a jump,
+        // still traps.
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() } as i64;
+        let before = engine.counters();
+        // SAFETY: a plain getpid through that syscall instruction.
+        assert_eq!(foreign(|| unsafe { rw_jump_to_unaligned_syscall() }), pid);
+        assert_eq!(engine.counters().traps - before.traps, 1);
     });
 }
 

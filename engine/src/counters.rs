@@ -229,6 +229,10 @@ impl Counters {
         }
     }
 
+    pub(crate) fn sites_and_compat(&self) -> (u64, u64) {
+        (self.patched_sites.load(Relaxed), self.compat.load(Relaxed))
+    }
+
     pub(crate) fn count(&self, nr: u64) -> u64 {
         self.sum(|b| b.per_number[slot(nr)].load(Relaxed))
     }

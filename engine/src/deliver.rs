@@ -261,6 +261,7 @@ pub(crate) fn on_frame_return(thread: &ThreadState, sp: u64) -> Option<u8> {
     write_user(sp + off::SIGMASK, &[mask[0] & !SIGSYS_BIT]);
     if let Some(real) = thread.signal_stack() {
         write_user(sp + off::STACK, &[real.sp, 0, real.size]);
+        thread.stub_stack_top.set(real.sp + real.size);
     }
     ours.then_some(marker[0] as u8)
 }
@@ -348,6 +349,11 @@ unsafe fn enter_handler(
         }),
         _ => None,
     };
+    if shrunk.is_some() {
+        // A rewritten site's stub in the handler must keep off the live
+        // frames too.
+        thread.stub_stack_top.set(below_us);
+    }
 
     // SAFETY: the frame's context; fpregs is null or points at the FPU
     // state the kernel saved on this frame.

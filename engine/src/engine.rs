@@ -214,7 +214,10 @@ impl Builder {
     /// (x86-64, exclusive placements; see the crate documentation and
     /// [`Entrance::Rewritten`]). The engine's TLS must be static (an
     /// executable, or a library loaded at startup such as a preload), as
-    /// for a code generator's `fs`-relative selector flip. Default: false.
+    /// for a code generator's `fs`-relative selector flip. Hooks of
+    /// rewritten calls find every vector register (SSE, AVX, AVX-512)
+    /// saved, but not the x87 state or PKRU: a hook that changes those
+    /// must restore them. Default: false.
     pub fn rewrite_sites(mut self, rewrite: bool) -> Self {
         self.rewrite_sites = rewrite;
         self
@@ -650,6 +653,13 @@ impl Engine {
     /// The counters, read without a lock.
     pub fn counters(&self) -> CounterSnapshot {
         self.core.counters.snapshot()
+    }
+
+    /// [`CounterSnapshot::patched_sites`] and [`CounterSnapshot::compat`]
+    /// alone: two loads, cheap enough for a hook to poll (a snapshot sums
+    /// every thread's block).
+    pub fn sites_and_compat(&self) -> (u64, u64) {
+        self.core.counters.sites_and_compat()
     }
 
     /// How many times syscall `nr` entered the engine (trap or direct).

@@ -101,13 +101,19 @@
 //!   thread during that window kills the process.
 //! - Without `foreign_signal_handlers`, the program's handlers are not
 //!   wrapped: an `SA_ONSTACK` handler runs on the engine's stack.
-//! - Rewritten sites: the program reading its own code sees the `jmp`;
-//!   the trampoline chunks appear in `/proc/self/maps`; hooks of a
-//!   rewritten call run on the program's stack (below its red zone), not
-//!   the engine's, and a signal arriving while they run finds the
+//! - Rewritten sites: only code loaded from a file (executable, not
+//!   writable) is patched, never code the program writes itself; the
+//!   program reading its loaded code as data sees the `jmp`, and a page
+//!   patched becomes its private copy; the trampoline chunks appear in
+//!   `/proc/self/maps`; hooks of a
+//!   rewritten call run on the engine's per-thread stack (the program's
+//!   holds only the stub's frame below its red zone); a thread whose `fs`
+//!   no longer points at its libc thread block traps at patched sites as
+//!   before; a signal arriving while hooks run finds the
 //!   selector on ALLOW, as for the direct entrance; a `CLONE_VM` child
-//!   without TLS of its own reaches its parent's selector through `fs`,
-//!   so its rewritten calls follow the parent's personality. See
+//!   without TLS of its own (not a vfork child, which runs on its parent's
+//!   state) would reach its parent's state through `fs`, so it and its
+//!   parent take the trap path at patched sites from its creation on. See
 //!   `rewrite.rs` for how the code is written (`/proc/self/mem`).
 
 // Leaves first: raw syscalls, the ISA, the filter, per-thread state, user

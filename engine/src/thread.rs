@@ -113,6 +113,12 @@ pub(crate) struct ThreadState {
     pub(crate) lent_to_vfork_child: Cell<bool>,
     /// The block this state lives in (null for the thread-local fallback).
     block: Cell<usize>,
+    /// Where a rewritten site's stub may start its frames on this block's
+    /// stack when the thread is not on it already: the top of the stack the
+    /// kernel would use for a trap now (`deliver` lowers it, as it shrinks
+    /// the kernel's, while a handler runs off the stack above live engine
+    /// frames). 0: stay on the program's stack.
+    pub(crate) stub_stack_top: Cell<u64>,
 }
 
 impl ThreadState {
@@ -134,6 +140,7 @@ impl ThreadState {
             vfork_call: Cell::new((0, [0; 6])),
             lent_to_vfork_child: Cell::new(false),
             block: Cell::new(0),
+            stub_stack_top: Cell::new(0),
         }
     }
 
@@ -347,6 +354,8 @@ pub(crate) fn ensure_block(
         state.counter_block.set(fallback.counter_block.get());
         fallback.counter_block.set(std::ptr::null());
         CURRENT.with(|c| c.set(state));
+        #[cfg(target_arch = "x86_64")]
+        crate::rewrite::note_thread_pointer();
         state
     } else {
         // SAFETY: blocks are never unmapped while their thread lives.
@@ -373,9 +382,15 @@ pub(crate) fn adopt_clone_child(shared_tls: bool) -> Result<&'static ThreadState
     let state = new_block()?;
     if shared_tls || program_owns_tls() {
         state.use_own_selector();
+        // The TLS (and so what a trampoline finds through fs) is the
+        // parent's: both must take the trap path at rewritten sites.
+        #[cfg(target_arch = "x86_64")]
+        crate::rewrite::forget_thread_pointer();
     } else {
         state.use_selector(crate::selector::thread_byte());
         CURRENT.with(|c| c.set(state));
+        #[cfg(target_arch = "x86_64")]
+        crate::rewrite::note_thread_pointer();
     }
     install_signal_stack(state)?;
     Ok(state)
@@ -481,6 +496,7 @@ fn new_block() -> Result<&'static ThreadState, syscalls::Errno> {
     unsafe {
         state.write(ThreadState::new());
         (*state).block.set(base);
+        (*state).stub_stack_top.set(state as u64);
     }
     register(base);
     // SAFETY: as above; initialised just now.

@@ -176,6 +176,129 @@ std::arch::global_asm!(
     "mov rax, rbx",
     "pop rbx",
     "ret",
+    // Sites whose `mov` crosses an aligned word: at 4, 5 and 6 mod 8,
+    // each followed by a `ret` and padding (int3, one-byte and multi-byte
+    // nops); at 7 mod 8 (not rewritable); at 4 mod 8 with too little
+    // padding within reach (not rewritable).
+    ".p2align 5",
+    ".globl rw_unaligned4",
+    "rw_unaligned4:",
+    ".byte 0x0f, 0x1f, 0x40, 0x00",
+    "mov eax, 110",
+    "syscall",
+    "ret",
+    // getpid through rw_unaligned4's syscall, jumped to directly.
+    ".globl rw_jump_to_unaligned_syscall",
+    "rw_jump_to_unaligned_syscall:",
+    "mov eax, 39",
+    "jmp rw_unaligned4 + 9",
+    ".p2align 5, 0xcc",
+    ".globl rw_unaligned5",
+    "rw_unaligned5:",
+    ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00",
+    "mov eax, 110",
+    "syscall",
+    "ret",
+    ".p2align 5, 0x90",
+    ".globl rw_unaligned6",
+    "rw_unaligned6:",
+    ".byte 0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00",
+    "mov eax, 110",
+    "syscall",
+    "cmp rax, -4096",
+    "ja 2f",
+    "ret",
+    ".p2align 5",
+    "2:",
+    "ret",
+    ".p2align 5",
+    ".globl rw_unaligned7",
+    "rw_unaligned7:",
+    ".byte 0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00",
+    "mov eax, 110",
+    "syscall",
+    "ret",
+    ".p2align 5, 0xcc",
+    ".globl rw_unaligned_unpadded",
+    "rw_unaligned_unpadded:",
+    ".byte 0x0f, 0x1f, 0x40, 0x00",
+    "mov eax, 110",
+    "syscall",
+    "ret",
+    // Code, not padding, for more than a jmp rel8's reach.
+    ".rept 70",
+    "xor eax, eax",
+    ".endr",
+    "ud2",
+    // rw_many_unaligned(): 64 getpid sites at 4 mod 8, each followed by a
+    // jmp to the next over int3 padding; returns the sum of results.
+    ".p2align 5",
+    ".globl rw_many_unaligned",
+    "rw_many_unaligned:",
+    "push rbx",
+    "xor ebx, ebx",
+    ".rept 64",
+    "jmp 2f",
+    ".p2align 5, 0xcc",
+    "2:",
+    ".byte 0x0f, 0x1f, 0x40, 0x00",
+    "mov eax, 39",
+    "syscall",
+    "add rbx, rax",
+    ".endr",
+    "mov rax, rbx",
+    "pop rbx",
+    "ret",
+    // rw_generic(nr, a, b, c, d, e, f): glibc's syscall(2), byte for byte
+    // up to its syscall (the `mov r9, [rsp+8]` at 2 mod 8).
+    ".p2align 4",
+    ".globl rw_generic",
+    "rw_generic:",
+    "mov rax, rdi",
+    "mov rdi, rsi",
+    "mov rsi, rdx",
+    "mov rdx, rcx",
+    "mov r10, r8",
+    "mov r8, r9",
+    ".byte 0x4c, 0x8b, 0x4c, 0x24, 0x08",
+    ".globl rw_generic_syscall",
+    "rw_generic_syscall:",
+    "syscall",
+    "ret",
+    // rw_with_fs(fs, old_fs): points fs at `fs` with arch_prctl, calls
+    // the getppid site, puts `old_fs` back; returns the site's result.
+    // Nothing between the two arch_prctl calls uses the program's TLS.
+    ".p2align 4",
+    ".globl rw_with_fs",
+    "rw_with_fs:",
+    "push r12",
+    "push r13",
+    "mov r12, rsi",
+    "mov rsi, rdi",
+    "mov edi, 0x1002",
+    "mov eax, 158",
+    "syscall",
+    "call rw_getppid",
+    "mov r13, rax",
+    "mov edi, 0x1002",
+    "mov rsi, r12",
+    "mov eax, 158",
+    "syscall",
+    "mov rax, r13",
+    "pop r13",
+    "pop r12",
+    "ret",
+    // rw_on_stack(top): calls the getppid site with rsp at `top`.
+    ".p2align 4",
+    ".globl rw_on_stack",
+    "rw_on_stack:",
+    "push rbp",
+    "mov rbp, rsp",
+    "mov rsp, rdi",
+    "call rw_getppid",
+    "mov rsp, rbp",
+    "pop rbp",
+    "ret",
     ptr = sym BLOCK_PTR,
 );
 
@@ -187,6 +310,17 @@ extern "C" {
     fn rw_regs(block: *mut Block);
     fn rw_regs_site();
     fn rw_many() -> i64;
+    fn rw_with_fs(fs: u64, old_fs: u64) -> i64;
+    fn rw_unaligned4() -> i64;
+    fn rw_jump_to_unaligned_syscall() -> i64;
+    fn rw_unaligned5() -> i64;
+    fn rw_unaligned6() -> i64;
+    fn rw_unaligned7() -> i64;
+    fn rw_unaligned_unpadded() -> i64;
+    fn rw_many_unaligned() -> i64;
+    fn rw_generic(nr: u64, a: u64, b: u64, c: u64, d: u64, e: u64, f: u64) -> i64;
+    fn rw_generic_syscall();
+    fn rw_on_stack(top: u64) -> i64;
 }
 
 fn foreign<R>(f: impl FnOnce() -> R) -> R {
@@ -600,5 +734,411 @@ fn forked_and_spawned_children_run_through_patched_sites() {
         });
         assert_eq!(r, 0);
         assert_eq!(wait_for(child), Ended::Exited(0), "the spawned child");
+    });
+}
+
+#[test]
+fn a_thread_that_points_fs_at_its_own_block_traps_at_a_patched_site() {
+    child_passes(|| {
+        static SEEN: AtomicU64 = AtomicU64::new(0);
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        // The hook touches no TLS: it runs while fs is the program's block.
+        let engine = Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
+            .pre_hook(|_| {
+                SEEN.fetch_add(1, Relaxed);
+                Verdict::Run
+            })
+            .rewrite_sites(true)
+            .install()
+            .unwrap();
+        // SAFETY: the site is a plain getppid; the first call patches it.
+        assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        assert!(engine.counters().patched_sites >= 1);
+        let mut old_fs = 0u64;
+        // SAFETY: ARCH_GET_FS writes the fs base into `old_fs`.
+        let r = unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut old_fs) };
+        assert_eq!(r, 0);
+        // The program's own thread block: mapped memory around it (glibc
+        // and the engine read their TLS below fs while it is in place),
+        // its first word pointing at itself as the TLS ABI wants.
+        let mut block = vec![0u64; 16 * 1024];
+        let fs = block.as_mut_ptr() as u64 + 64 * 1024;
+        block[8 * 1024] = fs;
+        let before = engine.counters();
+        let seen = SEEN.load(Relaxed);
+        for _ in 0..3 {
+            // SAFETY: fs points at `block`, alive and mapped, while the site
+            // runs, and is put back before anything else runs.
+            assert_eq!(foreign(|| unsafe { rw_with_fs(fs, old_fs) }), ppid);
+        }
+        let after = engine.counters();
+        assert_eq!(after.rewritten, before.rewritten, "{after:?}");
+        assert_eq!(engine.count(Sysno::getppid), 4);
+        assert_eq!(SEEN.load(Relaxed), seen + 3, "every call reached the hooks");
+        // fs back in place: the trampoline is used again.
+        // SAFETY: as above.
+        assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        assert_eq!(engine.counters().rewritten, after.rewritten + 1);
+    });
+}
+
+#[test]
+fn hooks_of_a_rewritten_site_called_on_a_small_stack_run_on_the_engine_stack() {
+    child_passes(|| {
+        static HOOK_SP: AtomicU64 = AtomicU64::new(0);
+        let engine = Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::getppid]))
+            .pre_hook(|_| {
+                // Far more stack than the program's stack below has.
+                let mut room = [0u8; 32 * 1024];
+                std::hint::black_box(&mut room);
+                HOOK_SP.store(room.as_ptr() as u64, Relaxed);
+                Verdict::Run
+            })
+            .rewrite_sites(true)
+            .install()
+            .unwrap();
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        // SAFETY: the site is a plain getppid; the first call patches it.
+        assert_eq!(foreign(|| unsafe { rw_getppid() }), ppid);
+        // A 4 KiB stack above a guard page.
+        // SAFETY: a fresh anonymous mapping, then its first page made
+        // inaccessible; both are ours.
+        let base = unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(base, libc::MAP_FAILED);
+            assert_eq!(libc::mprotect(base, 4096, libc::PROT_NONE), 0);
+            base as u64
+        };
+        let top = base + 8192;
+        let before = engine.counters();
+        // SAFETY: the stack is mapped and only the site runs on it.
+        assert_eq!(foreign(|| unsafe { rw_on_stack(top) }), ppid);
+        assert_eq!(engine.counters().rewritten, before.rewritten + 1);
+        let sp = HOOK_SP.load(Relaxed);
+        assert!(
+            !(base..top).contains(&sp),
+            "the hook ran on the small stack ({sp:#x})"
+        );
+    });
+}
+
+#[test]
+fn sites_whose_mov_crosses_a_word_jump_through_padding_or_keep_trapping() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let sites: [(unsafe extern "C" fn() -> i64, usize, bool); 5] = [
+            (rw_unaligned4, 4, true),
+            (rw_unaligned5, 5, true),
+            (rw_unaligned6, 6, true),
+            (rw_unaligned7, 7, false),
+            (rw_unaligned_unpadded, 4, false),
+        ];
+        for (f, offset, rewritable) in sites {
+            let site = f as usize + offset;
+            assert!(site % 8 >= 4, "the mov crosses a word");
+            let before = engine.counters();
+            for _ in 0..10 {
+                // SAFETY: each function is a plain getppid site.
+                assert_eq!(foreign(|| unsafe { f() }), ppid);
+            }
+            let after = engine.counters();
+            // SAFETY: reading the site's first byte, mapped executable and readable.
+            let first = unsafe { (site as *const u8).read_volatile() };
+            if rewritable {
+                assert_eq!(first, 0xeb, "site at {offset} mod 8: a jmp rel8");
+                assert_eq!(after.traps - before.traps, 1, "{after:?}");
+                assert_eq!(after.rewritten - before.rewritten, 9, "{after:?}");
+            } else {
+                assert_eq!(first, 0xb8, "site at {offset} mod 8 left alone");
+                assert_eq!(after.traps - before.traps, 10, "{after:?}");
+                assert_eq!(after.rewritten, before.rewritten);
+            }
+        }
+        assert_eq!(engine.count(Sysno::getppid), 50);
+        assert_eq!(engine.counters().patched_sites, 3);
+        // The syscall of the patched rw_unaligned4, reached by a jump,
+        // still traps.
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() } as i64;
+        let before = engine.counters();
+        // SAFETY: a plain getpid through that syscall instruction.
+        assert_eq!(foreign(|| unsafe { rw_jump_to_unaligned_syscall() }), pid);
+        assert_eq!(engine.counters().traps - before.traps, 1);
+    });
+}
+
+#[test]
+fn threads_running_unaligned_sites_while_each_is_patched_never_see_a_torn_instruction() {
+    child_passes(|| {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() } as i64;
+        let engine = installed(&[]);
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    engine.arm_current_thread(Selector::Allow).unwrap();
+                    barrier.wait();
+                    let _foreign = selector::enter(Selector::Block);
+                    for _ in 0..200 {
+                        // SAFETY: 64 plain getpid calls.
+                        if unsafe { rw_many_unaligned() } != 64 * pid {
+                            // SAFETY: leaving at once; the parent sees the status.
+                            unsafe { libc::_exit(3) };
+                        }
+                    }
+                });
+            }
+        });
+        let c = engine.counters();
+        assert_eq!(c.patched_sites, 64, "{c:?}");
+        assert_eq!(engine.count(Sysno::getpid), 2 * 200 * 64);
+        // A site whose trap finds another thread patching traps again.
+        assert!(c.rewritten >= 2 * 200 * 64 * 9 / 10, "{c:?}");
+    });
+}
+
+#[test]
+fn a_syscall_2_site_is_rewritten_for_every_number_but_those_the_trap_path_emulates() {
+    child_passes(|| {
+        static SEEN: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+        // SAFETY: getpid and getppid have no preconditions.
+        let (pid, ppid) = unsafe { (libc::getpid() as i64, libc::getppid() as i64) };
+        let engine = Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[
+                Sysno::getpid,
+                Sysno::getppid,
+                Sysno::rt_sigprocmask,
+            ]))
+            .pre_hook(|call| {
+                let i = match call.sysno() {
+                    Some(Sysno::getpid) => 0,
+                    Some(Sysno::getppid) => 1,
+                    _ => 2,
+                };
+                SEEN[i].fetch_add(1, Relaxed);
+                Verdict::Run
+            })
+            .rewrite_sites(true)
+            .install()
+            .unwrap();
+        let call = |nr: Sysno, a: [u64; 6]| {
+            // SAFETY: the calls below are plain getpid, getppid, and a
+            // sigprocmask that only reads the mask into `old`.
+            foreign(|| unsafe { rw_generic(nr.id() as u64, a[0], a[1], a[2], a[3], a[4], a[5]) })
+        };
+        assert_eq!(call(Sysno::getppid, [0; 6]), ppid);
+        let site = rw_generic_syscall as *const () as usize - 5;
+        // SAFETY: reading the site's first byte, mapped executable and readable.
+        assert_eq!(unsafe { (site as *const u8).read_volatile() }, 0xe9);
+        let before = engine.counters();
+        for _ in 0..10 {
+            assert_eq!(call(Sysno::getpid, [0; 6]), pid);
+            assert_eq!(call(Sysno::getppid, [0; 6]), ppid);
+        }
+        let after = engine.counters();
+        assert_eq!(after.rewritten - before.rewritten, 20, "{after:?}");
+        assert_eq!(after.traps, before.traps);
+        // rt_sigprocmask: the trap path keeps the program's view of the
+        // mask in its frame, so this number goes back to the site's
+        // syscall and traps.
+        let mut old = [0u64; 1];
+        let how = libc::SIG_BLOCK as u64;
+        let r = call(
+            Sysno::rt_sigprocmask,
+            [how, 0, old.as_mut_ptr() as u64, 8, 0, 0],
+        );
+        assert_eq!(r, 0);
+        let last = engine.counters();
+        assert_eq!(last.traps - after.traps, 1, "{last:?}");
+        assert_eq!(last.rewritten, after.rewritten);
+        let seen: Vec<u64> = SEEN.iter().map(|c| c.load(Relaxed)).collect();
+        assert_eq!(seen, [10, 11, 1]);
+    });
+}
+
+#[test]
+fn a_hook_that_clobbers_vector_registers_leaves_the_sites_registers_intact() {
+    if !std::arch::is_x86_feature_detected!("avx") {
+        eprintln!("skipped: the CPU has no AVX (the test checks ymm6)");
+        return;
+    }
+    child_passes(|| {
+        let native = run_regs();
+        Engine::builder()
+            .watch(SyscallSet::from_sysnos(&[Sysno::getpid]))
+            .pre_hook(|_| {
+                // SAFETY: overwrites ymm6 and xmm7, which the stub saved;
+                // nothing of this hook's own lives in them.
+                unsafe {
+                    std::arch::asm!(
+                        "vpcmpeqd ymm6, ymm6, ymm6",
+                        "pcmpeqd xmm7, xmm7",
+                        out("ymm6") _,
+                        out("xmm7") _,
+                    )
+                };
+                Verdict::Run
+            })
+            .rewrite_sites(true)
+            .install()
+            .unwrap();
+        let trapped = foreign(run_regs);
+        let rewritten = foreign(run_regs);
+        let engine = Engine::installed().unwrap();
+        assert_eq!(engine.counters().rewritten, 1);
+        for (name, run) in [("trap", &trapped), ("rewritten", &rewritten)] {
+            for i in 20..58 {
+                assert_eq!(
+                    run.0[i], native.0[i],
+                    "{name}: word {i} differs: {:#x} natively, {:#x}",
+                    native.0[i], run.0[i]
+                );
+            }
+        }
+    });
+}
+
+/// Maps `code` from a file of its own, private, read and execute: code
+/// the program loaded. At `at` (replacing what is there) when non-zero.
+fn map_code_file(code: &[u8], at: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("sud-rewrite-code-{}", std::process::id()));
+    let mut page = code.to_vec();
+    page.resize(4096, 0xcc);
+    std::fs::write(&path, &page).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let fixed = if at == 0 { 0 } else { libc::MAP_FIXED };
+    // SAFETY: a private mapping of our own file, at a fresh address or
+    // over a mapping of this test's own.
+    let addr = unsafe {
+        libc::mmap(
+            at as *mut libc::c_void,
+            4096,
+            libc::PROT_READ | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | fixed,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(addr, libc::MAP_FAILED);
+    addr as usize
+}
+
+#[test]
+fn code_mapped_anew_where_a_patched_site_was_traps_again() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let stub = syscall_stub(Sysno::getppid.id() as u32);
+        let base = map_code_file(&stub, 0);
+        let counts = || engine.counters();
+        let before = counts();
+        for _ in 0..3 {
+            assert_eq!(foreign(|| call_code(base)), ppid);
+        }
+        let patched = counts();
+        assert_eq!(patched.traps - before.traps, 1, "{patched:?}");
+        assert_eq!(patched.rewritten - before.rewritten, 2, "{patched:?}");
+        // SAFETY: reading the stub's first byte, mapped readable.
+        assert_eq!(unsafe { (base as *const u8).read_volatile() }, 0xe9);
+        // The module goes away and another (the same bytes, fresh) is
+        // mapped at its address: its site traps and is patched again.
+        assert_eq!(map_code_file(&stub, base), base);
+        // SAFETY: as above.
+        assert_eq!(unsafe { (base as *const u8).read_volatile() }, 0xb8);
+        for _ in 0..3 {
+            assert_eq!(foreign(|| call_code(base)), ppid);
+        }
+        let after = counts();
+        assert_eq!(after.traps - patched.traps, 1, "{after:?}");
+        assert_eq!(after.rewritten - patched.rewritten, 2, "{after:?}");
+        assert_eq!(after.patched_sites - patched.patched_sites, 1);
+    });
+}
+
+#[test]
+fn code_the_program_writes_itself_is_never_patched() {
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let stub = syscall_stub(Sysno::getppid.id() as u32);
+        // A JIT's code: anonymous memory, written by the program.
+        let pages = CodePages::new(1);
+        pages.write(pages.base, &stub);
+        let before = engine.counters();
+        for _ in 0..5 {
+            assert_eq!(foreign(|| call_code(pages.base)), ppid);
+        }
+        let after = engine.counters();
+        assert_eq!(after.traps - before.traps, 5, "{after:?}");
+        assert_eq!(after.patched_sites, before.patched_sites);
+        // SAFETY: reading the stub's first byte, mapped readable.
+        assert_eq!(unsafe { (pages.base as *const u8).read_volatile() }, 0xb8);
+    });
+}
+
+#[test]
+fn code_in_a_memfd_or_a_shared_file_mapping_is_never_patched() {
+    use std::os::fd::AsRawFd;
+    child_passes(|| {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as i64;
+        let engine = installed(&[]);
+        let mut page = syscall_stub(Sysno::getppid.id() as u32);
+        page.resize(4096, 0xcc);
+        // A JIT's double mapping: a memfd it writes through another view.
+        // SAFETY: memfd_create with a NUL-terminated name.
+        let memfd = unsafe { libc::memfd_create(c"jit".as_ptr(), 0) };
+        assert!(memfd >= 0);
+        // SAFETY: writing our buffer to our descriptor.
+        assert_eq!(
+            unsafe { libc::write(memfd, page.as_ptr().cast(), 4096) },
+            4096
+        );
+        let path = std::env::temp_dir().join(format!("sud-rewrite-shared-{}", std::process::id()));
+        std::fs::write(&path, &page).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        for (fd, flags) in [
+            (memfd, libc::MAP_PRIVATE),
+            (file.as_raw_fd(), libc::MAP_SHARED),
+        ] {
+            // SAFETY: a fresh read-execute mapping of our own descriptor.
+            let code = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_EXEC,
+                    flags,
+                    fd,
+                    0,
+                )
+            };
+            assert_ne!(code, libc::MAP_FAILED);
+            let before = engine.counters();
+            for _ in 0..3 {
+                assert_eq!(foreign(|| call_code(code as usize)), ppid);
+            }
+            let after = engine.counters();
+            assert_eq!(after.traps - before.traps, 3, "{after:?}");
+            assert_eq!(after.patched_sites, before.patched_sites);
+        }
     });
 }

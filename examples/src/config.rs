@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64};
-use sud_engine::TRACKED_NUMBERS;
+use sud_engine::{Entrance, TRACKED_NUMBERS};
 
 /// The environment variable holding the encoded [`ToolConfig`]s.
 pub const CONFIG_ENV: &str = "SUD_TOOL";
@@ -53,6 +53,10 @@ pub struct ToolConfig {
     pub shared_fd: i32,
     /// Follow child processes (threads are always armed).
     pub follow: bool,
+    /// Rewrite trapped syscall sites into direct calls (the engine's
+    /// `rewrite_sites`); `--no-rewrite` turns it off. An encoding without
+    /// the field (an older tool) means off.
+    pub rewrite: bool,
     /// The tool's pid: the first traced process is the tool's child.
     pub tool_pid: u32,
     /// Syscall numbers to print (sudtrace `-e trace=`); `None` prints all.
@@ -161,8 +165,8 @@ impl ToolConfig {
         };
         write!(
             w,
-            "mode={mode};out={out_fd};shm={shared_fd};follow={};tool={}",
-            self.follow as u8, self.tool_pid
+            "mode={mode};out={out_fd};shm={shared_fd};follow={};rewrite={};tool={}",
+            self.follow as u8, self.rewrite as u8, self.tool_pid
         )?;
         if let Some(trace) = &self.trace {
             w.write_str(";trace=")?;
@@ -214,6 +218,7 @@ impl ToolConfig {
         let num = |v: &str| v.parse::<u64>().map_err(|_| bad("bad number"));
         let mut mode = None;
         let (mut out_fd, mut shared_fd, mut tool_pid, mut follow) = (None, None, None, false);
+        let mut rewrite = false;
         let (mut trace, mut faults) = (None, Vec::new());
         let mut options = TraceOptions::default();
         let flag = |v: &str| v == "1";
@@ -233,6 +238,7 @@ impl ToolConfig {
                 "out" => out_fd = Some(num(value)? as i32),
                 "shm" => shared_fd = Some(num(value)? as i32),
                 "follow" => follow = value == "1",
+                "rewrite" => rewrite = value == "1",
                 "tool" => tool_pid = Some(num(value)? as u32),
                 "trace" => {
                     let list: Result<Vec<u64>, _> = value
@@ -286,6 +292,7 @@ impl ToolConfig {
             out_fd: out_fd.ok_or_else(|| bad("no out fd"))?,
             shared_fd: shared_fd.ok_or_else(|| bad("no shm fd"))?,
             follow,
+            rewrite,
             tool_pid: tool_pid.ok_or_else(|| bad("no tool pid"))?,
             trace,
             faults,
@@ -309,6 +316,15 @@ pub struct SharedArea {
     pub extra_tasks: AtomicI64,
     /// Calls per syscall number (numbers past the table share the last slot).
     pub per_number: [AtomicU64; TRACKED_NUMBERS + 1],
+    /// Calls per entrance, in [`Entrance`] order by [`SharedArea::entrance`]
+    /// (trap, rewritten site, direct call): they sum to `per_number`'s.
+    pub entrances: [AtomicU64; 3],
+    /// 32-bit (`int 0x80`) calls: they run without hooks and are not in
+    /// `per_number`; each process adds its engine's count at its next
+    /// hooked call (so at its exit or exec at the latest).
+    pub compat: AtomicU64,
+    /// Syscall sites rewritten, over all processes (added the same way).
+    pub patched_sites: AtomicU64,
     /// Calls seen per fault rule.
     pub rule_calls: [AtomicU64; MAX_FAULT_RULES],
     /// Faults injected per fault rule.
@@ -323,6 +339,15 @@ impl SharedArea {
     pub fn slot(nr: u64) -> usize {
         (nr as usize).min(TRACKED_NUMBERS)
     }
+
+    /// The [`SharedArea::entrances`] slot of an entrance.
+    pub fn entrance(entrance: Entrance) -> usize {
+        match entrance {
+            Entrance::Trap => 0,
+            Entrance::Rewritten => 1,
+            Entrance::Direct => 2,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +361,7 @@ mod tests {
             out_fd: 1000,
             shared_fd: 1001,
             follow: true,
+            rewrite: true,
             tool_pid: 42,
             trace: Some(vec![1, 257]),
             faults: vec![FaultRule {

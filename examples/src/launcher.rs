@@ -111,6 +111,8 @@ pub struct Launch {
     pub mode: Mode,
     /// Follow child processes.
     pub follow: bool,
+    /// Rewrite trapped syscall sites (off with `--no-rewrite`).
+    pub rewrite: bool,
     /// sudtrace's `-e trace=` list.
     pub trace: Option<Vec<u64>>,
     /// sudfault's rules.
@@ -200,6 +202,7 @@ pub fn run(launch: &Launch) -> Result<Finished, ToolError> {
         out_fd,
         shared_fd,
         follow: launch.follow,
+        rewrite: launch.rewrite,
         tool_pid: std::process::id(),
         trace: launch.trace.clone(),
         faults: launch.faults.clone(),

@@ -23,6 +23,8 @@ pub struct TraceCli {
     pub signals: Option<String>,
     /// `--json`, `-s`, `-y`, `-T`, `-t`, `-r`, `-e status=`.
     pub options: TraceOptions,
+    /// `--no-rewrite`: keep every syscall site trapping.
+    pub no_rewrite: bool,
     /// `-h`/`--help`.
     pub help: bool,
     /// `-V`/`--version`.
@@ -69,7 +71,7 @@ impl CliError {
 
 /// sudtrace's help text.
 pub const USAGE: &str = "\
-Usage: sudtrace [-cfhqrTtVxy] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] PROG [ARGS]
+Usage: sudtrace [-cfhqrTtVxy] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] [--no-rewrite] PROG [ARGS]
 
 Traces the system calls of PROG with Syscall User Dispatch inside the
 program (no ptrace), printing strace's lines.
@@ -91,6 +93,9 @@ program (no ptrace), printing strace's lines.
   -x, -xx        non-ASCII strings in hex; every string in hex
   -y             print the paths of file descriptors
   --json         one JSON object per line (see examples/JSON.md)
+  --no-rewrite   keep every syscall site trapping (by default a site is
+                 rewritten into a direct call of the hooks after its
+                 first trap)
   --from-start   trace from the first instruction (the dynamic loader's
                  calls too), through sud-loader; static programs always are
 ";
@@ -108,6 +113,7 @@ pub fn parse(args: &[OsString]) -> Result<TraceCli, CliError> {
         if let Some(long) = arg.strip_prefix("--") {
             match long {
                 "json" => cli.options.json = true,
+                "no-rewrite" => cli.no_rewrite = true,
                 "help" => cli.help = true,
                 "version" => cli.version = true,
                 "from-start" => cli.from_start = true,
@@ -562,6 +568,10 @@ mod tests {
         .unwrap();
         assert!(cli.trace.unwrap().contains(&(Sysno::execve.id() as u64)));
         assert_eq!(cli.options.status, StatusFilter::Failed);
+        assert!(!cli.no_rewrite);
+        let cli = parse(&args(&["-f", "--no-rewrite", "ls", "--no-rewrite"])).unwrap();
+        assert!(cli.no_rewrite);
+        assert_eq!(cli.program, args(&["ls", "--no-rewrite"]));
     }
 
     #[test]

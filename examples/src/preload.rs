@@ -79,6 +79,10 @@ struct Tool {
     out_kind: OutKind,
     /// The output's reader has gone: stop writing.
     out_closed: AtomicBool,
+    /// How much of this process's engine's patched-site and 32-bit call
+    /// counts this tool has added to its shared area.
+    sites_added: AtomicU64,
+    compat_added: AtomicU64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -222,6 +226,8 @@ pub(crate) fn install(
             out_fd: AtomicI32::new(config.out_fd),
             shared_fd: AtomicI32::new(config.shared_fd),
             out_closed: AtomicBool::new(false),
+            sites_added: AtomicU64::new(0),
+            compat_added: AtomicU64::new(0),
             config,
             shared,
             print,
@@ -295,6 +301,9 @@ pub(crate) fn install(
         tool.trace_exec_success(started);
     }
     let follow = preload.tools.iter().any(|t| t.config.follow);
+    // One engine serves every nested tool: a `--no-rewrite` of any keeps
+    // all sites trapping.
+    let rewrite = preload.tools.iter().all(|t| t.config.rewrite);
     // From the loader, the program owns `fs` once it runs and the loader
     // puts the selector on BLOCK itself, as its last store before the jump.
     let installed = Engine::builder()
@@ -311,6 +320,8 @@ pub(crate) fn install(
         } else {
             Selector::Block
         })
+        // Ignored by the engine when the program owns `fs`.
+        .rewrite_sites(rewrite)
         .install();
     if let Err(e) = installed {
         for tool in &preload.tools {
@@ -618,6 +629,8 @@ fn pre(call: &Syscall) -> Verdict {
         match tool.config.mode {
             Mode::Count => {
                 tool.shared.per_number[SharedArea::slot(call.nr)].fetch_add(1, Relaxed);
+                tool.shared.entrances[SharedArea::entrance(call.entrance)].fetch_add(1, Relaxed);
+                tool.add_engine_counts();
             }
             Mode::Fault if injected.is_none() => injected = tool.inject(call),
             _ => {}
@@ -796,6 +809,27 @@ impl Tool {
     /// then finds that it is not the tool's child).
     fn passed_on(&self) -> bool {
         self.config.follow || self.is_root
+    }
+
+    /// Adds what this process's engine counted since the last call here
+    /// and the hooks do not see (patched sites, 32-bit calls) to the shared
+    /// area. The engine's counters only grow (a forked child starts from
+    /// its parent's, as do these marks), so `fetch_max` hands each increase
+    /// to exactly one caller.
+    fn add_engine_counts(&self) {
+        let Some(engine) = Engine::installed() else {
+            return;
+        };
+        let (sites, compat) = engine.sites_and_compat();
+        for (now, mark, total) in [
+            (sites, &self.sites_added, &self.shared.patched_sites),
+            (compat, &self.compat_added, &self.shared.compat),
+        ] {
+            if now != mark.load(Relaxed) {
+                let before = mark.fetch_max(now, Relaxed);
+                total.fetch_add(now.saturating_sub(before), Relaxed);
+            }
+        }
     }
 
     fn count_creation(&self, thread: bool) {

@@ -33,9 +33,14 @@ pub fn count_report(shared: &SharedArea, json: bool, only: Option<&[u64]>) -> St
             .iter()
             .map(|(name, n)| format!("\"{name}\": {n}"))
             .collect();
+        let [trap, rewritten, direct] = shared.entrances.each_ref().map(|c| c.load(Relaxed));
         format!(
-            "{{\"total\": {total}, \"counts\": {{{}}}, \"processes\": {processes}, \"threads\": {threads}}}\n",
-            fields.join(", ")
+            "{{\"total\": {total}, \"counts\": {{{}}}, \"processes\": {processes}, \"threads\": {threads}, \
+             \"entrances\": {{\"trap\": {trap}, \"rewritten\": {rewritten}, \"direct\": {direct}}}, \
+             \"compat\": {}, \"patched_sites\": {}}}\n",
+            fields.join(", "),
+            shared.compat.load(Relaxed),
+            shared.patched_sites.load(Relaxed),
         )
     } else {
         let mut text = format!("{:>10}  syscall\n", "calls");

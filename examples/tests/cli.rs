@@ -213,7 +213,7 @@ fn syscount_json_and_table() {
         b"",
     );
     assert!(out.status.success());
-    let check = run_in(&dir, &["python3", "-c", "import json,sys; d=json.load(open(sys.argv[1])); assert set(d)=={'total','counts','processes','threads'}", json.to_str().unwrap()], b"");
+    let check = run_in(&dir, &["python3", "-c", "import json,sys; d=json.load(open(sys.argv[1])); assert set(d)=={'total','counts','processes','threads','entrances','compat','patched_sites'}, d; assert sum(d['entrances'].values())==d['total']==sum(d['counts'].values()), d; assert set(d['entrances'])=={'trap','rewritten','direct'}, d", json.to_str().unwrap()], b"");
     assert!(check.status.success(), "{}", text(&check.stderr));
 }
 

@@ -346,3 +346,19 @@ fn nested_tools_keep_the_programs_own_environment() {
     ]);
     assert_eq!(nested, native);
 }
+
+#[test]
+fn a_first_trap_inside_malloc_is_rewritten_without_corrupting_the_heap() {
+    let (dir, binary) = program("malloc_first", "malloc-first");
+    let argv = [binary.as_str()];
+    let native = assert_transparent(&dir, &argv, b"");
+    assert!(native.status.success());
+    assert_counts_match(&dir, &argv, b"", &["write"]);
+    let counted = syscount(&dir, &argv, b"");
+    assert!(counted.patched_sites >= 1, "{:?}", counted.entrances);
+    assert!(
+        counted.entrances.get("rewritten").copied().unwrap_or(0) > 0,
+        "{:?}",
+        counted.entrances
+    );
+}

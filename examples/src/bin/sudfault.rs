@@ -3,7 +3,7 @@
 //! User Dispatch inside the program; this injects faults for testing and
 //! confines nothing (SUD is not a security boundary).
 //!
-//! `sudfault [--json] [-o FILE] [--from-start] --fail NAME=ERRNO[@N] [--fail ...] -- PROG [ARGS...]`
+//! `sudfault [--json] [--no-rewrite] [--from-start] [-o FILE] --fail NAME=ERRNO[@N] [--fail ...] -- PROG [ARGS...]`
 //!
 //! `@N` counts calls of NAME over all the program's processes and threads,
 //! from 1. Each injection is reported on standard error as it happens, and
@@ -26,6 +26,10 @@ struct Cli {
     /// examples/JSON.md).
     #[arg(long)]
     json: bool,
+    /// Keep every syscall site trapping (by default a site is rewritten
+    /// into a direct call of the hooks after its first trap).
+    #[arg(long)]
+    no_rewrite: bool,
     /// Write the reports to FILE instead of standard error.
     #[arg(short = 'o', value_name = "FILE")]
     output: Option<std::path::PathBuf>,
@@ -90,6 +94,7 @@ fn main() {
     let launch = Launch {
         mode: Mode::Fault,
         follow: true,
+        rewrite: !cli.no_rewrite,
         trace: None,
         faults: cli.fail.clone(),
         output: cli.output,

@@ -1,7 +1,7 @@
 //! sudtrace: one line per system call of a program, in strace's words,
 //! caught with Syscall User Dispatch inside the program (no ptrace).
 //!
-//! `sudtrace [-cfhqrTtVxy] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] [--from-start] PROG [ARGS]`
+//! `sudtrace [-cfhqrTtVxy] [-e EXPR]... [-o FILE] [-s STRSIZE] [--json] [--no-rewrite] [--from-start] PROG [ARGS]`
 //! (see `sudtrace -h`; the flags are strace's).
 //!
 //! Calls whose result the tracer never sees get `= ?`: exit, exit_group,
@@ -64,6 +64,7 @@ fn main() {
     let launch = Launch {
         mode: if cli.count { Mode::Count } else { Mode::Trace },
         follow: cli.follow > 0 || cli.count,
+        rewrite: !cli.no_rewrite,
         trace: cli.trace.clone(),
         faults: Vec::new(),
         output,

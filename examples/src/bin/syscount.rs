@@ -1,7 +1,7 @@
 //! syscount: how many times a program (all its threads and child
 //! processes) made each system call, caught with Syscall User Dispatch.
 //!
-//! `syscount [--json] [-o FILE] [--from-start] -- PROG [ARGS...]`
+//! `syscount [--json] [--no-rewrite] [--from-start] [-o FILE] -- PROG [ARGS...]`
 //!
 //! Processes killed by a signal still count: every traced process adds to
 //! counters in one shared mapping as it goes. Thread and process totals
@@ -21,10 +21,14 @@ use sud_examples::report;
     about = "Count the system calls of a program with Syscall User Dispatch (no ptrace)"
 )]
 struct Cli {
-    /// Print one JSON object: {"total", "counts", "processes", "threads"}
-    /// (schema in examples/JSON.md).
+    /// Print one JSON object: {"total", "counts", "processes", "threads",
+    /// "entrances", "compat", "patched_sites"} (schema in examples/JSON.md).
     #[arg(long)]
     json: bool,
+    /// Keep every syscall site trapping (by default a site is rewritten
+    /// into a direct call of the hooks after its first trap).
+    #[arg(long)]
+    no_rewrite: bool,
     /// Write the counts to FILE instead of standard error.
     #[arg(short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
@@ -46,6 +50,7 @@ fn main() {
     let launch = Launch {
         mode: Mode::Count,
         follow: true,
+        rewrite: !cli.no_rewrite,
         trace: None,
         faults: Vec::new(),
         output: cli.output,

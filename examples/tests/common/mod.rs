@@ -61,54 +61,92 @@ pub struct Counted {
     pub total: u64,
     pub processes: u64,
     pub threads: u64,
+    /// Calls per entrance: `trap`, `rewritten`, `direct`.
+    pub entrances: BTreeMap<String, u64>,
+    pub patched_sites: u64,
 }
 
-/// Runs `argv` under `syscount --json -o FILE` and parses the object.
+/// Runs `argv` under `syscount --json -o FILE` (sites rewritten, the
+/// tools' default) and parses the object.
 pub fn syscount(dir: &Path, argv: &[&str], stdin: &[u8]) -> Counted {
+    syscount_with(dir, &[], argv, stdin)
+}
+
+/// [`syscount`] with more options (`--no-rewrite`). Checks what holds for
+/// every run: the entrances sum to the total, and nothing is rewritten
+/// with `--no-rewrite`.
+pub fn syscount_with(dir: &Path, options: &[&str], argv: &[&str], stdin: &[u8]) -> Counted {
     let report = beside(dir, "syscount.json");
     let report_arg = report.to_str().unwrap().to_string();
-    let output = under(SYSCOUNT, &["--json", "-o", &report_arg], dir, argv, stdin);
+    let mut args = vec!["--json", "-o", &report_arg];
+    args.extend_from_slice(options);
+    let output = under(SYSCOUNT, &args, dir, argv, stdin);
     let text = std::fs::read_to_string(&report).unwrap_or_default();
     let _ = std::fs::remove_file(&report);
-    let (counts, total, processes, threads) = parse_json(&text).unwrap_or_else(|| {
+    let parsed = parse_json(&text).and_then(|p| {
+        Some((
+            p,
+            object_after(&text, "entrances")?,
+            number_after(&text, "patched_sites")?,
+        ))
+    });
+    let Some(((counts, total, processes, threads), entrances, patched_sites)) = parsed else {
         panic!(
             "bad syscount JSON {text:?}, stderr {}",
             String::from_utf8_lossy(&output.stderr)
         )
-    });
+    };
+    assert_eq!(
+        entrances.values().sum::<u64>(),
+        total,
+        "{argv:?}: the entrances do not sum to the total: {text}"
+    );
+    if options.contains(&"--no-rewrite") {
+        assert_eq!(entrances.get("rewritten"), Some(&0), "{argv:?}: {text}");
+        assert_eq!(patched_sites, 0, "{argv:?}: {text}");
+    }
     Counted {
         output,
         counts,
         total,
         processes,
         threads,
+        entrances,
+        patched_sites,
     }
+}
+
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let at = text.find(&format!("\"{key}\": "))? + key.len() + 4;
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The flat `{"name": n, ...}` object after `"key": `.
+fn object_after(text: &str, key: &str) -> Option<BTreeMap<String, u64>> {
+    let head = format!("\"{key}\": {{");
+    let start = text.find(&head)? + head.len();
+    let end = start + text[start..].find('}')?;
+    let mut map = BTreeMap::new();
+    for pair in text[start..end].split(", ").filter(|p| !p.is_empty()) {
+        let (name, n) = pair.split_once(": ")?;
+        map.insert(name.trim_matches('"').to_string(), n.parse().ok()?);
+    }
+    Some(map)
 }
 
 type Parsed = (BTreeMap<String, u64>, u64, u64, u64);
 
-/// Parses `{"total": N, "counts": {"NAME": n, ...}, "processes": P, "threads": T}`.
+/// Parses `{"total": N, "counts": {"NAME": n, ...}, "processes": P, "threads": T, ...}`.
 pub fn parse_json(text: &str) -> Option<Parsed> {
-    let number_after = |key: &str| -> Option<u64> {
-        let at = text.find(&format!("\"{key}\": "))? + key.len() + 4;
-        let digits: String = text[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    };
-    let start = text.find("\"counts\": {")? + "\"counts\": {".len();
-    let end = start + text[start..].find('}')?;
-    let mut counts = BTreeMap::new();
-    for pair in text[start..end].split(", ").filter(|p| !p.is_empty()) {
-        let (name, n) = pair.split_once(": ")?;
-        counts.insert(name.trim_matches('"').to_string(), n.parse().ok()?);
-    }
     Some((
-        counts,
-        number_after("total")?,
-        number_after("processes")?,
-        number_after("threads")?,
+        object_after(text, "counts")?,
+        number_after(text, "total")?,
+        number_after(text, "processes")?,
+        number_after(text, "threads")?,
     ))
 }
 
@@ -163,6 +201,11 @@ pub fn assert_transparent(dir: &Path, argv: &[&str], stdin: &[u8]) -> Output {
     let trace_arg = trace_file.to_str().unwrap().to_string();
     for (tool, args) in [
         (SUDTRACE, vec!["-f", "-o", trace_arg.as_str()]),
+        // The trap path alone, as before sites were rewritten.
+        (
+            SUDTRACE,
+            vec!["-f", "--no-rewrite", "-o", trace_arg.as_str()],
+        ),
         (SYSCOUNT, vec!["-o", "/dev/null"]),
         // A rule that never fires: the program must not notice sudfault.
         (SUDFAULT, vec!["--fail", "reboot=EPERM"]),
@@ -175,26 +218,29 @@ pub fn assert_transparent(dir: &Path, argv: &[&str], stdin: &[u8]) -> Output {
 }
 
 /// Asserts syscount's counts equal strace's for `names` (execve: strace
-/// also sees the first execve, made before the preload is loaded).
+/// also sees the first execve, made before the preload is loaded), with
+/// sites rewritten (the default) and with `--no-rewrite`.
 pub fn assert_counts_match(dir: &Path, argv: &[&str], stdin: &[u8], names: &[&str]) {
-    let ours = syscount(dir, argv, stdin);
     let theirs = strace_counts(dir, argv, stdin);
-    let mut differences = Vec::new();
-    for name in names {
-        let mine = ours.counts.get(*name).copied().unwrap_or(0);
-        let mut strace = theirs.get(*name).copied().unwrap_or(0);
-        if *name == "execve" {
-            strace = strace.saturating_sub(1);
+    for options in [&[][..], &["--no-rewrite"][..]] {
+        let ours = syscount_with(dir, options, argv, stdin);
+        let mut differences = Vec::new();
+        for name in names {
+            let mine = ours.counts.get(*name).copied().unwrap_or(0);
+            let mut strace = theirs.get(*name).copied().unwrap_or(0);
+            if *name == "execve" {
+                strace = strace.saturating_sub(1);
+            }
+            if mine != strace {
+                differences.push(format!("{name}: syscount {mine}, strace {strace}"));
+            }
         }
-        if mine != strace {
-            differences.push(format!("{name}: syscount {mine}, strace {strace}"));
-        }
+        assert!(
+            differences.is_empty(),
+            "{argv:?} {options:?}: {differences:?}\nsyscount {:?}\nstrace {theirs:?}",
+            ours.counts
+        );
     }
-    assert!(
-        differences.is_empty(),
-        "{argv:?}: {differences:?}\nsyscount {:?}\nstrace {theirs:?}",
-        ours.counts
-    );
 }
 
 /// Compiles `tests/programs/NAME.c` into `dir`.

@@ -380,7 +380,11 @@ pub(crate) fn adopt_clone_child(shared_tls: bool) -> Result<&'static ThreadState
         return Ok(state);
     }
     let state = new_block()?;
-    if shared_tls || program_owns_tls() {
+    if program_owns_tls() {
+        // `fs` is the program's: nothing of ours may be written through it
+        // (and no site is rewritten in this mode).
+        state.use_own_selector();
+    } else if shared_tls {
         state.use_own_selector();
         // The TLS (and so what a trampoline finds through fs) is the
         // parent's: both must take the trap path at rewritten sites.

@@ -88,11 +88,21 @@
 //!   threads' side: see the `records` module).
 //!
 //! # Limits
-//! - Signal handlers run native (selector BLOCK: their syscalls trap);
-//!   returning from one resumes the translated code it interrupted. A
-//!   signal that lands in translated code shows the handler the cache pc
-//!   ([`Dbi::native_pc_of`] maps it back, but delivery does not use it
-//!   yet).
+//! - Signals (see the `signals` module): one that lands in a block's code
+//!   at a point where the native state is known (a copied instruction,
+//!   branch and lookup glue, an exit stub) reaches the program's handler
+//!   with the native pc, stack pointer and registers in its context, the
+//!   handler runs translated, and the frame resumes at the translation of
+//!   whatever native pc the context holds at `rt_sigreturn`. This needs
+//!   the engine to wrap the program's handlers
+//!   (`Builder::foreign_signal_handlers`). Inside a syscall site, a
+//!   callout, a flags-saving counter, transformer inline code or a shared
+//!   stub the state is not known: such a signal is delivered as the
+//!   engine delivers it elsewhere (the cache pc in the context, the handler
+//!   native) and resumes where it landed ([`DbiCounters::cache_frames`]).
+//!   `rt_sigaction` and `sigaltstack` from translated code go through the
+//!   trap path (the engine keeps signal actions and the alternate stack
+//!   virtual there), and count as traps.
 //! - `int 0x80` is left native, so the trap path sees it with the x86-64
 //!   numbers (the engine has no way yet to dispatch the i386 table).
 //! - The glue reaches its per-thread slots and the selector through `fs`:
@@ -119,6 +129,7 @@ mod glue;
 mod library;
 mod records;
 mod scratch;
+mod signals;
 mod stubs;
 mod table;
 mod transform;
@@ -508,6 +519,10 @@ impl DbiBuilder {
             NO_OWNER,
         );
         let arena = cache.emit_with(|_| Ok(vec![0xcc; self.arena]))?;
+        let trap_gadget = signals::TrapGadget::new().ok_or(DbiError::Codegen(Error::Os {
+            op: "mmap(trap gadget)",
+            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        }))?;
         let mut translator = Translator::new(arena as u64, self.arena as u64)?;
         translator.warm_up();
         for (start, end) in writable_code_now() {
@@ -530,12 +545,15 @@ impl DbiBuilder {
                 forked: AtomicBool::new(false),
                 // SAFETY: getpid has no preconditions.
                 pid: std::sync::atomic::AtomicI32::new(unsafe { libc::getpid() }),
+                restorer: AtomicU64::new(0),
+                trap_gadget,
             },
             translator: Mutex::new(translator),
             lock_owner: AtomicI32::new(0),
             pending_flush: AtomicBool::new(false),
         }));
         DBI.store(dbi, Ordering::Release);
+        sud_engine::set_frame_hooks(&signals::HOOKS);
         Ok(dbi)
     }
 }
@@ -583,11 +601,15 @@ pub(crate) struct Shared {
     pub(crate) forked: AtomicBool,
     /// The process this copy of the translator belongs to.
     pid: std::sync::atomic::AtomicI32,
+    /// The restorer of the engine's signal frames, once a handler ran
+    /// translated: left native, so that its `rt_sigreturn` traps.
+    pub(crate) restorer: AtomicU64,
+    trap_gadget: signals::TrapGadget,
 }
 
 impl Shared {
     pub(crate) fn is_stop(&self, native: u64) -> bool {
-        self.stops.contains(&native)
+        self.stops.contains(&native) || native == self.restorer.load(Ordering::Relaxed)
     }
 }
 
@@ -652,6 +674,8 @@ pub(crate) struct Counters {
     pub(crate) stale: AtomicU64,
     pub(crate) checked_blocks: AtomicU64,
     pub(crate) reclaimed_bytes: AtomicU64,
+    pub(crate) native_frames: AtomicU64,
+    pub(crate) cache_frames: AtomicU64,
 }
 
 /// The translator's totals at one moment.
@@ -696,6 +720,14 @@ pub struct DbiCounters {
     pub checked_blocks: u64,
     /// Bytes of dead translations freed for reuse.
     pub reclaimed_bytes: u64,
+    /// Signals that landed in translated code and were delivered with the
+    /// native state in their context (the handler run translated).
+    pub native_frames: u64,
+    /// Signals that landed in translated code where the native state is
+    /// not known (inside a syscall site, callout, flags-saving counter,
+    /// inline code or shared stub): delivered with the cache pc, the
+    /// handler run native.
+    pub cache_frames: u64,
 }
 
 impl Dbi {
@@ -805,7 +837,9 @@ impl Dbi {
     /// the native instruction being run or about to run. None outside the
     /// translator's blocks, or when the translator's lock is held by any
     /// thread (it never waits, so a signal handler may call it, even one
-    /// that interrupted translation). Not yet used by signal delivery.
+    /// that interrupted translation). Signal delivery uses the exact state
+    /// (see the module documentation); this is the nearest native
+    /// instruction for any cache address, glue included.
     pub fn native_pc_of(&self, cache_pc: usize) -> Option<u64> {
         if self.lock_owner.load(Ordering::Acquire) == current_tid() {
             return None;
@@ -874,6 +908,12 @@ impl Dbi {
         }
     }
 
+    /// Whether the calling thread holds the translator's lock (a signal
+    /// that interrupted a translation).
+    fn holds_lock(&self) -> bool {
+        self.lock_owner.load(Ordering::Acquire) == current_tid()
+    }
+
     /// Runs `f` on the translator, holding its lock (and noting who holds
     /// it, for [`Dbi::note_memory_change`]).
     fn with_translator<R>(&self, f: impl FnOnce(&mut Translator) -> R) -> R {
@@ -916,6 +956,8 @@ impl Dbi {
             stale: r(&c.stale),
             checked_blocks: r(&c.checked_blocks),
             reclaimed_bytes: r(&c.reclaimed_bytes),
+            native_frames: r(&c.native_frames),
+            cache_frames: r(&c.cache_frames),
         }
     }
 
@@ -1181,6 +1223,11 @@ fn changes_memory(nr: u64) -> bool {
 /// executed here (not in the stub), so that the translator sees them
 /// after they took effect.
 extern "C" fn direct_entry(frame: &mut sud_engine::DirectFrame) -> i64 {
+    if signals::takes_trap_path(frame.nr) {
+        if let Some(dbi) = Dbi::installed() {
+            return dbi.shared.trap_gadget.syscall(frame.nr, &frame.args);
+        }
+    }
     let answer = sud_engine::direct_entry_clones_at_site(frame);
     if !changes_memory(frame.nr) {
         return answer;

@@ -22,7 +22,10 @@
 //!   run, the engine answers `EXECUTE_AT_SITE` and they run as a real
 //!   `syscall` from the cache (the excluded region: it runs), and the
 //!   child, still in translated code, is armed through the host stub;
-//! - what cannot be translated (`int 0x80`, `sysenter`, far transfers,
+//! - `int 0x80` becomes a call of an `int 0x80` outside the cache, which
+//!   traps: the engine runs it with the i386 table;
+//! - `fs:` operands, once a thread's fs base is virtual, add its delta;
+//! - what cannot be translated (`sysenter`, `rdfsbase`/`wrfsbase`, far transfers,
 //!   transactional memory, undecodable bytes) ends the block before it,
 //!   and a block that starts with it is left native (the selector stays
 //!   BLOCK, so its syscalls still trap).
@@ -59,6 +62,9 @@ const MAX_EXITS: usize = 1 << 19;
 const MAX_PCS: usize = 1 << 21;
 /// Pc points of one block at most.
 const MAX_BLOCK_PCS: usize = MAX_ITEMS * 4;
+
+/// `arch_prctl`, whose ARCH_SET_FS moves the fs base the glue relies on.
+const ARCH_PRCTL: i32 = 158;
 
 /// Syscall numbers that create a task continuing on a new stack.
 const CLONE_LIKE: [i32; 3] = [
@@ -498,7 +504,20 @@ impl Translator {
         insn: &Instruction,
     ) -> Result<(), LeftNative> {
         if insn.code() == Code::Syscall {
-            return self.emit_syscall_site(dbi, at);
+            return self.emit_syscall_site(dbi, at, insn.next_ip());
+        }
+        if is_int80(insn) {
+            // Called on a page outside the cache, so that it traps (the
+            // selector is BLOCK): the engine runs it with the i386 table.
+            // lea rsp,[rsp-128]; call [rip+2]; jmp +8; dq gadget;
+            // lea rsp,[rsp+128]
+            glue::lea_rsp(&mut self.code, -128);
+            self.code
+                .extend_from_slice(&[0xff, 0x15, 0x02, 0, 0, 0, 0xeb, 0x08]);
+            self.code
+                .extend_from_slice(&dbi.trap_gadget.int80().to_le_bytes());
+            glue::lea_rsp(&mut self.code, 128);
+            return Ok(());
         }
         let slot_rax = dbi.scratch + scratch::RAX;
         match insn.flow_control() {
@@ -578,10 +597,16 @@ impl Translator {
     /// cache, and the child's request naming the number (its rax is 0 by
     /// then). Only flag-free instructions test and branch (lea, jrcxz, jmp),
     /// and only rcx, which the syscall clobbers anyway, is used.
-    fn emit_syscall_site(&mut self, dbi: &Shared, at: u64) -> Result<(), LeftNative> {
+    fn emit_syscall_site(&mut self, dbi: &Shared, at: u64, next: u64) -> Result<(), LeftNative> {
         // rel32 fields that jump to the end of the site.
-        let mut to_done = [0usize; 3 * CLONE_LIKE.len()];
+        let mut to_done = [0usize; 3 * CLONE_LIKE.len() + 1];
         let mut dones = 0;
+        // arch_prctl: lea rcx, [rax - 158]; jrcxz +2; jmp +5; jmp rel32 path
+        self.code.extend_from_slice(&[0x48, 0x8d, 0x88]);
+        self.code.extend_from_slice(&(-ARCH_PRCTL).to_le_bytes());
+        self.code.extend_from_slice(&[0xe3, 0x02, 0xeb, 0x05, 0xe9]);
+        let to_fs_path = self.code.len();
+        self.code.extend_from_slice(&[0; 4]);
         let mut to_path = [0usize; CLONE_LIKE.len()];
         for (slot, nr) in to_path.iter_mut().zip(CLONE_LIKE) {
             // lea rcx, [rax - nr]; jrcxz +2; jmp +5; jmp rel32 path
@@ -626,6 +651,20 @@ impl Translator {
             )
             .ok_or(LeftNative::Untranslatable)?;
         }
+        // arch_prctl: the translator emulates ARCH_SET_FS and ARCH_GET_FS
+        // (see `Dbi::virtual_fs`); the first move switches translation to
+        // rewriting fs operands and drops every block, this one included,
+        // so the thread goes on through a lookup of the next instruction.
+        // (The last child path falls through to here: jmp done.)
+        self.code.push(0xe9);
+        to_done[dones] = self.code.len();
+        dones += 1;
+        self.code.extend_from_slice(&[0; 4]);
+        self.resolve((to_fs_path, self.code.len()))?;
+        self.direct_site(dbi, at)?;
+        glue::fs_mov(&mut self.code, 0, dbi.scratch + scratch::RAX, true);
+        glue::mov_imm64(&mut self.code, 0, next);
+        self.inline_lookup(dbi, at)?;
         let done = self.code.len();
         for &field in &to_done[..dones] {
             self.resolve((field, done))?;
@@ -761,6 +800,12 @@ impl Translator {
 
     /// Copies an ordinary instruction to its new address.
     fn copy(&mut self, dbi: &Shared, at: u64, insn: &Instruction) -> Result<(), LeftNative> {
+        if insn.segment_prefix() == Register::FS
+            && dbi.virtual_fs.load(Relaxed)
+            && (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory)
+        {
+            return self.copy_fs_relative(dbi, at, insn);
+        }
         if !self.far_operand(insn, at) {
             // An encoding failure here is rare (and allocates its message).
             return self
@@ -788,6 +833,60 @@ impl Translator {
         self.point(insn.next_ip(), 0, parked);
         glue::fs_mov(&mut self.code, number, slot, false);
         dbi.counters.far_operands.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// An `fs:` operand once some thread's fs base is virtual (see
+    /// `Dbi::virtual_fs`): the thread's delta from its real fs base is
+    /// added through a scratch register parked in the rax slot:
+    /// `fs:[base + index*s + disp]` becomes `fs:[r + index*s + disp]` with
+    /// `r = delta + base`.
+    fn copy_fs_relative(
+        &mut self,
+        dbi: &Shared,
+        at: u64,
+        insn: &Instruction,
+    ) -> Result<(), LeftNative> {
+        if insn.is_ip_rel_memory_operand() || insn.memory_index().is_vector_register() {
+            return Err(LeftNative::Untranslatable);
+        }
+        let scratch = self.free_register(insn).ok_or(LeftNative::Untranslatable)?;
+        let number = scratch.number() as u8;
+        let slot = dbi.scratch + scratch::RAX;
+        let parked = PARKED_RAX_SLOT | (u16::from(number) << HELD_SHIFT);
+        glue::fs_mov(&mut self.code, number, slot, true);
+        self.point(insn.ip(), 0, 0);
+        glue::fs_mov(
+            &mut self.code,
+            number,
+            dbi.scratch + scratch::FS_DELTA,
+            false,
+        );
+        self.point(insn.ip(), 0, parked);
+        let base = insn.memory_base();
+        if base != Register::None {
+            let add = Instruction::with2(
+                Code::Lea_r64_m,
+                scratch,
+                MemoryOperand::with_base_index(scratch, base),
+            )
+            .map_err(|_| LeftNative::Untranslatable)?;
+            self.encode(&add, at)
+                .map_err(|_| LeftNative::Untranslatable)?;
+            self.point(insn.ip(), 0, parked);
+        }
+        let mut moved = *insn;
+        moved.set_memory_base(scratch);
+        let disp = insn.memory_displacement64() as i64;
+        moved.set_memory_displ_size(match disp {
+            0 => 0,
+            d if i8::try_from(d).is_ok() => 1,
+            _ => 4,
+        });
+        self.encode(&moved, at)
+            .map_err(|_| LeftNative::Untranslatable)?;
+        self.point(insn.next_ip(), 0, parked);
+        glue::fs_mov(&mut self.code, number, slot, false);
         Ok(())
     }
 
@@ -1090,24 +1189,30 @@ fn memory_operand(insn: &Instruction) -> MemoryOperand {
     )
 }
 
+/// A 32-bit syscall.
+fn is_int80(insn: &Instruction) -> bool {
+    insn.code() == Code::Int_imm8 && insn.immediate8() == 0x80
+}
+
 /// Instructions the translator leaves native.
 fn untranslatable(insn: &Instruction) -> bool {
-    let int80 = insn.code() == Code::Int_imm8 && insn.immediate8() == 0x80;
-    int80
-        || matches!(
-            insn.mnemonic(),
-            Mnemonic::Sysenter
-                | Mnemonic::Sysexit
-                | Mnemonic::Sysret
-                | Mnemonic::Retf
-                | Mnemonic::Iret
-                | Mnemonic::Iretd
-                | Mnemonic::Iretq
-                | Mnemonic::Xbegin
-                | Mnemonic::Xabort
-                | Mnemonic::Xend
-        )
-        || insn.is_jmp_far()
+    matches!(
+        insn.mnemonic(),
+        // Move or read the fs base, which translated code sees through
+        // the translator (see `Dbi::virtual_fs`): such code runs native.
+        Mnemonic::Wrfsbase
+            | Mnemonic::Rdfsbase
+            | Mnemonic::Sysenter
+            | Mnemonic::Sysexit
+            | Mnemonic::Sysret
+            | Mnemonic::Retf
+            | Mnemonic::Iret
+            | Mnemonic::Iretd
+            | Mnemonic::Iretq
+            | Mnemonic::Xbegin
+            | Mnemonic::Xabort
+            | Mnemonic::Xend
+    ) || insn.is_jmp_far()
         || insn.is_jmp_far_indirect()
         || insn.is_call_far()
         || insn.is_call_far_indirect()

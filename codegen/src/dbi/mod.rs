@@ -103,11 +103,14 @@
 //!   `rt_sigaction` and `sigaltstack` from translated code go through the
 //!   trap path (the engine keeps signal actions and the alternate stack
 //!   virtual there), and count as traps.
-//! - `int 0x80` is left native, so the trap path sees it with the x86-64
-//!   numbers (the engine has no way yet to dispatch the i386 table).
-//! - The glue reaches its per-thread slots and the selector through `fs`:
-//!   foreign code that moves the `fs` base breaks it (as it breaks the
-//!   engine's flips).
+//! - `int 0x80` in translated code is called on a page outside the cache,
+//!   so it traps and the engine runs it with the i386 table (counted in
+//!   `CounterSnapshot::compat`).
+//! - The glue reaches its per-thread slots and the selector through `fs`,
+//!   so translated code's `arch_prctl(ARCH_SET_FS)` is emulated: the fs
+//!   base it sees is virtual ([`Dbi::virtual_fs`]); these calls, like the
+//!   `int 0x80` ones the engine runs with the i386 table, are not shown to
+//!   syscall hooks. `rdfsbase`/`wrfsbase` run native.
 //! - Calls are emulated (push, jump) and returns looked up, so user-mode
 //!   CET shadow stacks cannot be enabled for translated code.
 //! - Each indirect branch and return carries a copy of the lookup, which
@@ -547,6 +550,7 @@ impl DbiBuilder {
                 pid: std::sync::atomic::AtomicI32::new(unsafe { libc::getpid() }),
                 restorer: AtomicU64::new(0),
                 trap_gadget,
+                virtual_fs: AtomicBool::new(false),
             },
             translator: Mutex::new(translator),
             lock_owner: AtomicI32::new(0),
@@ -604,7 +608,10 @@ pub(crate) struct Shared {
     /// The restorer of the engine's signal frames, once a handler ran
     /// translated: left native, so that its `rt_sigreturn` traps.
     pub(crate) restorer: AtomicU64,
-    trap_gadget: signals::TrapGadget,
+    pub(crate) trap_gadget: signals::TrapGadget,
+    /// Some thread's fs base became virtual (see [`Dbi::virtual_fs`]):
+    /// blocks translated since rewrite their `fs:` operands.
+    pub(crate) virtual_fs: AtomicBool,
 }
 
 impl Shared {
@@ -905,6 +912,57 @@ impl Dbi {
                 change(result, page_end(result, args[2]), None, true);
             }
             _ => {}
+        }
+    }
+
+    /// Translated code's `arch_prctl(ARCH_SET_FS | ARCH_GET_FS, arg)`,
+    /// emulated: the real fs base stays the thread's own, because the
+    /// glue, the engine's selector flips and the Rust the glue calls all
+    /// reach their thread-local state through it. The fs base translated
+    /// code sees is kept as a per-thread delta from the real one; the
+    /// first move (in any thread) drops every translation, and from then
+    /// on translated `fs:` operands add the delta. Code that runs native
+    /// (left native, or stop addresses) sees the real base. Returns None
+    /// for other codes.
+    fn virtual_fs(&self, code: u64, arg: u64) -> Option<i64> {
+        const ARCH_SET_FS: u64 = 0x1002;
+        const ARCH_GET_FS: u64 = 0x1003;
+        // The kernel's limit: TASK_SIZE_MAX with 4-level paging.
+        const LIMIT: u64 = (1 << 47) - 4096;
+        let real = scratch::thread_pointer() as u64;
+        match code {
+            ARCH_SET_FS => {
+                if arg >= LIMIT {
+                    return Some(-(libc::EPERM as i64));
+                }
+                if !self.shared.virtual_fs.swap(true, Ordering::AcqRel) {
+                    self.flush();
+                }
+                scratch::with_scratch(|s| s.fs_delta.set(arg.wrapping_sub(real)));
+                Some(0)
+            }
+            ARCH_GET_FS => {
+                let seen = real.wrapping_add(scratch::with_scratch(|s| s.fs_delta.get()));
+                let bytes = seen.to_ne_bytes();
+                let local = libc::iovec {
+                    iov_base: bytes.as_ptr() as *mut libc::c_void,
+                    iov_len: 8,
+                };
+                let remote = libc::iovec {
+                    iov_base: arg as *mut libc::c_void,
+                    iov_len: 8,
+                };
+                // SAFETY: writes 8 bytes to the program's pointer in our own
+                // process; a bad pointer is an error here, not a fault.
+                let written =
+                    unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+                Some(if written == 8 {
+                    0
+                } else {
+                    -(libc::EFAULT as i64)
+                })
+            }
+            _ => None,
         }
     }
 
@@ -1223,6 +1281,13 @@ fn changes_memory(nr: u64) -> bool {
 /// executed here (not in the stub), so that the translator sees them
 /// after they took effect.
 extern "C" fn direct_entry(frame: &mut sud_engine::DirectFrame) -> i64 {
+    if frame.nr == libc::SYS_arch_prctl as u64 {
+        if let Some(answer) =
+            Dbi::installed().and_then(|d| d.virtual_fs(frame.args[0], frame.args[1]))
+        {
+            return answer;
+        }
+    }
     if signals::takes_trap_path(frame.nr) {
         if let Some(dbi) = Dbi::installed() {
             return dbi.shared.trap_gadget.syscall(frame.nr, &frame.args);

@@ -297,6 +297,11 @@ impl TrapGadget {
         0xc3, // ret
         0xcc, 0xcc,
     ];
+    /// `int 0x80; ret`, at `INT80_OFFSET` in the page: translated code's
+    /// 32-bit syscalls trap there, and the engine runs them with the i386
+    /// table (its compat path).
+    const INT80: [u8; 3] = [0xcd, 0x80, 0xc3];
+    const INT80_OFFSET: usize = 32;
 
     pub(crate) fn new() -> Option<TrapGadget> {
         // SAFETY: a fresh private anonymous page, written then made
@@ -314,11 +319,21 @@ impl TrapGadget {
                 return None;
             }
             std::ptr::copy_nonoverlapping(Self::CODE.as_ptr(), page.cast(), Self::CODE.len());
+            std::ptr::copy_nonoverlapping(
+                Self::INT80.as_ptr(),
+                page.cast::<u8>().add(Self::INT80_OFFSET),
+                Self::INT80.len(),
+            );
             if libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_EXEC) != 0 {
                 return None;
             }
             Some(TrapGadget(page as usize))
         }
+    }
+
+    /// Where translated `int 0x80` instructions call (see `INT80`).
+    pub(crate) fn int80(&self) -> u64 {
+        (self.0 + Self::INT80_OFFSET) as u64
     }
 
     /// Runs `nr(args)` through the trap path (from host code, selector

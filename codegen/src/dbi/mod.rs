@@ -116,9 +116,12 @@
 //! - Each indirect branch and return carries a copy of the lookup, which
 //!   follows the block map's probe chain (see the `table` module); the
 //!   map grows, so lookups stay in translated code however many blocks
-//!   there are. Returns still go through that lookup (an attempt at real
-//!   `call`/`ret` pairs for the return predictor measured slower here and
-//!   was reverted).
+//!   there are. Returns check a cache of their last two targets first
+//!   (an immediate compare and a direct jump each), which keeps returns
+//!   to one or two callers off the lookup and its indirect jump; they are
+//!   still not `ret` instructions, so the CPU's return stack does not
+//!   predict them (an attempt at real `call`/`ret` pairs measured slower
+//!   here and was reverted).
 //! - A transformer must not call [`Dbi::call`] (the translator lock is
 //!   held while it runs).
 //!
@@ -156,6 +159,7 @@ const REQ_LINK: u32 = 2 << 28;
 const REQ_CALLOUT: u32 = 3 << 28;
 const REQ_CHILD: u32 = 4 << 28;
 const REQ_STALE: u32 = 5 << 28;
+const REQ_FILL: u32 = 6 << 28;
 const REQ_INDEX: u32 = (1 << 28) - 1;
 
 /// Default size of the translator's arena in the code cache.
@@ -551,6 +555,7 @@ impl DbiBuilder {
                 restorer: AtomicU64::new(0),
                 trap_gadget,
                 virtual_fs: AtomicBool::new(false),
+                return_cache: AtomicBool::new(true),
             },
             translator: Mutex::new(translator),
             lock_owner: AtomicI32::new(0),
@@ -612,6 +617,8 @@ pub(crate) struct Shared {
     /// Some thread's fs base became virtual (see [`Dbi::virtual_fs`]):
     /// blocks translated since rewrite their `fs:` operands.
     pub(crate) virtual_fs: AtomicBool,
+    /// Returns get a cache of their last targets (see `block.rs`).
+    pub(crate) return_cache: AtomicBool,
 }
 
 impl Shared {
@@ -1095,6 +1102,38 @@ impl Dbi {
         })
     }
 
+    /// A return cache's fill stub ran (its host call returns to `resume`;
+    /// the native target is in the scratch slot): resolve the target and
+    /// fill an empty entry with it.
+    fn fill(&self, resume: u64) -> u64 {
+        let s = &self.shared;
+        let native = scratch::with_scratch(|slots| slots.native.get());
+        // SAFETY: `resume` is the return address of a fill stub's host
+        // call; its 32 data bytes follow its jump there, in the arena
+        // (written before the stub could run; not reclaimed while this
+        // thread is in it).
+        let data = unsafe {
+            let at = (resume + EXIT_DATA_OFFSET) as *const u64;
+            [0, 1, 2, 3].map(|i| at.add(i).read_unaligned())
+        };
+        self.with_translator(|t| {
+            let target = self.resolve_locked(t, native);
+            if s.cache.contains(target as usize) {
+                t.fill_return_entry(s, [data[0], data[1]], (data[2], data[3]), native, target);
+            } else if target == native {
+                s.counters.native_entries.fetch_add(1, Ordering::Relaxed);
+            }
+            target
+        })
+    }
+
+    /// Whether returns get a cache of their last two targets in front of
+    /// the lookup (the default). Takes effect for blocks translated from
+    /// now on ([`Dbi::flush`] to apply it everywhere); for measuring it.
+    pub fn set_return_cache(&self, on: bool) {
+        self.shared.return_cache.store(on, Ordering::Relaxed);
+    }
+
     /// A block's entry check found its bytes changed: drop it (and what
     /// else came from those bytes) and go to the new translation.
     fn stale(&self, id: u32) -> u64 {
@@ -1224,6 +1263,12 @@ extern "C" fn host_entry(saved: *mut u64, request: u64) {
                 records::checkpoint();
                 let native = scratch::with_scratch(|s| s.native.get());
                 let target = dbi.resolve(native);
+                scratch::with_scratch(|s| s.target.set(target));
+            }
+            REQ_FILL => {
+                // SAFETY: as for REQ_LINK below.
+                let resume = unsafe { *saved.add(SAVED_WORDS) };
+                let target = dbi.fill(resume);
                 scratch::with_scratch(|s| s.target.set(target));
             }
             REQ_STALE => {

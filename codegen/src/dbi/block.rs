@@ -15,7 +15,7 @@
 //! - a call pushes the *native* return address, then jumps;
 //! - indirect jumps and calls and returns load the native target into rax
 //!   (foreign rax parked in the scratch slot) and go to a copy of the
-//!   lookup; returns check a two-entry cache of their targets first;
+//!   lookup, after a two-entry cache of the site's last targets;
 //! - `syscall` becomes a direct-hook call site. The numbers that create a
 //!   task (`clone`, `vfork`, `clone3`) reach the hooks that way too, but
 //!   their child must continue right after the instruction on its own
@@ -91,7 +91,7 @@ pub(crate) enum LeftNative {
     Forked,
 }
 
-/// A return cache's entries (offsets of each immediate and jump field) and
+/// A target cache's entries (offsets of each immediate and jump field) and
 /// where its fill stub's data is, in the block's code.
 struct PendingReturn {
     entries: [(usize, usize); 2],
@@ -562,8 +562,12 @@ impl Translator {
                     self.push_return_address(insn, PARKED_RAX_SLOT);
                     rsp = 8;
                 }
-                self.point(insn.ip(), rsp, LOOKUP);
-                self.inline_lookup(dbi, at)?;
+                if dbi.target_cache.load(Relaxed) {
+                    self.target_cache(dbi, at, insn, rsp)?;
+                } else {
+                    self.point(insn.ip(), rsp, LOOKUP);
+                    self.inline_lookup(dbi, at)?;
+                }
             }
             FlowControl::Return => {
                 glue::fs_mov(&mut self.code, 0, slot_rax, true);
@@ -572,8 +576,8 @@ impl Translator {
                 self.point(insn.ip(), 0, PARKED_RAX_SLOT);
                 let popped = 8 + insn.immediate16() as i32;
                 glue::lea_rsp(&mut self.code, popped);
-                if dbi.return_cache.load(Relaxed) {
-                    self.return_cache(dbi, at, insn, -popped)?;
+                if dbi.target_cache.load(Relaxed) {
+                    self.target_cache(dbi, at, insn, -popped)?;
                 } else {
                     self.point(insn.ip(), -popped, LOOKUP);
                     self.inline_lookup(dbi, at)?;
@@ -727,20 +731,22 @@ impl Translator {
         self.code.extend_from_slice(&[0; 4]);
     }
 
-    /// A return's cache of its last two targets, in front of the lookup
-    /// (native target in rax, foreign rax in its slot, the stack already
-    /// popped, `rsp` the native stack pointer minus this one). Each entry
+    /// An indirect branch's (a return's, an indirect call's or jump's)
+    /// cache of its last two targets, in front of the lookup (native target
+    /// in rax, foreign rax in its slot, a return's stack already popped and
+    /// a call's return address pushed, `rsp` the native stack pointer minus
+    /// this one). Each entry
     /// is a flag-free compare with an immediate (`mov rcx, -native; lea
     /// rcx, [rcx + rax]; jrcxz`) and a direct jump to the translation: a
     /// return to one of them costs a few instructions and a predicted
     /// direct jump, where the lookup walks the block map and ends in an
-    /// indirect jump that a function returning to several callers
-    /// mispredicts. The entries start empty (an immediate of 0 never
+    /// indirect jump that a site with several targets (a function
+    /// returning to several callers) mispredicts. The entries start empty (an immediate of 0 never
     /// matches); a miss while one is empty goes to a fill stub that asks
     /// the translator (which fills it, see `fill_return_entry`), and once
     /// both are full, straight to the lookup. An entry whose target dies is
     /// unlinked by zeroing its immediate (8-byte aligned, one store).
-    fn return_cache(
+    fn target_cache(
         &mut self,
         dbi: &Shared,
         at: u64,
@@ -1227,7 +1233,7 @@ impl Translator {
         })
     }
 
-    /// Fills an empty entry of the return cache whose fill stub asked for
+    /// Fills an empty entry of the target cache whose fill stub asked for
     /// `native` (translated at `target`): its jump first, then its
     /// immediate; once both entries are full, misses go straight to the
     /// lookup (`miss`, a rel32 field, is pointed at `lookup`).
@@ -1284,7 +1290,7 @@ impl Translator {
         }
     }
 
-    /// Points an exit back at its stub (a return cache entry: zeroes its
+    /// Points an exit back at its stub (a target cache entry: zeroes its
     /// immediate, so it never matches).
     fn unlink(&mut self, dbi: &Shared, exit: usize) {
         let e = self.exit_pool[exit];

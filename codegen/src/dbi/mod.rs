@@ -116,10 +116,11 @@
 //! - Each indirect branch and return carries a copy of the lookup, which
 //!   follows the block map's probe chain (see the `table` module); the
 //!   map grows, so lookups stay in translated code however many blocks
-//!   there are. Returns check a cache of their last two targets first
-//!   (an immediate compare and a direct jump each), which keeps returns
-//!   to one or two callers off the lookup and its indirect jump; they are
-//!   still not `ret` instructions, so the CPU's return stack does not
+//!   there are. Each checks a cache of its last two targets first (an
+//!   immediate compare and a direct jump each), which keeps returns to one
+//!   or two callers, and calls through a pointer that rarely changes, off
+//!   the lookup and its indirect jump. Returns are still not `ret`
+//!   instructions, so the CPU's return stack does not
 //!   predict them (an attempt at real `call`/`ret` pairs measured slower
 //!   here and was reverted).
 //! - A transformer must not call [`Dbi::call`] (the translator lock is
@@ -555,7 +556,7 @@ impl DbiBuilder {
                 restorer: AtomicU64::new(0),
                 trap_gadget,
                 virtual_fs: AtomicBool::new(false),
-                return_cache: AtomicBool::new(true),
+                target_cache: AtomicBool::new(true),
             },
             translator: Mutex::new(translator),
             lock_owner: AtomicI32::new(0),
@@ -617,8 +618,8 @@ pub(crate) struct Shared {
     /// Some thread's fs base became virtual (see [`Dbi::virtual_fs`]):
     /// blocks translated since rewrite their `fs:` operands.
     pub(crate) virtual_fs: AtomicBool,
-    /// Returns get a cache of their last targets (see `block.rs`).
-    pub(crate) return_cache: AtomicBool,
+    /// Indirect branches get a cache of their last targets (`block.rs`).
+    pub(crate) target_cache: AtomicBool,
 }
 
 impl Shared {
@@ -690,6 +691,7 @@ pub(crate) struct Counters {
     pub(crate) reclaimed_bytes: AtomicU64,
     pub(crate) native_frames: AtomicU64,
     pub(crate) cache_frames: AtomicU64,
+    pub(crate) target_fills: AtomicU64,
 }
 
 /// The translator's totals at one moment.
@@ -742,6 +744,10 @@ pub struct DbiCounters {
     /// inline code or shared stub): delivered with the cache pc, the
     /// handler run native.
     pub cache_frames: u64,
+    /// Indirect transfers that found their site's target cache without
+    /// their target while it had room: the translator was asked (and
+    /// translated the target if needed), as for a lookup miss.
+    pub target_fills: u64,
 }
 
 impl Dbi {
@@ -1023,6 +1029,7 @@ impl Dbi {
             reclaimed_bytes: r(&c.reclaimed_bytes),
             native_frames: r(&c.native_frames),
             cache_frames: r(&c.cache_frames),
+            target_fills: r(&c.target_fills),
         }
     }
 
@@ -1102,12 +1109,13 @@ impl Dbi {
         })
     }
 
-    /// A return cache's fill stub ran (its host call returns to `resume`;
+    /// A target cache's fill stub ran (its host call returns to `resume`;
     /// the native target is in the scratch slot): resolve the target and
     /// fill an empty entry with it.
     fn fill(&self, resume: u64) -> u64 {
         let s = &self.shared;
         let native = scratch::with_scratch(|slots| slots.native.get());
+        s.counters.target_fills.fetch_add(1, Ordering::Relaxed);
         // SAFETY: `resume` is the return address of a fill stub's host
         // call; its 32 data bytes follow its jump there, in the arena
         // (written before the stub could run; not reclaimed while this
@@ -1127,11 +1135,12 @@ impl Dbi {
         })
     }
 
-    /// Whether returns get a cache of their last two targets in front of
-    /// the lookup (the default). Takes effect for blocks translated from
-    /// now on ([`Dbi::flush`] to apply it everywhere); for measuring it.
-    pub fn set_return_cache(&self, on: bool) {
-        self.shared.return_cache.store(on, Ordering::Relaxed);
+    /// Whether returns and indirect calls and jumps get a cache of their
+    /// last two targets in front of the lookup (the default). Takes effect
+    /// for blocks translated from now on ([`Dbi::flush`] to apply it
+    /// everywhere); for measuring it.
+    pub fn set_target_cache(&self, on: bool) {
+        self.shared.target_cache.store(on, Ordering::Relaxed);
     }
 
     /// A block's entry check found its bytes changed: drop it (and what

@@ -414,7 +414,8 @@ impl Translator {
                 }
                 Item::Counter { counter, amount } => {
                     let flags_dead = self.flags_dead_after(i);
-                    glue::add_to_counter(&mut self.code, here, counter, amount, flags_dead);
+                    let spare = dbi.scratch + scratch::SPARE;
+                    glue::add_to_counter(&mut self.code, here, counter, amount, flags_dead, spare);
                 }
             }
         }

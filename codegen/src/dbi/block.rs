@@ -12,7 +12,8 @@
 //!   patchable rel32 jumps, linked straight to the target's translation
 //!   when it exists, else to an exit stub that asks the translator and
 //!   then patches the jump (so a block is chained once both ends exist);
-//! - a call pushes the *native* return address, then jumps;
+//! - a call pushes the *native* return address (one `push` from a constant
+//!   after the block), then jumps;
 //! - indirect jumps and calls and returns load the native target into rax
 //!   (foreign rax parked in the scratch slot) and go to a copy of the
 //!   lookup, after a two-entry cache of the site's last targets;
@@ -113,6 +114,8 @@ pub(crate) struct Translator {
     code: Vec<u8>,
     exits: Vec<PendingExit>,
     returns: Vec<PendingReturn>,
+    /// rel32 fields of the body and the constants they read.
+    constants: Vec<(usize, u64)>,
     encoder: Encoder,
     info: InstructionInfoFactory,
     arena_start: u64,
@@ -150,6 +153,7 @@ impl Translator {
             code: Vec::with_capacity(2 * MAX_BLOCK_CODE),
             exits: Vec::with_capacity(MAX_BLOCK_INSNS * 2 + 2),
             returns: Vec::with_capacity(1),
+            constants: Vec::with_capacity(MAX_BLOCK_INSNS),
             encoder,
             info: InstructionInfoFactory::new(),
             arena_start: arena,
@@ -359,6 +363,7 @@ impl Translator {
         self.code.clear();
         self.exits.clear();
         self.returns.clear();
+        self.constants.clear();
         self.checks.clear();
         self.pcs.clear();
         if checked {
@@ -423,6 +428,7 @@ impl Translator {
             let end = self.block_end();
             self.patchable(at, &[0xe9], end, (end, 0));
         }
+        self.emit_constants()?;
         if checked {
             // Changed bytes: undo the check's saves, have the translator
             // drop this block and go where its new translation is.
@@ -848,12 +854,30 @@ impl Translator {
     /// Pushes `insn`'s native return address; until the jump after it,
     /// the native state is the call not yet run (its push taken back).
     fn push_return_address(&mut self, insn: &Instruction, parked: u16) {
-        // lea rsp, [rsp-8]; mov dword [rsp], lo; mov dword [rsp+4], hi
-        let start = self.code.len();
-        glue::push_u64(&mut self.code, insn.next_ip());
-        for boundary in [start + 5, start + 12] {
-            self.pcs_point_at(boundary, insn.ip(), 8, parked);
+        // push qword [rip + rel32]: one instruction, from a constant after
+        // the block's body (see `emit_constants`).
+        self.code.extend_from_slice(&[0xff, 0x35]);
+        self.constants.push((self.code.len(), insn.next_ip()));
+        self.code.extend_from_slice(&[0; 4]);
+        self.point(insn.ip(), 8, parked);
+    }
+
+    /// The 8-byte constants the body reads (rip-relative), after it: past
+    /// its last instruction, which never falls through to them.
+    fn emit_constants(&mut self) -> Result<(), LeftNative> {
+        if self.constants.is_empty() {
+            return Ok(());
         }
+        while self.code.len() % 8 != 0 {
+            self.code.push(0xcc);
+        }
+        for i in 0..self.constants.len() {
+            let (field, value) = self.constants[i];
+            let at = self.code.len();
+            self.code.extend_from_slice(&value.to_le_bytes());
+            self.resolve((field, at))?;
+        }
+        Ok(())
     }
 
     /// Records the native state at the current end of the code (replacing

@@ -14,16 +14,6 @@ pub(crate) fn lea_rsp(out: &mut Vec<u8>, disp: i32) {
     }
 }
 
-/// Pushes a 64-bit constant without a register or the flags:
-/// `lea rsp,[rsp-8]; mov dword [rsp], lo; mov dword [rsp+4], hi`.
-pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
-    lea_rsp(out, -8);
-    out.extend_from_slice(&[0xc7, 0x04, 0x24]);
-    out.extend_from_slice(&(value as u32).to_le_bytes());
-    out.extend_from_slice(&[0xc7, 0x44, 0x24, 0x04]);
-    out.extend_from_slice(&((value >> 32) as u32).to_le_bytes());
-}
-
 /// `mov fs:[disp], reg64` (`store`) or `mov reg64, fs:[disp]`.
 pub(crate) fn fs_mov(out: &mut Vec<u8>, reg: u8, disp: i32, store: bool) {
     let rex = 0x48 | ((reg >> 3) << 2);
@@ -124,16 +114,6 @@ mod tests {
 
     #[test]
     fn glue_decodes_to_what_it_claims() {
-        let mut b = Vec::new();
-        push_u64(&mut b, 0x7f12_3456_789a);
-        assert_eq!(
-            text(&b, 0),
-            [
-                "lea rsp,[rsp-8]",
-                "mov dword [rsp],3456789Ah",
-                "mov dword [rsp+4],7F12h"
-            ]
-        );
         let mut b = Vec::new();
         fs_mov(&mut b, 11, -0x40, true);
         fs_mov(&mut b, 0, 0x20, false);

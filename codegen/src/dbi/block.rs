@@ -132,6 +132,9 @@ pub(crate) struct Translator {
     /// The block being made's points.
     pcs: Vec<PcPoint>,
     pub(crate) alive: usize,
+    /// Blocks were made in increasing code addresses (no freed code
+    /// reused since the records were last emptied).
+    in_code_order: bool,
     /// Writable and executable ranges: blocks from there check their bytes.
     pub(crate) writable: RangeSet,
     pub(crate) chunks: Chunks,
@@ -166,6 +169,7 @@ impl Translator {
             pc_pool: Vec::with_capacity(MAX_PCS),
             pcs: Vec::with_capacity(MAX_BLOCK_PCS),
             alive: 0,
+            in_code_order: true,
             writable: RangeSet::new(),
             chunks: Chunks::new(),
             reclaimer: Reclaimer::new(),
@@ -239,6 +243,7 @@ impl Translator {
             }
             at = to;
             piece = Some(len);
+            self.in_code_order = false;
         }
         if dbi.cache.write_emitted(at as usize, &self.code).is_err() {
             self.exit_pool.truncate(first_exit);
@@ -1193,8 +1198,7 @@ impl Translator {
     /// translation or glue it is in, the one not yet run; past the block's
     /// body (its exit stubs), the block's native end.
     pub(crate) fn native_pc_of(&self, pc: u64) -> Option<u64> {
-        let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
-        let block = self.blocks.iter().filter(inside).max_by_key(|b| b.alive)?;
+        let block = self.block_at(pc)?;
         let offset = (pc - block.code) as u32;
         let native_offset = self
             .points_of(block)
@@ -1203,6 +1207,19 @@ impl Translator {
             .last()
             .map_or(0, |p| p.native);
         Some(block.native.wrapping_add(native_offset as i64 as u64))
+    }
+
+    /// The block whose code holds `pc` (a live one over a dead one whose
+    /// code was reused). While no freed code was reused, blocks are in
+    /// code order and found by bisection (a signal storm over a large
+    /// program asks often).
+    fn block_at(&self, pc: u64) -> Option<&BlockRecord> {
+        let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
+        if self.in_code_order {
+            let at = self.blocks.partition_point(|b| b.code <= pc);
+            return at.checked_sub(1).map(|i| &self.blocks[i]).filter(inside);
+        }
+        self.blocks.iter().filter(inside).max_by_key(|b| b.alive)
     }
 
     fn points_of(&self, block: &BlockRecord) -> &[PcPoint] {
@@ -1215,8 +1232,7 @@ impl Translator {
     /// instruction, the branch and lookup glue, an exit stub's start or
     /// its jump on.
     pub(crate) fn native_state_of(&self, dbi: &Shared, pc: u64) -> Option<NativeState> {
-        let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
-        let block = self.blocks.iter().filter(inside).max_by_key(|b| b.alive)?;
+        let block = self.block_at(pc)?;
         let offset = (pc - block.code) as u32;
         let points = self.points_of(block);
         let at = points.partition_point(|p| p.code <= offset);
@@ -1405,6 +1421,7 @@ impl Translator {
         dbi.counters.reclaimed_bytes.fetch_add(freed, Relaxed);
         if self.alive == 0 && self.reclaimer.limbo_is_empty() {
             self.blocks.clear();
+            self.in_code_order = true;
             self.exit_pool.clear();
             self.pc_pool.clear();
             self.reclaimer.clear();

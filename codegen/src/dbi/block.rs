@@ -424,8 +424,7 @@ impl Translator {
                 }
                 Item::Counter { counter, amount } => {
                     let flags_dead = self.flags_dead_after(i);
-                    let spare = dbi.scratch + scratch::SPARE;
-                    glue::add_to_counter(&mut self.code, here, counter, amount, flags_dead, spare);
+                    glue::add_to_counter(&mut self.code, here, counter, amount, flags_dead);
                 }
             }
         }

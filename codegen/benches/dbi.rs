@@ -91,6 +91,11 @@ mod x86 {
         println!("block-counting transformer (after a flush):");
         run_compute(&library, dbi);
         run_real(&real, dbi);
+        let c = dbi.counters();
+        println!(
+            "translator, all runs: {} lookup misses, {} target cache fills, {} blocks left native, {} bytes reclaimed",
+            c.lookup_misses, c.target_fills, c.native_blocks, c.reclaimed_bytes
+        );
     }
 
     /// The real-library corpus of tests/dbi_libraries.rs, if it builds.
@@ -218,14 +223,15 @@ mod x86 {
         }
         let c = dbi.counters();
         println!(
-            "translator: {} blocks ({} instructions) in {:.1}us: {:.2}us per block; {} exits, {} links, {} lookup misses",
+            "translator: {} blocks ({} instructions) in {:.1}us: {:.2}us per block; {} exits, {} links, {} lookup misses, {} target cache fills",
             c.blocks,
             c.instructions,
             c.translate_nanos as f64 / 1e3,
             c.translate_nanos as f64 / 1e3 / c.blocks.max(1) as f64,
             c.exits,
             c.links,
-            c.lookup_misses
+            c.lookup_misses,
+            c.target_fills
         );
     }
 }

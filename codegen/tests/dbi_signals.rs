@@ -89,6 +89,20 @@ fn a_sigsegv_probe_handler_sees_the_probe_pc_and_its_new_pc_takes_effect() {
 }
 
 #[test]
+fn a_sigsegv_handler_that_siglongjmps_out_resumes_translated_code() {
+    signals_library();
+    child_passes(|| {
+        let native = call_native("probe_longjmp");
+        assert_eq!(native, 797_921, "native run");
+        let dbi = install();
+        let translated = call_translated(dbi, "probe_longjmp");
+        assert_eq!(translated, native);
+        let c = dbi.counters();
+        assert_eq!(c.native_frames, 2, "{c:?}");
+    });
+}
+
+#[test]
 fn backtrace_from_a_handler_in_translated_code_crosses_the_signal_frame() {
     signals_library();
     child_passes(|| {

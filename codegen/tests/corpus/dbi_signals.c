@@ -164,3 +164,42 @@ long alarm_storm(void) {
 }
 
 long alarm_ticks(void) { return ticks; }
+
+/* The other way probes recover: siglongjmp out of the SIGSEGV handler back
+ * to a sigsetjmp in the probing function (the signal frame abandoned). */
+#include <setjmp.h>
+static sigjmp_buf probe_jump;
+static volatile long jumped_pc_matched;
+
+static void on_segv_jump(int sig, siginfo_t *si, void *ctx) {
+    ucontext_t *uc = ctx;
+    (void)sig;
+    (void)si;
+    if (uc->uc_mcontext.gregs[REG_RIP] == (greg_t)probe_insn)
+        jumped_pc_matched++;
+    siglongjmp(probe_jump, 1);
+}
+
+long probe_longjmp(void) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv_jump;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, &old);
+    jumped_pc_matched = 0;
+    volatile long readable = 0;
+    long value = 7;
+    long *probes[4] = {&value, (long *)8, &value, (long *)16};
+    for (int i = 0; i < 4; i++) {
+        if (sigsetjmp(probe_jump, 1) == 0)
+            readable = readable * 10 + probe_load(probes[i]);
+        else
+            readable = readable * 10 + 9;
+    }
+    sigset_t now;
+    sigprocmask(SIG_SETMASK, 0, &now);
+    sigaction(SIGSEGV, &old, 0);
+    /* 7, fault, 7, fault; both faults at the probe's pc; SIGSEGV unblocked
+     * again by siglongjmp. */
+    return readable * 100 + jumped_pc_matched * 10 + !sigismember(&now, SIGSEGV);
+}

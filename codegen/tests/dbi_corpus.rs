@@ -659,3 +659,47 @@ fn cache_addresses_map_back_to_native_instructions() {
         assert_eq!(dbi.native_pc_of(five), None);
     });
 }
+
+#[test]
+fn counters_in_a_row_each_count_every_block() {
+    static A: AtomicU64 = AtomicU64::new(0);
+    static B: AtomicU64 = AtomicU64::new(0);
+    static C: AtomicU64 = AtomicU64::new(0);
+    let handle = open_corpus();
+    child_passes(move || {
+        let f = symbol(handle, "recursion");
+        let native = call_native(f);
+        let cache: &'static CodeCache = Box::leak(Box::new(
+            CodeCache::new(sud_codegen::DEFAULT_CAPACITY).unwrap(),
+        ));
+        let _engine = Engine::builder()
+            .placement(cache.placement())
+            .install()
+            .unwrap();
+        // Three counters before the first instruction and three before
+        // the last: emitted together, sharing their register saves.
+        let dbi = Dbi::builder()
+            .transformer(|block| {
+                let last = block.instructions().len() - 1;
+                let mut i = 0;
+                while block.next().is_some() {
+                    if i == 0 || i == last {
+                        block.put_counter(&A, 1);
+                        block.put_counter(&B, 1);
+                        block.put_counter(&C, 2);
+                    }
+                    block.keep();
+                    i += 1;
+                }
+            })
+            .install(cache)
+            .unwrap();
+        // SAFETY: `long f(void)`.
+        let translated = unsafe { dbi.call(f, &[]) }.unwrap() as i64;
+        assert_eq!(translated, native);
+        let (a, b, c) = (A.load(Relaxed), B.load(Relaxed), C.load(Relaxed));
+        assert!(a > 1000, "{a}");
+        assert_eq!(b, a);
+        assert_eq!(c, 2 * a);
+    });
+}

@@ -376,7 +376,13 @@ impl Translator {
             self.emit_check();
         }
         let mut falls_through = true;
+        // Items already emitted with the one before them (counters in a row).
+        let mut merged = 0;
         for i in 0..self.items.len() {
+            if merged > 0 {
+                merged -= 1;
+                continue;
+            }
             if self.code.len() > MAX_BLOCK_CODE {
                 return Err(LeftNative::ArenaFull);
             }
@@ -422,9 +428,22 @@ impl Translator {
                     self.code
                         .extend_from_slice(&self.inline[start..start + len]);
                 }
-                Item::Counter { counter, amount } => {
-                    let flags_dead = self.flags_dead_after(i);
-                    glue::add_to_counter(&mut self.code, here, counter, amount, flags_dead);
+                Item::Counter { .. } => {
+                    // Counters in a row share one save of rax (and rcx).
+                    let mut batch = [(0u64, 0u32); 8];
+                    let mut n = 0;
+                    for item in &self.items[i..] {
+                        match *item {
+                            Item::Counter { counter, amount } if n < batch.len() => {
+                                batch[n] = (counter, amount);
+                                n += 1;
+                            }
+                            _ => break,
+                        }
+                    }
+                    merged = n - 1;
+                    let flags_dead = self.flags_dead_after(i + n - 1);
+                    glue::add_to_counters(&mut self.code, here, &batch[..n], flags_dead);
                 }
             }
         }

@@ -60,44 +60,55 @@ pub(crate) fn call_host(out: &mut Vec<u8>, at: u64, host: u64, request: u32) -> 
 /// Length of [`call_host`]'s sequence.
 pub(crate) const CALL_HOST_LEN: u64 = 15;
 
-/// An inline counter: `[counter] += amount`, keeping every register, the
-/// flags and the red zone, without a lock (increments from threads racing
-/// on one counter may be lost: the price of not serializing them). Where
-/// the flags are dead (`flags_dead`), an `add`: one instruction when the
-/// counter is within rel32 of the code at `at`, else through rax; where
-/// they are live, a flag-free load, `lea`, store, instead of saving the
-/// flags (`pushfq`/`popfq` cost ~20 cycles).
-pub(crate) fn add_to_counter(
+/// Inline counters: `[counter] += amount` for each, keeping every
+/// register, the flags and the red zone, without a lock (increments from
+/// threads racing on one counter may be lost: the price of not serializing
+/// them). Where the flags are dead (`flags_dead`), an `add`: one
+/// instruction for a counter within rel32 of the code at `at`, the others
+/// through rax; where they are live, a flag-free load, `lea`, store,
+/// instead of saving the flags (`pushfq`/`popfq` cost ~20 cycles).
+/// Consecutive counters share one save of the registers they use.
+pub(crate) fn add_to_counters(
     out: &mut Vec<u8>,
     at: u64,
-    counter: u64,
-    amount: u32,
+    counters: &[(u64, u32)],
     flags_dead: bool,
 ) {
+    // Within reach of any byte of this sequence (a few hundred bytes).
+    let near = |counter: u64| (counter.wrapping_sub(at) as i64).unsigned_abs() < (1 << 31) - 4096;
+    let start = out.len();
     if flags_dead {
-        // add qword [rip + rel32], imm32 (rip: after its 11 bytes)
-        if let Ok(rel) = i32::try_from(counter.wrapping_sub(at + 11) as i64) {
+        for &(counter, amount) in counters.iter().filter(|c| near(c.0)) {
+            // add qword [rip + rel32], imm32 (rip: after its 11 bytes)
+            let end = at + (out.len() - start) as u64 + 11;
+            let rel = counter.wrapping_sub(end) as i64 as i32;
             out.extend_from_slice(&[0x48, 0x81, 0x05]);
             out.extend_from_slice(&rel.to_le_bytes());
             out.extend_from_slice(&amount.to_le_bytes());
+        }
+        if counters.iter().all(|c| near(c.0)) {
             return;
         }
         lea_rsp(out, -128);
         out.push(0x50); // push rax
-        mov_imm64(out, 0, counter);
-        out.extend_from_slice(&[0x48, 0x81, 0x00]); // add qword [rax], imm32
-        out.extend_from_slice(&amount.to_le_bytes());
+        for &(counter, amount) in counters.iter().filter(|c| !near(c.0)) {
+            mov_imm64(out, 0, counter);
+            out.extend_from_slice(&[0x48, 0x81, 0x00]); // add qword [rax], imm32
+            out.extend_from_slice(&amount.to_le_bytes());
+        }
         out.push(0x58); // pop rax
         lea_rsp(out, 128);
         return;
     }
     lea_rsp(out, -128);
     out.extend_from_slice(&[0x50, 0x51]); // push rax; push rcx
-    mov_imm64(out, 0, counter);
-    out.extend_from_slice(&[0x48, 0x8b, 0x08]); // mov rcx, [rax]
-    out.extend_from_slice(&[0x48, 0x8d, 0x89]); // lea rcx, [rcx + disp32]
-    out.extend_from_slice(&amount.to_le_bytes());
-    out.extend_from_slice(&[0x48, 0x89, 0x08]); // mov [rax], rcx
+    for &(counter, amount) in counters {
+        mov_imm64(out, 0, counter);
+        out.extend_from_slice(&[0x48, 0x8b, 0x08]); // mov rcx, [rax]
+        out.extend_from_slice(&[0x48, 0x8d, 0x89]); // lea rcx, [rcx + disp32]
+        out.extend_from_slice(&amount.to_le_bytes());
+        out.extend_from_slice(&[0x48, 0x89, 0x08]); // mov [rax], rcx
+    }
     out.extend_from_slice(&[0x59, 0x58]); // pop rcx; pop rax
     lea_rsp(out, 128);
 }
@@ -151,7 +162,7 @@ mod tests {
             ]
         );
         let mut b = Vec::new();
-        add_to_counter(&mut b, 0x7000_0000_0000, 0x5000, 3, false);
+        add_to_counters(&mut b, 0x7000_0000_0000, &[(0x5000, 3)], false);
         assert_eq!(
             text(&b, 0x7000_0000_0000),
             [
@@ -168,16 +179,39 @@ mod tests {
             ]
         );
         let mut b = Vec::new();
-        add_to_counter(&mut b, 0x1000, 0x5000, 3, true);
+        add_to_counters(&mut b, 0x1000, &[(0x5000, 3)], true);
         assert_eq!(text(&b, 0x1000), ["add qword [rel 5000h],3"]);
         let mut b = Vec::new();
-        add_to_counter(&mut b, 0x7000_0000_0000, 0x5000, 3, true);
+        add_to_counters(&mut b, 0x7000_0000_0000, &[(0x5000, 3)], true);
         assert_eq!(
             text(&b, 0x7000_0000_0000),
             [
                 "lea rsp,[rsp-80h]",
                 "push rax",
                 "mov rax,5000h",
+                "add qword [rax],3",
+                "pop rax",
+                "lea rsp,[rsp+80h]"
+            ]
+        );
+        // Two far counters share one save; a near one is a single add.
+        let mut b = Vec::new();
+        let at = 0x7000_0000_0000;
+        add_to_counters(
+            &mut b,
+            at,
+            &[(0x5000, 1), (at + 0x100, 2), (0x6000, 3)],
+            true,
+        );
+        assert_eq!(
+            text(&b, at),
+            [
+                "add qword [rel 700000000100h],2",
+                "lea rsp,[rsp-80h]",
+                "push rax",
+                "mov rax,5000h",
+                "add qword [rax],1",
+                "mov rax,6000h",
                 "add qword [rax],3",
                 "pop rax",
                 "lea rsp,[rsp+80h]"

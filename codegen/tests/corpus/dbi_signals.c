@@ -3,6 +3,8 @@
  * The handlers are installed by the functions themselves. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
+#include <unistd.h>
 #include <execinfo.h>
 #include <signal.h>
 #include <stdint.h>
@@ -203,3 +205,50 @@ long probe_longjmp(void) {
      * again by siglongjmp. */
     return readable * 100 + jumped_pc_matched * 10 + !sigismember(&now, SIGSEGV);
 }
+
+/* A signal during a blocking read: with SA_RESTART the handler sees the pc
+ * on the syscall instruction (the kernel restarts it after the handler),
+ * without it the instruction after (read fails with EINTR). The handler
+ * writes into the pipe, so the restarted read returns that byte. The
+ * result holds where the pc was, relative to read(). */
+static int read_pipe[2];
+static volatile long read_rip_offset, read_rsp_ok;
+static volatile char *read_rsp_mark;
+
+static void on_alarm_read(int sig, siginfo_t *si, void *ctx) {
+    ucontext_t *uc = ctx;
+    (void)sig;
+    (void)si;
+    read_rip_offset = (char *)uc->uc_mcontext.gregs[REG_RIP] - (char *)read;
+    /* The interrupted stack pointer is below the reading function's frame
+     * and within a page of it. */
+    char *sp = (char *)uc->uc_mcontext.gregs[REG_RSP];
+    read_rsp_ok = sp < (char *)read_rsp_mark && (char *)read_rsp_mark - sp < 4096;
+    (void)!write(read_pipe[1], "x", 1);
+}
+
+static long blocked_read(int flags) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_alarm_read;
+    sa.sa_flags = SA_SIGINFO | flags;
+    if (pipe(read_pipe) != 0)
+        return -1;
+    sigaction(SIGALRM, &sa, &old);
+    volatile char mark;
+    read_rsp_mark = &mark;
+    read_rip_offset = read_rsp_ok = 0;
+    struct itimerval once = {{0, 0}, {0, 20000}};
+    setitimer(ITIMER_REAL, &once, 0);
+    char c = 0;
+    long n = read(read_pipe[0], &c, 1);
+    long eintr = n < 0 && errno == EINTR;
+    sigaction(SIGALRM, &old, 0);
+    close(read_pipe[0]);
+    close(read_pipe[1]);
+    return (n == 1 && c == 'x') * 100000 + eintr * 10000 + read_rsp_ok * 1000 +
+           (read_rip_offset + 500);
+}
+
+long blocked_read_restarted(void) { return blocked_read(SA_RESTART); }
+long blocked_read_interrupted(void) { return blocked_read(0); }

@@ -115,7 +115,7 @@
 //!   one; `fs:` operands add it once a thread moved it). These calls are
 //!   not shown to syscall hooks (nor are `int 0x80` ones, which the engine
 //!   runs with the i386 table without hooks). `rdfsbase`/`wrfsbase` run
-//!   native, as do string instructions with an `fs:` override.
+//!   native; string instructions with an `fs:` override see the real base.
 //! - Calls are emulated (push, jump) and returns looked up, so user-mode
 //!   CET shadow stacks cannot be enabled for translated code.
 //! - Each indirect branch and return carries a copy of the lookup, which

@@ -12,9 +12,11 @@
 //!   patchable rel32 jumps, linked straight to the target's translation
 //!   when it exists, else to an exit stub that asks the translator and
 //!   then patches the jump (so a block is chained once both ends exist);
-//! - a call pushes the *native* return address, then jumps;
+//! - a call pushes the *native* return address (one `push` from a constant
+//!   after the block), then jumps;
 //! - indirect jumps and calls and returns load the native target into rax
-//!   (foreign rax parked in the scratch slot) and go to the shared lookup;
+//!   (foreign rax parked in the scratch slot) and go to a copy of the
+//!   lookup, after a two-entry cache of the site's last targets;
 //! - `syscall` becomes a direct-hook call site. The numbers that create a
 //!   task (`clone`, `vfork`, `clone3`) reach the hooks that way too, but
 //!   their child must continue right after the instruction on its own
@@ -22,7 +24,10 @@
 //!   run, the engine answers `EXECUTE_AT_SITE` and they run as a real
 //!   `syscall` from the cache (the excluded region: it runs), and the
 //!   child, still in translated code, is armed through the host stub;
-//! - what cannot be translated (`int 0x80`, `sysenter`, far transfers,
+//! - `int 0x80` becomes a call of an `int 0x80` outside the cache, which
+//!   traps: the engine runs it with the i386 table;
+//! - `fs:` operands, once a thread's fs base is virtual, add its delta;
+//! - what cannot be translated (`sysenter`, `rdfsbase`/`wrfsbase`, far transfers,
 //!   transactional memory, undecodable bytes) ends the block before it,
 //!   and a block that starts with it is left native (the selector stays
 //!   BLOCK, so its syscalls still trap).
@@ -33,9 +38,12 @@
 use super::glue;
 use super::records::{self, BlockRecord, Chunks, ExitRecord, RangeSet, Reclaimer, NONE};
 use super::scratch;
+use super::signals::{
+    NativeState, PcPoint, HELD_SHIFT, LOOKUP, PARKED_RAX_SLOT, PARKED_RCX, UNMAPPED,
+};
 use super::table::NO_OWNER;
 use super::transform::{BlockIterator, Item, INLINE_CAPACITY};
-use super::{Shared, EXIT_DATA_OFFSET, REQ_CALLOUT, REQ_CHILD, REQ_LINK, REQ_STALE};
+use super::{Shared, EXIT_DATA_OFFSET, REQ_CALLOUT, REQ_CHILD, REQ_FILL, REQ_LINK, REQ_STALE};
 use iced_x86::{
     Code, ConditionCode, Decoder, DecoderOptions, Encoder, FlowControl, Instruction,
     InstructionInfoFactory, MemoryOperand, Mnemonic, OpKind, Register,
@@ -54,8 +62,13 @@ const MAX_ITEMS: usize = MAX_BLOCK_INSNS * 8;
 /// Block and exit records kept at once (a full flush empties them).
 const MAX_BLOCKS: usize = 1 << 18;
 const MAX_EXITS: usize = 1 << 19;
-/// Code offset -> native offset pairs kept at once (one per emitted item).
+/// Pc points kept at once (see `signals`: a few per emitted item).
 const MAX_PCS: usize = 1 << 21;
+/// Pc points of one block at most.
+const MAX_BLOCK_PCS: usize = MAX_ITEMS * 4;
+
+/// `arch_prctl`, whose ARCH_SET_FS moves the fs base the glue relies on.
+const ARCH_PRCTL: i32 = 158;
 
 /// Syscall numbers that create a task continuing on a new stack.
 const CLONE_LIKE: [i32; 3] = [
@@ -79,6 +92,13 @@ pub(crate) enum LeftNative {
     Forked,
 }
 
+/// A target cache's entries (offsets of each immediate and jump field) and
+/// where its fill stub's data is, in the block's code.
+struct PendingReturn {
+    entries: [(usize, usize); 2],
+    data: usize,
+}
+
 struct PendingExit {
     /// Offset of the rel32 field in the block's code.
     field: usize,
@@ -93,6 +113,9 @@ pub(crate) struct Translator {
     inline: Vec<u8>,
     code: Vec<u8>,
     exits: Vec<PendingExit>,
+    returns: Vec<PendingReturn>,
+    /// rel32 fields of the body and the constants they read.
+    constants: Vec<(usize, u64)>,
     encoder: Encoder,
     info: InstructionInfoFactory,
     arena_start: u64,
@@ -104,12 +127,14 @@ pub(crate) struct Translator {
     user_data: u64,
     pub(crate) blocks: Vec<BlockRecord>,
     pub(crate) exit_pool: Vec<ExitRecord>,
-    /// Per item of every block: (offset in its code, offset of the native
-    /// instruction it runs or comes before).
-    pub(crate) pc_pool: Vec<(u32, u32)>,
-    /// The block being made's pairs.
-    pcs: Vec<(u32, u32)>,
+    /// Every block's pc points (see `signals`).
+    pub(crate) pc_pool: Vec<PcPoint>,
+    /// The block being made's points.
+    pcs: Vec<PcPoint>,
     pub(crate) alive: usize,
+    /// Blocks were made in increasing code addresses (no freed code
+    /// reused since the records were last emptied).
+    in_code_order: bool,
     /// Writable and executable ranges: blocks from there check their bytes.
     pub(crate) writable: RangeSet,
     pub(crate) chunks: Chunks,
@@ -130,6 +155,8 @@ impl Translator {
             // so the buffer never grows (growing would allocate).
             code: Vec::with_capacity(2 * MAX_BLOCK_CODE),
             exits: Vec::with_capacity(MAX_BLOCK_INSNS * 2 + 2),
+            returns: Vec::with_capacity(1),
+            constants: Vec::with_capacity(MAX_BLOCK_INSNS),
             encoder,
             info: InstructionInfoFactory::new(),
             arena_start: arena,
@@ -140,8 +167,9 @@ impl Translator {
             blocks: Vec::with_capacity(MAX_BLOCKS),
             exit_pool: Vec::with_capacity(MAX_EXITS),
             pc_pool: Vec::with_capacity(MAX_PCS),
-            pcs: Vec::with_capacity(MAX_ITEMS + 1),
+            pcs: Vec::with_capacity(MAX_BLOCK_PCS),
             alive: 0,
+            in_code_order: true,
             writable: RangeSet::new(),
             chunks: Chunks::new(),
             reclaimer: Reclaimer::new(),
@@ -186,7 +214,7 @@ impl Translator {
         }
         self.transform(dbi);
         if self.blocks.len() == self.blocks.capacity()
-            || self.exit_pool.len() + 2 * MAX_BLOCK_INSNS + 2 > self.exit_pool.capacity()
+            || self.exit_pool.len() + 2 * MAX_BLOCK_INSNS + 4 > self.exit_pool.capacity()
         {
             return Err(LeftNative::RecordsFull);
         }
@@ -215,6 +243,7 @@ impl Translator {
             }
             at = to;
             piece = Some(len);
+            self.in_code_order = false;
         }
         if dbi.cache.write_emitted(at as usize, &self.code).is_err() {
             self.exit_pool.truncate(first_exit);
@@ -338,13 +367,22 @@ impl Translator {
     ) -> Result<(), LeftNative> {
         self.code.clear();
         self.exits.clear();
+        self.returns.clear();
+        self.constants.clear();
         self.checks.clear();
         self.pcs.clear();
         if checked {
+            self.point(self.insns[0].ip(), 0, 0);
             self.emit_check();
         }
         let mut falls_through = true;
+        // Items already emitted with the one before them (counters in a row).
+        let mut merged = 0;
         for i in 0..self.items.len() {
+            if merged > 0 {
+                merged -= 1;
+                continue;
+            }
             if self.code.len() > MAX_BLOCK_CODE {
                 return Err(LeftNative::ArenaFull);
             }
@@ -358,8 +396,7 @@ impl Translator {
                     _ => None,
                 })
                 .unwrap_or_else(|| self.block_end());
-            let native_offset = (native_next - self.insns[0].ip()) as u32;
-            self.pcs.push((self.code.len() as u32, native_offset));
+            self.point(native_next, 0, 0);
             match self.items[i] {
                 Item::Keep(index) => {
                     let insn = self.insns[index as usize];
@@ -391,16 +428,30 @@ impl Translator {
                     self.code
                         .extend_from_slice(&self.inline[start..start + len]);
                 }
-                Item::Counter { counter, amount } => {
-                    let flags_dead = self.flags_dead_after(i);
-                    glue::add_to_counter(&mut self.code, here, counter, amount, flags_dead);
+                Item::Counter { .. } => {
+                    // Counters in a row share one save of rax (and rcx).
+                    let mut batch = [(0u64, 0u32); 8];
+                    let mut n = 0;
+                    for item in &self.items[i..] {
+                        match *item {
+                            Item::Counter { counter, amount } if n < batch.len() => {
+                                batch[n] = (counter, amount);
+                                n += 1;
+                            }
+                            _ => break,
+                        }
+                    }
+                    merged = n - 1;
+                    let flags_dead = self.flags_dead_after(i + n - 1);
+                    glue::add_to_counters(&mut self.code, here, &batch[..n], flags_dead);
                 }
             }
         }
         if falls_through {
             let end = self.block_end();
-            self.patchable(at, &[0xe9], end);
+            self.patchable(at, &[0xe9], end, (end, 0));
         }
+        self.emit_constants()?;
         if checked {
             // Changed bytes: undo the check's saves, have the translator
             // drop this block and go where its new translation is.
@@ -496,37 +547,71 @@ impl Translator {
         insn: &Instruction,
     ) -> Result<(), LeftNative> {
         if insn.code() == Code::Syscall {
-            return self.emit_syscall_site(dbi, at);
+            return self.emit_syscall_site(dbi, at, insn.next_ip());
+        }
+        if is_int80(insn) {
+            // Called on a page outside the cache, so that it traps (the
+            // selector is BLOCK): the engine runs it with the i386 table.
+            // lea rsp,[rsp-128]; call [rip+2]; jmp +8; dq gadget;
+            // lea rsp,[rsp+128]
+            glue::lea_rsp(&mut self.code, -128);
+            self.code
+                .extend_from_slice(&[0xff, 0x15, 0x02, 0, 0, 0, 0xeb, 0x08]);
+            self.code
+                .extend_from_slice(&dbi.trap_gadget.int80().to_le_bytes());
+            glue::lea_rsp(&mut self.code, 128);
+            return Ok(());
         }
         let slot_rax = dbi.scratch + scratch::RAX;
         match insn.flow_control() {
+            // The points: a branch not taken yet is the native branch
+            // (running it again decides the same), a call's pushed return
+            // address is taken back, a return's popped one put back.
             FlowControl::UnconditionalBranch => {
-                self.patchable(at, &[0xe9], insn.near_branch_target());
+                self.patchable(at, &[0xe9], insn.near_branch_target(), (insn.ip(), 0));
             }
             FlowControl::ConditionalBranch => match jcc_nibble(insn) {
                 Some(cc) => {
-                    self.patchable(at, &[0x0f, 0x80 | cc], insn.near_branch_target());
-                    self.patchable(at, &[0xe9], insn.next_ip());
+                    let target = insn.near_branch_target();
+                    self.patchable(at, &[0x0f, 0x80 | cc], target, (insn.ip(), 0));
+                    self.patchable(at, &[0xe9], insn.next_ip(), (insn.next_ip(), 0));
                 }
                 None => self.emit_counting_branch(at, insn)?,
             },
             FlowControl::Call => {
-                glue::push_u64(&mut self.code, insn.next_ip());
-                self.patchable(at, &[0xe9], insn.near_branch_target());
+                self.push_return_address(insn, 0);
+                self.patchable(at, &[0xe9], insn.near_branch_target(), (insn.ip(), 8));
             }
             FlowControl::IndirectCall | FlowControl::IndirectBranch => {
                 glue::fs_mov(&mut self.code, 0, slot_rax, true);
+                self.point(insn.ip(), 0, 0);
                 self.load_target_into_rax(at, insn)?;
+                self.point(insn.ip(), 0, PARKED_RAX_SLOT);
+                let mut rsp = 0;
                 if insn.flow_control() == FlowControl::IndirectCall {
-                    glue::push_u64(&mut self.code, insn.next_ip());
+                    self.push_return_address(insn, PARKED_RAX_SLOT);
+                    rsp = 8;
                 }
-                self.inline_lookup(dbi, at)?;
+                if dbi.target_cache.load(Relaxed) {
+                    self.target_cache(dbi, at, insn, rsp)?;
+                } else {
+                    self.point(insn.ip(), rsp, LOOKUP);
+                    self.inline_lookup(dbi, at)?;
+                }
             }
             FlowControl::Return => {
                 glue::fs_mov(&mut self.code, 0, slot_rax, true);
+                self.point(insn.ip(), 0, 0);
                 glue::load_rax_from_stack_top(&mut self.code);
-                glue::lea_rsp(&mut self.code, 8 + insn.immediate16() as i32);
-                self.inline_lookup(dbi, at)?;
+                self.point(insn.ip(), 0, PARKED_RAX_SLOT);
+                let popped = 8 + insn.immediate16() as i32;
+                glue::lea_rsp(&mut self.code, popped);
+                if dbi.target_cache.load(Relaxed) {
+                    self.target_cache(dbi, at, insn, -popped)?;
+                } else {
+                    self.point(insn.ip(), -popped, LOOKUP);
+                    self.inline_lookup(dbi, at)?;
+                }
             }
             _ => self.copy(dbi, at, insn)?,
         }
@@ -544,12 +629,15 @@ impl Translator {
             .ok_or(LeftNative::Untranslatable)?;
         self.code.extend_from_slice(opcode);
         self.code.push(2); // over the short jump below
+                           // The branch has run (and counted rcx down) from here on.
+        self.point(insn.next_ip(), 0, 0);
         self.code.extend_from_slice(&[0xeb, 0]);
         let short = self.code.len() - 1;
-        self.patchable(at, &[0xe9], insn.near_branch_target());
+        let target = insn.near_branch_target();
+        self.patchable(at, &[0xe9], target, (target, 0));
         let not_taken = self.code.len();
         self.code[short] = (not_taken - short - 1) as u8;
-        self.patchable(at, &[0xe9], insn.next_ip());
+        self.patchable(at, &[0xe9], insn.next_ip(), (insn.next_ip(), 0));
         Ok(())
     }
 
@@ -560,10 +648,16 @@ impl Translator {
     /// cache, and the child's request naming the number (its rax is 0 by
     /// then). Only flag-free instructions test and branch (lea, jrcxz, jmp),
     /// and only rcx, which the syscall clobbers anyway, is used.
-    fn emit_syscall_site(&mut self, dbi: &Shared, at: u64) -> Result<(), LeftNative> {
+    fn emit_syscall_site(&mut self, dbi: &Shared, at: u64, next: u64) -> Result<(), LeftNative> {
         // rel32 fields that jump to the end of the site.
-        let mut to_done = [0usize; 3 * CLONE_LIKE.len()];
+        let mut to_done = [0usize; 3 * CLONE_LIKE.len() + 1];
         let mut dones = 0;
+        // arch_prctl: lea rcx, [rax - 158]; jrcxz +2; jmp +5; jmp rel32 path
+        self.code.extend_from_slice(&[0x48, 0x8d, 0x88]);
+        self.code.extend_from_slice(&(-ARCH_PRCTL).to_le_bytes());
+        self.code.extend_from_slice(&[0xe3, 0x02, 0xeb, 0x05, 0xe9]);
+        let to_fs_path = self.code.len();
+        self.code.extend_from_slice(&[0; 4]);
         let mut to_path = [0usize; CLONE_LIKE.len()];
         for (slot, nr) in to_path.iter_mut().zip(CLONE_LIKE) {
             // lea rcx, [rax - nr]; jrcxz +2; jmp +5; jmp rel32 path
@@ -608,6 +702,20 @@ impl Translator {
             )
             .ok_or(LeftNative::Untranslatable)?;
         }
+        // arch_prctl: the translator emulates ARCH_SET_FS and ARCH_GET_FS
+        // (see `Dbi::virtual_fs`); the first move switches translation to
+        // rewriting fs operands and drops every block, this one included,
+        // so the thread goes on through a lookup of the next instruction.
+        // (The last child path falls through to here: jmp done.)
+        self.code.push(0xe9);
+        to_done[dones] = self.code.len();
+        dones += 1;
+        self.code.extend_from_slice(&[0; 4]);
+        self.resolve((to_fs_path, self.code.len()))?;
+        self.direct_site(dbi, at)?;
+        glue::fs_mov(&mut self.code, 0, dbi.scratch + scratch::RAX, true);
+        glue::mov_imm64(&mut self.code, 0, next);
+        self.inline_lookup(dbi, at)?;
         let done = self.code.len();
         for &field in &to_done[..dones] {
             self.resolve((field, done))?;
@@ -636,17 +744,190 @@ impl Translator {
 
     /// A rel32 jump or jcc whose field is 4-byte aligned (so linking it
     /// later is one atomic store), to be resolved to `native`'s
-    /// translation.
-    fn patchable(&mut self, at: u64, opcode: &[u8], native: u64) {
-        while (at as usize + self.code.len() + opcode.len()) % 4 != 0 {
-            self.code.push(0x90);
-        }
+    /// translation; the native state there is `point` (pc, stack offset).
+    fn patchable(&mut self, at: u64, opcode: &[u8], native: u64, point: (u64, i32)) {
+        self.point(point.0, point.1, 0);
+        // One nop instruction of the padding's length (a signal lands at
+        // its start or at the jump).
+        const NOPS: [&[u8]; 4] = [&[], &[0x90], &[0x66, 0x90], &[0x0f, 0x1f, 0x00]];
+        let pad = (4 - (at as usize + self.code.len() + opcode.len()) % 4) % 4;
+        self.code.extend_from_slice(NOPS[pad]);
+        self.point(point.0, point.1, 0);
         self.code.extend_from_slice(opcode);
         self.exits.push(PendingExit {
             field: self.code.len(),
             native,
         });
         self.code.extend_from_slice(&[0; 4]);
+    }
+
+    /// An indirect branch's (a return's, an indirect call's or jump's)
+    /// cache of its last two targets, in front of the lookup (native target
+    /// in rax, foreign rax in its slot, a return's stack already popped and
+    /// a call's return address pushed, `rsp` the native stack pointer minus
+    /// this one). Each entry
+    /// is a flag-free compare with an immediate (`mov rcx, -native; lea
+    /// rcx, [rcx + rax]; jrcxz`) and a direct jump to the translation: a
+    /// return to one of them costs a few instructions and a predicted
+    /// direct jump, where the lookup walks the block map and ends in an
+    /// indirect jump that a site with several targets (a function
+    /// returning to several callers) mispredicts. The entries start empty (an immediate of 0 never
+    /// matches); a miss while one is empty goes to a fill stub that asks
+    /// the translator (which fills it, see `fill_return_entry`), and once
+    /// both are full, straight to the lookup. An entry whose target dies is
+    /// unlinked by zeroing its immediate (8-byte aligned, one store).
+    fn target_cache(
+        &mut self,
+        dbi: &Shared,
+        at: u64,
+        insn: &Instruction,
+        rsp: i32,
+    ) -> Result<(), LeftNative> {
+        const NOPS: [&[u8]; 8] = [
+            &[],
+            &[0x90],
+            &[0x66, 0x90],
+            &[0x0f, 0x1f, 0x00],
+            &[0x0f, 0x1f, 0x40, 0x00],
+            &[0x0f, 0x1f, 0x44, 0x00, 0x00],
+            &[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
+            &[0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
+        ];
+        let ip = insn.ip();
+        let (s_rax, s_rcx) = (dbi.scratch + scratch::RAX, dbi.scratch + scratch::RCX);
+        let both = PARKED_RAX_SLOT | PARKED_RCX;
+        let pad_to = |this: &mut Self, offset: usize, align: u64| {
+            let pad = (align - (at + (this.code.len() + offset) as u64) % align) % align;
+            this.code.extend_from_slice(NOPS[pad as usize]);
+        };
+        self.point(ip, rsp, PARKED_RAX_SLOT);
+        glue::fs_mov(&mut self.code, 1, s_rcx, true);
+        let mut imm = [0usize; 2];
+        let mut to_hit = [0usize; 2];
+        for k in 0..2 {
+            self.point(ip, rsp, both);
+            pad_to(self, 2, 8);
+            self.point(ip, rsp, both);
+            // mov rcx, imm64; lea rcx, [rcx + rax]; jrcxz hit
+            self.code.extend_from_slice(&[0x48, 0xb9]);
+            imm[k] = self.code.len();
+            self.code.extend_from_slice(&[0; 8]);
+            self.point(ip, rsp, both);
+            self.code.extend_from_slice(&[0x48, 0x8d, 0x0c, 0x01]);
+            self.point(ip, rsp, both);
+            self.code.extend_from_slice(&[0xe3, 0]);
+            to_hit[k] = self.code.len() - 1;
+        }
+        // Neither: rcx back, then the fill stub or the lookup.
+        self.point(ip, rsp, both);
+        glue::fs_mov(&mut self.code, 1, s_rcx, false);
+        self.point(ip, rsp, PARKED_RAX_SLOT);
+        pad_to(self, 1, 4);
+        self.point(ip, rsp, PARKED_RAX_SLOT);
+        self.code.push(0xe9);
+        let miss = self.code.len();
+        self.code.extend_from_slice(&[0; 4]);
+        let mut jump = [0usize; 2];
+        for k in 0..2 {
+            let rel8 = self.code.len() - (to_hit[k] + 1);
+            self.code[to_hit[k]] = u8::try_from(rel8).map_err(|_| LeftNative::Untranslatable)?;
+            self.point(ip, rsp, both);
+            glue::fs_mov(&mut self.code, 1, s_rcx, false);
+            self.point(ip, rsp, PARKED_RAX_SLOT);
+            glue::fs_mov(&mut self.code, 0, s_rax, false);
+            self.point(ip, rsp, 0);
+            pad_to(self, 1, 4);
+            self.point(ip, rsp, 0);
+            self.code.push(0xe9);
+            jump[k] = self.code.len();
+            self.code.extend_from_slice(&[0; 4]);
+        }
+        let template = self.code.len();
+        self.point(ip, rsp, LOOKUP);
+        self.inline_lookup(dbi, at)?;
+        // The fill stub: native target to its slot, foreign rax back, ask.
+        let fill = self.code.len();
+        for field in [miss, jump[0], jump[1]] {
+            self.resolve((field, fill))?;
+        }
+        self.point(ip, rsp, PARKED_RAX_SLOT);
+        glue::fs_mov(&mut self.code, 0, dbi.scratch + scratch::NATIVE, true);
+        self.point(ip, rsp, PARKED_RAX_SLOT);
+        glue::fs_mov(&mut self.code, 0, s_rax, false);
+        self.point(ip, rsp, 0);
+        let here = at + self.code.len() as u64;
+        glue::call_host(&mut self.code, here, dbi.stubs.host as u64, REQ_FILL)
+            .ok_or(LeftNative::Untranslatable)?;
+        glue::jmp_fs(&mut self.code, dbi.scratch + scratch::TARGET);
+        // Data (never executed): the entries' exit records (written by
+        // `register_exits`), the miss jump's field, the lookup.
+        let data = self.code.len();
+        self.code.extend_from_slice(&[0; 16]);
+        self.code
+            .extend_from_slice(&(at + miss as u64).to_le_bytes());
+        self.code
+            .extend_from_slice(&(at + template as u64).to_le_bytes());
+        self.returns.push(PendingReturn {
+            entries: [(imm[0], jump[0]), (imm[1], jump[1])],
+            data,
+        });
+        Ok(())
+    }
+
+    /// Pushes `insn`'s native return address; until the jump after it,
+    /// the native state is the call not yet run (its push taken back).
+    fn push_return_address(&mut self, insn: &Instruction, parked: u16) {
+        // push qword [rip + rel32]: one instruction, from a constant after
+        // the block's body (see `emit_constants`).
+        self.code.extend_from_slice(&[0xff, 0x35]);
+        self.constants.push((self.code.len(), insn.next_ip()));
+        self.code.extend_from_slice(&[0; 4]);
+        self.point(insn.ip(), 8, parked);
+    }
+
+    /// The 8-byte constants the body reads (rip-relative), after it: past
+    /// its last instruction, which never falls through to them.
+    fn emit_constants(&mut self) -> Result<(), LeftNative> {
+        if self.constants.is_empty() {
+            return Ok(());
+        }
+        while self.code.len() % 8 != 0 {
+            self.code.push(0xcc);
+        }
+        for i in 0..self.constants.len() {
+            let (field, value) = self.constants[i];
+            let at = self.code.len();
+            self.code.extend_from_slice(&value.to_le_bytes());
+            self.resolve((field, at))?;
+        }
+        Ok(())
+    }
+
+    /// Records the native state at the current end of the code (replacing
+    /// a point already there); dropped past the block's budget.
+    fn point(&mut self, native: u64, rsp: i32, parked: u16) {
+        self.pcs_point_at(self.code.len(), native, rsp, parked);
+    }
+
+    fn pcs_point_at(&mut self, code: usize, native: u64, rsp: i32, parked: u16) {
+        let native = native.wrapping_sub(self.insns[0].ip()) as i64;
+        let Ok(native) = i32::try_from(native) else {
+            return;
+        };
+        let point = PcPoint {
+            code: code as u32,
+            native,
+            rsp,
+            parked,
+        };
+        // Kept sorted by code offset, one point per offset (a sequence may
+        // record its inner points after its end).
+        let at = self.pcs.partition_point(|p| p.code < point.code);
+        if self.pcs.get(at).is_some_and(|p| p.code == point.code) {
+            self.pcs[at] = point;
+        } else if self.pcs.len() < self.pcs.capacity() {
+            self.pcs.insert(at, point);
+        }
     }
 
     /// A copy of the block-map lookup here (native target in rax, foreign
@@ -678,6 +959,7 @@ impl Translator {
         if self.far_operand(insn, at) {
             // Beyond rel32 reach: mov rax, imm64; mov rax, [rax].
             glue::mov_imm64(&mut self.code, 0, insn.ip_rel_memory_address());
+            self.point(insn.ip(), 0, PARKED_RAX_SLOT);
             self.code.extend_from_slice(&[0x48, 0x8b, 0x00]);
             return Ok(());
         }
@@ -700,6 +982,12 @@ impl Translator {
 
     /// Copies an ordinary instruction to its new address.
     fn copy(&mut self, dbi: &Shared, at: u64, insn: &Instruction) -> Result<(), LeftNative> {
+        if insn.segment_prefix() == Register::FS
+            && dbi.virtual_fs.load(Relaxed)
+            && (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory)
+        {
+            return self.copy_fs_relative(dbi, at, insn);
+        }
         if !self.far_operand(insn, at) {
             // An encoding failure here is rare (and allocates its message).
             return self
@@ -714,12 +1002,73 @@ impl Translator {
         moved.set_memory_index(Register::None);
         moved.set_memory_displacement64(0);
         moved.set_memory_displ_size(0);
+        // The scratch register is parked in the rax slot while it holds
+        // the address: before the instruction, and after it (then the
+        // native pc is the next one) until it is restored.
+        let parked = PARKED_RAX_SLOT | (u16::from(number) << HELD_SHIFT);
         glue::fs_mov(&mut self.code, number, slot, true);
+        self.point(insn.ip(), 0, 0);
         glue::mov_imm64(&mut self.code, number, insn.ip_rel_memory_address());
+        self.point(insn.ip(), 0, parked);
         self.encode(&moved, at)
             .map_err(|_| LeftNative::Untranslatable)?;
+        self.point(insn.next_ip(), 0, parked);
         glue::fs_mov(&mut self.code, number, slot, false);
         dbi.counters.far_operands.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// An `fs:` operand once some thread's fs base is virtual (see
+    /// `Dbi::virtual_fs`): the thread's delta from its real fs base is
+    /// added through a scratch register parked in the rax slot:
+    /// `fs:[base + index*s + disp]` becomes `fs:[r + index*s + disp]` with
+    /// `r = delta + base`.
+    fn copy_fs_relative(
+        &mut self,
+        dbi: &Shared,
+        at: u64,
+        insn: &Instruction,
+    ) -> Result<(), LeftNative> {
+        if insn.is_ip_rel_memory_operand() || insn.memory_index().is_vector_register() {
+            return Err(LeftNative::Untranslatable);
+        }
+        let scratch = self.free_register(insn).ok_or(LeftNative::Untranslatable)?;
+        let number = scratch.number() as u8;
+        let slot = dbi.scratch + scratch::RAX;
+        let parked = PARKED_RAX_SLOT | (u16::from(number) << HELD_SHIFT);
+        glue::fs_mov(&mut self.code, number, slot, true);
+        self.point(insn.ip(), 0, 0);
+        glue::fs_mov(
+            &mut self.code,
+            number,
+            dbi.scratch + scratch::FS_DELTA,
+            false,
+        );
+        self.point(insn.ip(), 0, parked);
+        let base = insn.memory_base();
+        if base != Register::None {
+            let add = Instruction::with2(
+                Code::Lea_r64_m,
+                scratch,
+                MemoryOperand::with_base_index(scratch, base),
+            )
+            .map_err(|_| LeftNative::Untranslatable)?;
+            self.encode(&add, at)
+                .map_err(|_| LeftNative::Untranslatable)?;
+            self.point(insn.ip(), 0, parked);
+        }
+        let mut moved = *insn;
+        moved.set_memory_base(scratch);
+        let disp = insn.memory_displacement64() as i64;
+        moved.set_memory_displ_size(match disp {
+            0 => 0,
+            d if i8::try_from(d).is_ok() => 1,
+            _ => 4,
+        });
+        self.encode(&moved, at)
+            .map_err(|_| LeftNative::Untranslatable)?;
+        self.point(insn.next_ip(), 0, parked);
+        glue::fs_mov(&mut self.code, number, slot, false);
         Ok(())
     }
 
@@ -801,7 +1150,23 @@ impl Translator {
                 block: id,
                 target: linked.map_or(NONE, |(_, owner)| owner),
                 next_in: NONE,
+                cache_entry: false,
             });
+        }
+        for r in 0..self.returns.len() {
+            let PendingReturn { entries, data } = self.returns[r];
+            for (k, (imm, jump)) in entries.into_iter().enumerate() {
+                let index = self.exit_pool.len() as u64;
+                self.code[data + 8 * k..data + 8 * k + 8].copy_from_slice(&index.to_le_bytes());
+                self.exit_pool.push(ExitRecord {
+                    field: at + jump as u64,
+                    stub: at + imm as u64,
+                    block: id,
+                    target: NONE,
+                    next_in: NONE,
+                    cache_entry: true,
+                });
+            }
         }
         Ok(())
     }
@@ -851,22 +1216,148 @@ impl Translator {
     /// translation or glue it is in, the one not yet run; past the block's
     /// body (its exit stubs), the block's native end.
     pub(crate) fn native_pc_of(&self, pc: u64) -> Option<u64> {
-        let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
-        let block = self.blocks.iter().filter(inside).max_by_key(|b| b.alive)?;
+        let block = self.block_at(pc)?;
         let offset = (pc - block.code) as u32;
-        let pairs =
-            &self.pc_pool[block.first_pc as usize..(block.first_pc + block.pc_count) as usize];
-        let native_offset = pairs
+        let native_offset = self
+            .points_of(block)
             .iter()
-            .take_while(|&&(code, _)| code <= offset)
+            .take_while(|p| p.code <= offset)
             .last()
-            .map_or(0, |&(_, native)| native);
-        Some(block.native + u64::from(native_offset))
+            .map_or(0, |p| p.native);
+        Some(block.native.wrapping_add(native_offset as i64 as u64))
     }
 
-    /// Points an exit back at its stub.
+    /// The block whose code holds `pc` (a live one over a dead one whose
+    /// code was reused). While no freed code was reused, blocks are in
+    /// code order and found by bisection (a signal storm over a large
+    /// program asks often).
+    fn block_at(&self, pc: u64) -> Option<&BlockRecord> {
+        let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
+        if self.in_code_order {
+            let at = self.blocks.partition_point(|b| b.code <= pc);
+            return at.checked_sub(1).map(|i| &self.blocks[i]).filter(inside);
+        }
+        self.blocks.iter().filter(inside).max_by_key(|b| b.alive)
+    }
+
+    fn points_of(&self, block: &BlockRecord) -> &[PcPoint] {
+        let first = block.first_pc as usize;
+        &self.pc_pool[first..first + block.pc_count as usize]
+    }
+
+    /// The native state at cache address `pc` (see `signals`), if `pc` is
+    /// at a point of a block's code where it is known: a copied
+    /// instruction, the branch and lookup glue, an exit stub's start or
+    /// its jump on.
+    pub(crate) fn native_state_of(&self, dbi: &Shared, pc: u64) -> Option<NativeState> {
+        let block = self.block_at(pc)?;
+        let offset = (pc - block.code) as u32;
+        let points = self.points_of(block);
+        let at = points.partition_point(|p| p.code <= offset);
+        let point = at.checked_sub(1).map(|i| points[i]);
+        let state = |p: PcPoint, parked: u16| NativeState {
+            pc: block.native.wrapping_add(p.native as i64 as u64),
+            rsp: p.rsp,
+            parked,
+        };
+        match point {
+            // The lookup's states (its start included) are the template's.
+            Some(p) if p.parked & LOOKUP != 0 => {
+                let inside = (offset - p.code) as usize;
+                let parked = *dbi.stubs.lookup_states.get(inside)?;
+                return (parked != UNMAPPED).then(|| state(p, u16::from(parked)));
+            }
+            Some(p) if p.code == offset => return Some(state(p, p.parked)),
+            _ => {}
+        }
+        // An exit stub: at its start (the branch taken, the translator not
+        // yet asked) or at its jump (the translator answered): the native
+        // state is its target, registers as they are.
+        let exits = block.first_exit as usize..(block.first_exit + block.exit_count) as usize;
+        let exit = self
+            .exit_pool
+            .get(exits)?
+            .iter()
+            .find(|e| !e.cache_entry && (pc == e.stub || pc == e.stub + glue::CALL_HOST_LEN))?;
+        let mut native = [0u8; 8];
+        let data = exit.stub + glue::CALL_HOST_LEN + EXIT_DATA_OFFSET;
+        // SAFETY: the stub's data words follow its jump inside the block's
+        // code, which is in the cache (readable) while the block's record
+        // says it is there.
+        unsafe { std::ptr::copy_nonoverlapping(data as *const u8, native.as_mut_ptr(), 8) };
+        Some(NativeState {
+            pc: u64::from_le_bytes(native),
+            rsp: 0,
+            parked: 0,
+        })
+    }
+
+    /// Fills an empty entry of the target cache whose fill stub asked for
+    /// `native` (translated at `target`): its jump first, then its
+    /// immediate; once both entries are full, misses go straight to the
+    /// lookup (`miss`, a rel32 field, is pointed at `lookup`).
+    pub(crate) fn fill_return_entry(
+        &mut self,
+        dbi: &Shared,
+        entries: [u64; 2],
+        (miss, lookup): (u64, u64),
+        native: u64,
+        target: u64,
+    ) {
+        let Some((at, owner)) = dbi.map.get_owned(native) else {
+            return;
+        };
+        if at != target || !self.is_live(owner) {
+            return;
+        }
+        for (k, &entry) in entries.iter().enumerate() {
+            let Some(e) = self.exit_pool.get(entry as usize).copied() else {
+                return;
+            };
+            if !e.cache_entry || !self.is_live(e.block) {
+                return;
+            }
+            if e.target != NONE {
+                continue;
+            }
+            let Some(rel) = glue::rel32(e.field, target) else {
+                return;
+            };
+            let immediate = native.wrapping_neg().to_le_bytes();
+            if dbi
+                .cache
+                .write_emitted(e.field as usize, &rel.to_le_bytes())
+                .is_err()
+                || dbi
+                    .cache
+                    .write_emitted(e.stub as usize, &immediate)
+                    .is_err()
+            {
+                return;
+            }
+            let record = &mut self.exit_pool[entry as usize];
+            record.target = owner;
+            record.next_in = self.blocks[owner as usize].incoming;
+            self.blocks[owner as usize].incoming = entry as u32;
+            dbi.counters.links.fetch_add(1, Relaxed);
+            if k == entries.len() - 1 {
+                if let Some(rel) = glue::rel32(miss, lookup) {
+                    let _ = dbi.cache.write_emitted(miss as usize, &rel.to_le_bytes());
+                }
+            }
+            return;
+        }
+    }
+
+    /// Points an exit back at its stub (a target cache entry: zeroes its
+    /// immediate, so it never matches).
     fn unlink(&mut self, dbi: &Shared, exit: usize) {
         let e = self.exit_pool[exit];
+        if e.cache_entry {
+            let _ = dbi.cache.write_emitted(e.stub as usize, &[0; 8]);
+            self.exit_pool[exit].target = NONE;
+            return;
+        }
         if let Some(rel) = glue::rel32(e.field, e.stub) {
             // The field was written when the block was: it is in the cache.
             let _ = dbi
@@ -948,6 +1439,7 @@ impl Translator {
         dbi.counters.reclaimed_bytes.fetch_add(freed, Relaxed);
         if self.alive == 0 && self.reclaimer.limbo_is_empty() {
             self.blocks.clear();
+            self.in_code_order = true;
             self.exit_pool.clear();
             self.pc_pool.clear();
             self.reclaimer.clear();
@@ -970,24 +1462,30 @@ fn memory_operand(insn: &Instruction) -> MemoryOperand {
     )
 }
 
+/// A 32-bit syscall.
+fn is_int80(insn: &Instruction) -> bool {
+    insn.code() == Code::Int_imm8 && insn.immediate8() == 0x80
+}
+
 /// Instructions the translator leaves native.
 fn untranslatable(insn: &Instruction) -> bool {
-    let int80 = insn.code() == Code::Int_imm8 && insn.immediate8() == 0x80;
-    int80
-        || matches!(
-            insn.mnemonic(),
-            Mnemonic::Sysenter
-                | Mnemonic::Sysexit
-                | Mnemonic::Sysret
-                | Mnemonic::Retf
-                | Mnemonic::Iret
-                | Mnemonic::Iretd
-                | Mnemonic::Iretq
-                | Mnemonic::Xbegin
-                | Mnemonic::Xabort
-                | Mnemonic::Xend
-        )
-        || insn.is_jmp_far()
+    matches!(
+        insn.mnemonic(),
+        // Move or read the fs base, which translated code sees through
+        // the translator (see `Dbi::virtual_fs`): such code runs native.
+        Mnemonic::Wrfsbase
+            | Mnemonic::Rdfsbase
+            | Mnemonic::Sysenter
+            | Mnemonic::Sysexit
+            | Mnemonic::Sysret
+            | Mnemonic::Retf
+            | Mnemonic::Iret
+            | Mnemonic::Iretd
+            | Mnemonic::Iretq
+            | Mnemonic::Xbegin
+            | Mnemonic::Xabort
+            | Mnemonic::Xend
+    ) || insn.is_jmp_far()
         || insn.is_jmp_far_indirect()
         || insn.is_call_far()
         || insn.is_call_far_indirect()

@@ -88,24 +88,46 @@
 //!   threads' side: see the `records` module).
 //!
 //! # Limits
-//! - Signal handlers run native (selector BLOCK: their syscalls trap);
-//!   returning from one resumes the translated code it interrupted. A
-//!   signal that lands in translated code shows the handler the cache pc
-//!   ([`Dbi::native_pc_of`] maps it back, but delivery does not use it
-//!   yet).
-//! - `int 0x80` is left native, so the trap path sees it with the x86-64
-//!   numbers (the engine has no way yet to dispatch the i386 table).
-//! - The glue reaches its per-thread slots and the selector through `fs`:
-//!   foreign code that moves the `fs` base breaks it (as it breaks the
-//!   engine's flips).
+//! - Signals (see the `signals` module): one that lands in a block's code
+//!   at a point where the native state is known (a copied instruction,
+//!   branch and lookup glue, an exit stub) reaches the program's handler
+//!   with the native pc, stack pointer and registers in its context, the
+//!   handler runs translated, and the frame resumes at the translation of
+//!   whatever native pc the context holds at `rt_sigreturn`. This needs
+//!   the engine to wrap the program's handlers
+//!   (`Builder::foreign_signal_handlers`). A blocking syscall run by the
+//!   direct stub shows the program's `syscall` instruction (or the one
+//!   after). Inside the glue of a syscall site, a callout, a counter,
+//!   transformer inline code or a shared stub the state is not known, nor
+//!   during a syscall the engine runs in Rust: such a signal is delivered
+//!   as the engine delivers it elsewhere (the cache pc in the context, the
+//!   handler native) and resumes where it landed
+//!   ([`DbiCounters::cache_frames`]).
+//!   `rt_sigaction` and `sigaltstack` from translated code go through the
+//!   trap path (the engine keeps signal actions and the alternate stack
+//!   virtual there), and count as traps.
+//! - `int 0x80` in translated code is called on a page outside the cache,
+//!   so it traps and the engine runs it with the i386 table (counted in
+//!   `CounterSnapshot::compat`).
+//! - The glue reaches its per-thread slots and the selector through `fs`,
+//!   so translated code's `arch_prctl(ARCH_SET_FS)` is emulated: the fs
+//!   base it sees is virtual (kept per thread as a delta from the real
+//!   one; `fs:` operands add it once a thread moved it). These calls are
+//!   not shown to syscall hooks (nor are `int 0x80` ones, which the engine
+//!   runs with the i386 table without hooks). `rdfsbase`/`wrfsbase` run
+//!   native; string instructions with an `fs:` override see the real base.
 //! - Calls are emulated (push, jump) and returns looked up, so user-mode
 //!   CET shadow stacks cannot be enabled for translated code.
 //! - Each indirect branch and return carries a copy of the lookup, which
 //!   follows the block map's probe chain (see the `table` module); the
 //!   map grows, so lookups stay in translated code however many blocks
-//!   there are. Returns still go through that lookup (an attempt at real
-//!   `call`/`ret` pairs for the return predictor measured slower here and
-//!   was reverted).
+//!   there are. Each checks a cache of its last two targets first (an
+//!   immediate compare and a direct jump each), which keeps returns to one
+//!   or two callers, and calls through a pointer that rarely changes, off
+//!   the lookup and its indirect jump. Returns are still not `ret`
+//!   instructions, so the CPU's return stack does not
+//!   predict them (an attempt at real `call`/`ret` pairs measured slower
+//!   here and was reverted).
 //! - A transformer must not call [`Dbi::call`] (the translator lock is
 //!   held while it runs).
 //!
@@ -119,6 +141,7 @@ mod glue;
 mod library;
 mod records;
 mod scratch;
+mod signals;
 mod stubs;
 mod table;
 mod transform;
@@ -142,6 +165,7 @@ const REQ_LINK: u32 = 2 << 28;
 const REQ_CALLOUT: u32 = 3 << 28;
 const REQ_CHILD: u32 = 4 << 28;
 const REQ_STALE: u32 = 5 << 28;
+const REQ_FILL: u32 = 6 << 28;
 const REQ_INDEX: u32 = (1 << 28) - 1;
 
 /// Default size of the translator's arena in the code cache.
@@ -486,6 +510,7 @@ impl DbiBuilder {
         // Clone-family calls are issued at the site itself (see block.rs),
         // after the hooks have seen them through this entrance.
         let stub = DirectStub::with_entry(cache, access, vectors, direct_entry)?;
+        let stub_syscall = signals::syscall_in_stub(stub.addr() as u64);
         let map = BlockMap::new().ok_or(DbiError::Codegen(Error::Os {
             op: "mmap(block map)",
             errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
@@ -508,6 +533,10 @@ impl DbiBuilder {
             NO_OWNER,
         );
         let arena = cache.emit_with(|_| Ok(vec![0xcc; self.arena]))?;
+        let trap_gadget = signals::TrapGadget::new().ok_or(DbiError::Codegen(Error::Os {
+            op: "mmap(trap gadget)",
+            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        }))?;
         let mut translator = Translator::new(arena as u64, self.arena as u64)?;
         translator.warm_up();
         for (start, end) in writable_code_now() {
@@ -530,12 +559,18 @@ impl DbiBuilder {
                 forked: AtomicBool::new(false),
                 // SAFETY: getpid has no preconditions.
                 pid: std::sync::atomic::AtomicI32::new(unsafe { libc::getpid() }),
+                restorer: AtomicU64::new(0),
+                trap_gadget,
+                virtual_fs: AtomicBool::new(false),
+                target_cache: AtomicBool::new(true),
+                stub_syscall,
             },
             translator: Mutex::new(translator),
             lock_owner: AtomicI32::new(0),
             pending_flush: AtomicBool::new(false),
         }));
         DBI.store(dbi, Ordering::Release);
+        sud_engine::set_frame_hooks(&signals::HOOKS);
         Ok(dbi)
     }
 }
@@ -583,11 +618,23 @@ pub(crate) struct Shared {
     pub(crate) forked: AtomicBool,
     /// The process this copy of the translator belongs to.
     pid: std::sync::atomic::AtomicI32,
+    /// The restorer of the engine's signal frames, once a handler ran
+    /// translated: left native, so that its `rt_sigreturn` traps.
+    pub(crate) restorer: AtomicU64,
+    pub(crate) trap_gadget: signals::TrapGadget,
+    /// Some thread's fs base became virtual (see [`Dbi::virtual_fs`]):
+    /// blocks translated since rewrite their `fs:` operands.
+    pub(crate) virtual_fs: AtomicBool,
+    /// Indirect branches get a cache of their last targets (`block.rs`).
+    pub(crate) target_cache: AtomicBool,
+    /// The direct stub's `syscall` instruction (see
+    /// `signals::in_stub_syscall`), or 0.
+    pub(crate) stub_syscall: u64,
 }
 
 impl Shared {
     pub(crate) fn is_stop(&self, native: u64) -> bool {
-        self.stops.contains(&native)
+        self.stops.contains(&native) || native == self.restorer.load(Ordering::Relaxed)
     }
 }
 
@@ -652,6 +699,9 @@ pub(crate) struct Counters {
     pub(crate) stale: AtomicU64,
     pub(crate) checked_blocks: AtomicU64,
     pub(crate) reclaimed_bytes: AtomicU64,
+    pub(crate) native_frames: AtomicU64,
+    pub(crate) cache_frames: AtomicU64,
+    pub(crate) target_fills: AtomicU64,
 }
 
 /// The translator's totals at one moment.
@@ -696,6 +746,18 @@ pub struct DbiCounters {
     pub checked_blocks: u64,
     /// Bytes of dead translations freed for reuse.
     pub reclaimed_bytes: u64,
+    /// Signals that landed in translated code and were delivered with the
+    /// native state in their context (the handler run translated).
+    pub native_frames: u64,
+    /// Signals that landed in translated code where the native state is
+    /// not known (inside the glue of a syscall site, a callout, a counter,
+    /// inline code or a shared stub): delivered with the cache pc, the
+    /// handler run native.
+    pub cache_frames: u64,
+    /// Indirect transfers that found their site's target cache without
+    /// their target while it had room: the translator was asked (and
+    /// translated the target if needed), as for a lookup miss.
+    pub target_fills: u64,
 }
 
 impl Dbi {
@@ -805,7 +867,9 @@ impl Dbi {
     /// the native instruction being run or about to run. None outside the
     /// translator's blocks, or when the translator's lock is held by any
     /// thread (it never waits, so a signal handler may call it, even one
-    /// that interrupted translation). Not yet used by signal delivery.
+    /// that interrupted translation). Signal delivery uses the exact state
+    /// (see the module documentation); this is the nearest native
+    /// instruction for any cache address, glue included.
     pub fn native_pc_of(&self, cache_pc: usize) -> Option<u64> {
         if self.lock_owner.load(Ordering::Acquire) == current_tid() {
             return None;
@@ -874,6 +938,63 @@ impl Dbi {
         }
     }
 
+    /// Translated code's `arch_prctl(ARCH_SET_FS | ARCH_GET_FS, arg)`,
+    /// emulated: the real fs base stays the thread's own, because the
+    /// glue, the engine's selector flips and the Rust the glue calls all
+    /// reach their thread-local state through it. The fs base translated
+    /// code sees is kept as a per-thread delta from the real one; the
+    /// first move (in any thread) drops every translation, and from then
+    /// on translated `fs:` operands add the delta. Code that runs native
+    /// (left native, or stop addresses) sees the real base. Returns None
+    /// for other codes.
+    fn virtual_fs(&self, code: u64, arg: u64) -> Option<i64> {
+        const ARCH_SET_FS: u64 = 0x1002;
+        const ARCH_GET_FS: u64 = 0x1003;
+        // The kernel's limit: TASK_SIZE_MAX with 4-level paging.
+        const LIMIT: u64 = (1 << 47) - 4096;
+        let real = scratch::thread_pointer() as u64;
+        match code {
+            ARCH_SET_FS => {
+                if arg >= LIMIT {
+                    return Some(-(libc::EPERM as i64));
+                }
+                if !self.shared.virtual_fs.swap(true, Ordering::AcqRel) {
+                    self.flush();
+                }
+                scratch::with_scratch(|s| s.fs_delta.set(arg.wrapping_sub(real)));
+                Some(0)
+            }
+            ARCH_GET_FS => {
+                let seen = real.wrapping_add(scratch::with_scratch(|s| s.fs_delta.get()));
+                let bytes = seen.to_ne_bytes();
+                let local = libc::iovec {
+                    iov_base: bytes.as_ptr() as *mut libc::c_void,
+                    iov_len: 8,
+                };
+                let remote = libc::iovec {
+                    iov_base: arg as *mut libc::c_void,
+                    iov_len: 8,
+                };
+                // SAFETY: writes 8 bytes to the program's pointer in our own
+                // process; a bad pointer is an error here, not a fault.
+                let written =
+                    unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+                Some(if written == 8 {
+                    0
+                } else {
+                    -(libc::EFAULT as i64)
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the calling thread holds the translator's lock (a signal
+    /// that interrupted a translation).
+    fn holds_lock(&self) -> bool {
+        self.lock_owner.load(Ordering::Acquire) == current_tid()
+    }
+
     /// Runs `f` on the translator, holding its lock (and noting who holds
     /// it, for [`Dbi::note_memory_change`]).
     fn with_translator<R>(&self, f: impl FnOnce(&mut Translator) -> R) -> R {
@@ -916,6 +1037,9 @@ impl Dbi {
             stale: r(&c.stale),
             checked_blocks: r(&c.checked_blocks),
             reclaimed_bytes: r(&c.reclaimed_bytes),
+            native_frames: r(&c.native_frames),
+            cache_frames: r(&c.cache_frames),
+            target_fills: r(&c.target_fills),
         }
     }
 
@@ -993,6 +1117,40 @@ impl Dbi {
             }
             target
         })
+    }
+
+    /// A target cache's fill stub ran (its host call returns to `resume`;
+    /// the native target is in the scratch slot): resolve the target and
+    /// fill an empty entry with it.
+    fn fill(&self, resume: u64) -> u64 {
+        let s = &self.shared;
+        let native = scratch::with_scratch(|slots| slots.native.get());
+        s.counters.target_fills.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `resume` is the return address of a fill stub's host
+        // call; its 32 data bytes follow its jump there, in the arena
+        // (written before the stub could run; not reclaimed while this
+        // thread is in it).
+        let data = unsafe {
+            let at = (resume + EXIT_DATA_OFFSET) as *const u64;
+            [0, 1, 2, 3].map(|i| at.add(i).read_unaligned())
+        };
+        self.with_translator(|t| {
+            let target = self.resolve_locked(t, native);
+            if s.cache.contains(target as usize) {
+                t.fill_return_entry(s, [data[0], data[1]], (data[2], data[3]), native, target);
+            } else if target == native {
+                s.counters.native_entries.fetch_add(1, Ordering::Relaxed);
+            }
+            target
+        })
+    }
+
+    /// Whether returns and indirect calls and jumps get a cache of their
+    /// last two targets in front of the lookup (the default). Takes effect
+    /// for blocks translated from now on ([`Dbi::flush`] to apply it
+    /// everywhere); for measuring it.
+    pub fn set_target_cache(&self, on: bool) {
+        self.shared.target_cache.store(on, Ordering::Relaxed);
     }
 
     /// A block's entry check found its bytes changed: drop it (and what
@@ -1126,6 +1284,12 @@ extern "C" fn host_entry(saved: *mut u64, request: u64) {
                 let target = dbi.resolve(native);
                 scratch::with_scratch(|s| s.target.set(target));
             }
+            REQ_FILL => {
+                // SAFETY: as for REQ_LINK below.
+                let resume = unsafe { *saved.add(SAVED_WORDS) };
+                let target = dbi.fill(resume);
+                scratch::with_scratch(|s| s.target.set(target));
+            }
             REQ_STALE => {
                 let target = dbi.stale(index);
                 scratch::with_scratch(|s| s.target.set(target));
@@ -1181,6 +1345,18 @@ fn changes_memory(nr: u64) -> bool {
 /// executed here (not in the stub), so that the translator sees them
 /// after they took effect.
 extern "C" fn direct_entry(frame: &mut sud_engine::DirectFrame) -> i64 {
+    if frame.nr == libc::SYS_arch_prctl as u64 {
+        if let Some(answer) =
+            Dbi::installed().and_then(|d| d.virtual_fs(frame.args[0], frame.args[1]))
+        {
+            return answer;
+        }
+    }
+    if signals::takes_trap_path(frame.nr) {
+        if let Some(dbi) = Dbi::installed() {
+            return dbi.shared.trap_gadget.syscall(frame.nr, &frame.args);
+        }
+    }
     let answer = sud_engine::direct_entry_clones_at_site(frame);
     if !changes_memory(frame.nr) {
         return answer;

@@ -233,7 +233,10 @@ impl Builder {
     /// (the hooks must not call libc: its errno and its allocator are
     /// `fs`-relative), and sites are not rewritten (their stubs read the
     /// selector `fs`-relative). [`selector::set`] and the direct entrance
-    /// do not serve such a process. Default: false.
+    /// do not serve such a process. A program that points `fs` at a
+    /// thread block of its own making while it runs (its own TLS scheme)
+    /// needs this mode as well: without it the trap path keeps errno
+    /// through `fs`. Default: false.
     pub fn program_owns_tls(mut self, owns: bool) -> Self {
         self.program_owns_tls = owns;
         self

@@ -37,6 +37,45 @@ pub(crate) const WRAPPER_STACK_FLAG: u64 = libc::SA_ONSTACK as u64;
 #[cfg(target_arch = "aarch64")]
 pub(crate) const WRAPPER_STACK_FLAG: u64 = 0;
 
+/// A code translator's part in delivery. A translator that runs foreign
+/// code from a cache (sud-codegen's DBI) needs a signal that landed there to
+/// show the handler the native state, to run the handler translated, and
+/// to resume, at the frame's `rt_sigreturn`, wherever the handler left the
+/// context in native terms. Both calls run in signal context (the rules of
+/// hooks apply) with the selector on ALLOW, on frames the engine built for
+/// a handler that runs on BLOCK (x86-64 only).
+#[derive(Debug, Clone, Copy)]
+pub struct FrameHooks {
+    /// Called with the context of a frame just built for the program's
+    /// handler (before it runs; it may rewrite the context), the handler's
+    /// address and the frame's restorer (its return address, which must
+    /// run native: its `rt_sigreturn` has to trap). Returns the address to
+    /// enter the handler at. Not called for a signal that interrupted the
+    /// engine itself.
+    pub on_deliver: unsafe fn(uc: *mut libc::ucontext_t, handler: u64, restorer: u64) -> u64,
+    /// Called at such a frame's `rt_sigreturn` with the context about to
+    /// be restored (it may rewrite it).
+    pub on_sigreturn: unsafe fn(uc: *mut libc::ucontext_t),
+}
+
+static FRAME_HOOKS: std::sync::atomic::AtomicPtr<FrameHooks> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Registers the translator's [`FrameHooks`] (one per process; a later call
+/// replaces them).
+pub fn set_frame_hooks(hooks: &'static FrameHooks) {
+    FRAME_HOOKS.store(
+        hooks as *const FrameHooks as *mut FrameHooks,
+        std::sync::atomic::Ordering::Release,
+    );
+}
+
+fn frame_hooks() -> Option<&'static FrameHooks> {
+    let ptr = FRAME_HOOKS.load(std::sync::atomic::Ordering::Acquire);
+    // SAFETY: FRAME_HOOKS holds null or a `&'static FrameHooks`.
+    unsafe { ptr.as_ref() }
+}
+
 /// Marks a frame the engine built (in the context's unused `__reserved1`
 /// words, which the kernel neither fills nor reads): the low byte holds the
 /// selector the interrupted code gets back.
@@ -256,6 +295,12 @@ pub(crate) fn on_frame_return(thread: &ThreadState, sp: u64) -> Option<u8> {
             }
         }
         write_user(sp + off::RESERVED, &[0]);
+        if let Some(hooks) = frame_hooks() {
+            // SAFETY: `sp` is the context of a frame the engine built (its
+            // marker is there), readable and writable (just read and
+            // written), about to be restored by this rt_sigreturn.
+            unsafe { (hooks.on_sigreturn)(sp as *mut libc::ucontext_t) };
+        }
     }
     thread.app_blocks_sigsys.set(mask[0] & SIGSYS_BIT != 0);
     write_user(sp + off::SIGMASK, &[mask[0] & !SIGSYS_BIT]);
@@ -398,6 +443,18 @@ unsafe fn enter_handler(
     // call, which must run on ALLOW: it is issued off the engine's stack
     // (on the new frame), as the kernel refuses a change while on it.
     thread.replace_selector(Selector::Allow as u8);
+    let handler = match frame_hooks() {
+        // SAFETY: `new_uc` is the context of the frame just built (written
+        // above), which nothing else uses until the handler runs.
+        Some(hooks) if !nested => unsafe {
+            (hooks.on_deliver)(
+                new_uc as *mut libc::ucontext_t,
+                act.handler as u64,
+                restorer as u64,
+            )
+        },
+        _ => act.handler as u64,
+    };
     // SAFETY: jumps to the program's handler on the frame just built, with
     // the arguments of an SA_SIGINFO handler (a plain handler ignores the
     // extra two); it returns through the restorer in the frame, never
@@ -429,7 +486,7 @@ unsafe fn enter_handler(
             in("r12") sig as i64,
             in("r13") new_info,
             in("r14") new_uc,
-            in("r15") act.handler,
+            in("r15") handler,
             options(noreturn)
         )
     }

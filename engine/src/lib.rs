@@ -134,6 +134,7 @@ mod trap;
 mod usermem;
 
 pub use counters::{CounterSnapshot, Entrance};
+pub use deliver::{set_frame_hooks, FrameHooks};
 pub use dispatch::abort_on_hook_panic;
 pub use engine::{
     direct_entry, direct_entry_clones_at_site, direct_entry_deferring, gadget_bytes, Builder,

@@ -22,7 +22,10 @@
 //!   run, the engine answers `EXECUTE_AT_SITE` and they run as a real
 //!   `syscall` from the cache (the excluded region: it runs), and the
 //!   child, still in translated code, is armed through the host stub;
-//! - what cannot be translated (`int 0x80`, `sysenter`, far transfers,
+//! - `int 0x80` becomes a call of an `int 0x80` outside the cache, which
+//!   traps: the engine runs it with the i386 table;
+//! - `fs:` operands, once a thread's fs base is virtual, add its delta;
+//! - what cannot be translated (`sysenter`, `rdfsbase`/`wrfsbase`, far transfers,
 //!   transactional memory, undecodable bytes) ends the block before it,
 //!   and a block that starts with it is left native (the selector stays
 //!   BLOCK, so its syscalls still trap).
@@ -33,6 +36,7 @@
 use super::glue;
 use super::records::{self, BlockRecord, Chunks, ExitRecord, RangeSet, Reclaimer, NONE};
 use super::scratch;
+use super::signals::{NativeState, PcPoint, HELD_SHIFT, LOOKUP, PARKED_RAX_SLOT, UNMAPPED};
 use super::table::NO_OWNER;
 use super::transform::{BlockIterator, Item, INLINE_CAPACITY};
 use super::{Shared, EXIT_DATA_OFFSET, REQ_CALLOUT, REQ_CHILD, REQ_LINK, REQ_STALE};
@@ -54,8 +58,13 @@ const MAX_ITEMS: usize = MAX_BLOCK_INSNS * 8;
 /// Block and exit records kept at once (a full flush empties them).
 const MAX_BLOCKS: usize = 1 << 18;
 const MAX_EXITS: usize = 1 << 19;
-/// Code offset -> native offset pairs kept at once (one per emitted item).
+/// Pc points kept at once (see `signals`: a few per emitted item).
 const MAX_PCS: usize = 1 << 21;
+/// Pc points of one block at most.
+const MAX_BLOCK_PCS: usize = MAX_ITEMS * 4;
+
+/// `arch_prctl`, whose ARCH_SET_FS moves the fs base the glue relies on.
+const ARCH_PRCTL: i32 = 158;
 
 /// Syscall numbers that create a task continuing on a new stack.
 const CLONE_LIKE: [i32; 3] = [
@@ -104,11 +113,10 @@ pub(crate) struct Translator {
     user_data: u64,
     pub(crate) blocks: Vec<BlockRecord>,
     pub(crate) exit_pool: Vec<ExitRecord>,
-    /// Per item of every block: (offset in its code, offset of the native
-    /// instruction it runs or comes before).
-    pub(crate) pc_pool: Vec<(u32, u32)>,
-    /// The block being made's pairs.
-    pcs: Vec<(u32, u32)>,
+    /// Every block's pc points (see `signals`).
+    pub(crate) pc_pool: Vec<PcPoint>,
+    /// The block being made's points.
+    pcs: Vec<PcPoint>,
     pub(crate) alive: usize,
     /// Writable and executable ranges: blocks from there check their bytes.
     pub(crate) writable: RangeSet,
@@ -140,7 +148,7 @@ impl Translator {
             blocks: Vec::with_capacity(MAX_BLOCKS),
             exit_pool: Vec::with_capacity(MAX_EXITS),
             pc_pool: Vec::with_capacity(MAX_PCS),
-            pcs: Vec::with_capacity(MAX_ITEMS + 1),
+            pcs: Vec::with_capacity(MAX_BLOCK_PCS),
             alive: 0,
             writable: RangeSet::new(),
             chunks: Chunks::new(),
@@ -341,6 +349,7 @@ impl Translator {
         self.checks.clear();
         self.pcs.clear();
         if checked {
+            self.point(self.insns[0].ip(), 0, 0);
             self.emit_check();
         }
         let mut falls_through = true;
@@ -358,8 +367,7 @@ impl Translator {
                     _ => None,
                 })
                 .unwrap_or_else(|| self.block_end());
-            let native_offset = (native_next - self.insns[0].ip()) as u32;
-            self.pcs.push((self.code.len() as u32, native_offset));
+            self.point(native_next, 0, 0);
             match self.items[i] {
                 Item::Keep(index) => {
                     let insn = self.insns[index as usize];
@@ -399,7 +407,7 @@ impl Translator {
         }
         if falls_through {
             let end = self.block_end();
-            self.patchable(at, &[0xe9], end);
+            self.patchable(at, &[0xe9], end, (end, 0));
         }
         if checked {
             // Changed bytes: undo the check's saves, have the translator
@@ -496,36 +504,62 @@ impl Translator {
         insn: &Instruction,
     ) -> Result<(), LeftNative> {
         if insn.code() == Code::Syscall {
-            return self.emit_syscall_site(dbi, at);
+            return self.emit_syscall_site(dbi, at, insn.next_ip());
+        }
+        if is_int80(insn) {
+            // Called on a page outside the cache, so that it traps (the
+            // selector is BLOCK): the engine runs it with the i386 table.
+            // lea rsp,[rsp-128]; call [rip+2]; jmp +8; dq gadget;
+            // lea rsp,[rsp+128]
+            glue::lea_rsp(&mut self.code, -128);
+            self.code
+                .extend_from_slice(&[0xff, 0x15, 0x02, 0, 0, 0, 0xeb, 0x08]);
+            self.code
+                .extend_from_slice(&dbi.trap_gadget.int80().to_le_bytes());
+            glue::lea_rsp(&mut self.code, 128);
+            return Ok(());
         }
         let slot_rax = dbi.scratch + scratch::RAX;
         match insn.flow_control() {
+            // The points: a branch not taken yet is the native branch
+            // (running it again decides the same), a call's pushed return
+            // address is taken back, a return's popped one put back.
             FlowControl::UnconditionalBranch => {
-                self.patchable(at, &[0xe9], insn.near_branch_target());
+                self.patchable(at, &[0xe9], insn.near_branch_target(), (insn.ip(), 0));
             }
             FlowControl::ConditionalBranch => match jcc_nibble(insn) {
                 Some(cc) => {
-                    self.patchable(at, &[0x0f, 0x80 | cc], insn.near_branch_target());
-                    self.patchable(at, &[0xe9], insn.next_ip());
+                    let target = insn.near_branch_target();
+                    self.patchable(at, &[0x0f, 0x80 | cc], target, (insn.ip(), 0));
+                    self.patchable(at, &[0xe9], insn.next_ip(), (insn.next_ip(), 0));
                 }
                 None => self.emit_counting_branch(at, insn)?,
             },
             FlowControl::Call => {
-                glue::push_u64(&mut self.code, insn.next_ip());
-                self.patchable(at, &[0xe9], insn.near_branch_target());
+                self.push_return_address(insn, 0);
+                self.patchable(at, &[0xe9], insn.near_branch_target(), (insn.ip(), 8));
             }
             FlowControl::IndirectCall | FlowControl::IndirectBranch => {
                 glue::fs_mov(&mut self.code, 0, slot_rax, true);
+                self.point(insn.ip(), 0, 0);
                 self.load_target_into_rax(at, insn)?;
+                self.point(insn.ip(), 0, PARKED_RAX_SLOT);
+                let mut rsp = 0;
                 if insn.flow_control() == FlowControl::IndirectCall {
-                    glue::push_u64(&mut self.code, insn.next_ip());
+                    self.push_return_address(insn, PARKED_RAX_SLOT);
+                    rsp = 8;
                 }
+                self.point(insn.ip(), rsp, LOOKUP);
                 self.inline_lookup(dbi, at)?;
             }
             FlowControl::Return => {
                 glue::fs_mov(&mut self.code, 0, slot_rax, true);
+                self.point(insn.ip(), 0, 0);
                 glue::load_rax_from_stack_top(&mut self.code);
-                glue::lea_rsp(&mut self.code, 8 + insn.immediate16() as i32);
+                self.point(insn.ip(), 0, PARKED_RAX_SLOT);
+                let popped = 8 + insn.immediate16() as i32;
+                glue::lea_rsp(&mut self.code, popped);
+                self.point(insn.ip(), -popped, LOOKUP);
                 self.inline_lookup(dbi, at)?;
             }
             _ => self.copy(dbi, at, insn)?,
@@ -544,12 +578,15 @@ impl Translator {
             .ok_or(LeftNative::Untranslatable)?;
         self.code.extend_from_slice(opcode);
         self.code.push(2); // over the short jump below
+                           // The branch has run (and counted rcx down) from here on.
+        self.point(insn.next_ip(), 0, 0);
         self.code.extend_from_slice(&[0xeb, 0]);
         let short = self.code.len() - 1;
-        self.patchable(at, &[0xe9], insn.near_branch_target());
+        let target = insn.near_branch_target();
+        self.patchable(at, &[0xe9], target, (target, 0));
         let not_taken = self.code.len();
         self.code[short] = (not_taken - short - 1) as u8;
-        self.patchable(at, &[0xe9], insn.next_ip());
+        self.patchable(at, &[0xe9], insn.next_ip(), (insn.next_ip(), 0));
         Ok(())
     }
 
@@ -560,10 +597,16 @@ impl Translator {
     /// cache, and the child's request naming the number (its rax is 0 by
     /// then). Only flag-free instructions test and branch (lea, jrcxz, jmp),
     /// and only rcx, which the syscall clobbers anyway, is used.
-    fn emit_syscall_site(&mut self, dbi: &Shared, at: u64) -> Result<(), LeftNative> {
+    fn emit_syscall_site(&mut self, dbi: &Shared, at: u64, next: u64) -> Result<(), LeftNative> {
         // rel32 fields that jump to the end of the site.
-        let mut to_done = [0usize; 3 * CLONE_LIKE.len()];
+        let mut to_done = [0usize; 3 * CLONE_LIKE.len() + 1];
         let mut dones = 0;
+        // arch_prctl: lea rcx, [rax - 158]; jrcxz +2; jmp +5; jmp rel32 path
+        self.code.extend_from_slice(&[0x48, 0x8d, 0x88]);
+        self.code.extend_from_slice(&(-ARCH_PRCTL).to_le_bytes());
+        self.code.extend_from_slice(&[0xe3, 0x02, 0xeb, 0x05, 0xe9]);
+        let to_fs_path = self.code.len();
+        self.code.extend_from_slice(&[0; 4]);
         let mut to_path = [0usize; CLONE_LIKE.len()];
         for (slot, nr) in to_path.iter_mut().zip(CLONE_LIKE) {
             // lea rcx, [rax - nr]; jrcxz +2; jmp +5; jmp rel32 path
@@ -608,6 +651,20 @@ impl Translator {
             )
             .ok_or(LeftNative::Untranslatable)?;
         }
+        // arch_prctl: the translator emulates ARCH_SET_FS and ARCH_GET_FS
+        // (see `Dbi::virtual_fs`); the first move switches translation to
+        // rewriting fs operands and drops every block, this one included,
+        // so the thread goes on through a lookup of the next instruction.
+        // (The last child path falls through to here: jmp done.)
+        self.code.push(0xe9);
+        to_done[dones] = self.code.len();
+        dones += 1;
+        self.code.extend_from_slice(&[0; 4]);
+        self.resolve((to_fs_path, self.code.len()))?;
+        self.direct_site(dbi, at)?;
+        glue::fs_mov(&mut self.code, 0, dbi.scratch + scratch::RAX, true);
+        glue::mov_imm64(&mut self.code, 0, next);
+        self.inline_lookup(dbi, at)?;
         let done = self.code.len();
         for &field in &to_done[..dones] {
             self.resolve((field, done))?;
@@ -636,17 +693,59 @@ impl Translator {
 
     /// A rel32 jump or jcc whose field is 4-byte aligned (so linking it
     /// later is one atomic store), to be resolved to `native`'s
-    /// translation.
-    fn patchable(&mut self, at: u64, opcode: &[u8], native: u64) {
-        while (at as usize + self.code.len() + opcode.len()) % 4 != 0 {
-            self.code.push(0x90);
-        }
+    /// translation; the native state there is `point` (pc, stack offset).
+    fn patchable(&mut self, at: u64, opcode: &[u8], native: u64, point: (u64, i32)) {
+        self.point(point.0, point.1, 0);
+        // One nop instruction of the padding's length (a signal lands at
+        // its start or at the jump).
+        const NOPS: [&[u8]; 4] = [&[], &[0x90], &[0x66, 0x90], &[0x0f, 0x1f, 0x00]];
+        let pad = (4 - (at as usize + self.code.len() + opcode.len()) % 4) % 4;
+        self.code.extend_from_slice(NOPS[pad]);
+        self.point(point.0, point.1, 0);
         self.code.extend_from_slice(opcode);
         self.exits.push(PendingExit {
             field: self.code.len(),
             native,
         });
         self.code.extend_from_slice(&[0; 4]);
+    }
+
+    /// Pushes `insn`'s native return address; until the jump after it,
+    /// the native state is the call not yet run (its push taken back).
+    fn push_return_address(&mut self, insn: &Instruction, parked: u16) {
+        // lea rsp, [rsp-8]; mov dword [rsp], lo; mov dword [rsp+4], hi
+        let start = self.code.len();
+        glue::push_u64(&mut self.code, insn.next_ip());
+        for boundary in [start + 5, start + 12] {
+            self.pcs_point_at(boundary, insn.ip(), 8, parked);
+        }
+    }
+
+    /// Records the native state at the current end of the code (replacing
+    /// a point already there); dropped past the block's budget.
+    fn point(&mut self, native: u64, rsp: i32, parked: u16) {
+        self.pcs_point_at(self.code.len(), native, rsp, parked);
+    }
+
+    fn pcs_point_at(&mut self, code: usize, native: u64, rsp: i32, parked: u16) {
+        let native = native.wrapping_sub(self.insns[0].ip()) as i64;
+        let Ok(native) = i32::try_from(native) else {
+            return;
+        };
+        let point = PcPoint {
+            code: code as u32,
+            native,
+            rsp,
+            parked,
+        };
+        // Kept sorted by code offset, one point per offset (a sequence may
+        // record its inner points after its end).
+        let at = self.pcs.partition_point(|p| p.code < point.code);
+        if self.pcs.get(at).is_some_and(|p| p.code == point.code) {
+            self.pcs[at] = point;
+        } else if self.pcs.len() < self.pcs.capacity() {
+            self.pcs.insert(at, point);
+        }
     }
 
     /// A copy of the block-map lookup here (native target in rax, foreign
@@ -678,6 +777,7 @@ impl Translator {
         if self.far_operand(insn, at) {
             // Beyond rel32 reach: mov rax, imm64; mov rax, [rax].
             glue::mov_imm64(&mut self.code, 0, insn.ip_rel_memory_address());
+            self.point(insn.ip(), 0, PARKED_RAX_SLOT);
             self.code.extend_from_slice(&[0x48, 0x8b, 0x00]);
             return Ok(());
         }
@@ -700,6 +800,12 @@ impl Translator {
 
     /// Copies an ordinary instruction to its new address.
     fn copy(&mut self, dbi: &Shared, at: u64, insn: &Instruction) -> Result<(), LeftNative> {
+        if insn.segment_prefix() == Register::FS
+            && dbi.virtual_fs.load(Relaxed)
+            && (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory)
+        {
+            return self.copy_fs_relative(dbi, at, insn);
+        }
         if !self.far_operand(insn, at) {
             // An encoding failure here is rare (and allocates its message).
             return self
@@ -714,12 +820,73 @@ impl Translator {
         moved.set_memory_index(Register::None);
         moved.set_memory_displacement64(0);
         moved.set_memory_displ_size(0);
+        // The scratch register is parked in the rax slot while it holds
+        // the address: before the instruction, and after it (then the
+        // native pc is the next one) until it is restored.
+        let parked = PARKED_RAX_SLOT | (u16::from(number) << HELD_SHIFT);
         glue::fs_mov(&mut self.code, number, slot, true);
+        self.point(insn.ip(), 0, 0);
         glue::mov_imm64(&mut self.code, number, insn.ip_rel_memory_address());
+        self.point(insn.ip(), 0, parked);
         self.encode(&moved, at)
             .map_err(|_| LeftNative::Untranslatable)?;
+        self.point(insn.next_ip(), 0, parked);
         glue::fs_mov(&mut self.code, number, slot, false);
         dbi.counters.far_operands.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// An `fs:` operand once some thread's fs base is virtual (see
+    /// `Dbi::virtual_fs`): the thread's delta from its real fs base is
+    /// added through a scratch register parked in the rax slot:
+    /// `fs:[base + index*s + disp]` becomes `fs:[r + index*s + disp]` with
+    /// `r = delta + base`.
+    fn copy_fs_relative(
+        &mut self,
+        dbi: &Shared,
+        at: u64,
+        insn: &Instruction,
+    ) -> Result<(), LeftNative> {
+        if insn.is_ip_rel_memory_operand() || insn.memory_index().is_vector_register() {
+            return Err(LeftNative::Untranslatable);
+        }
+        let scratch = self.free_register(insn).ok_or(LeftNative::Untranslatable)?;
+        let number = scratch.number() as u8;
+        let slot = dbi.scratch + scratch::RAX;
+        let parked = PARKED_RAX_SLOT | (u16::from(number) << HELD_SHIFT);
+        glue::fs_mov(&mut self.code, number, slot, true);
+        self.point(insn.ip(), 0, 0);
+        glue::fs_mov(
+            &mut self.code,
+            number,
+            dbi.scratch + scratch::FS_DELTA,
+            false,
+        );
+        self.point(insn.ip(), 0, parked);
+        let base = insn.memory_base();
+        if base != Register::None {
+            let add = Instruction::with2(
+                Code::Lea_r64_m,
+                scratch,
+                MemoryOperand::with_base_index(scratch, base),
+            )
+            .map_err(|_| LeftNative::Untranslatable)?;
+            self.encode(&add, at)
+                .map_err(|_| LeftNative::Untranslatable)?;
+            self.point(insn.ip(), 0, parked);
+        }
+        let mut moved = *insn;
+        moved.set_memory_base(scratch);
+        let disp = insn.memory_displacement64() as i64;
+        moved.set_memory_displ_size(match disp {
+            0 => 0,
+            d if i8::try_from(d).is_ok() => 1,
+            _ => 4,
+        });
+        self.encode(&moved, at)
+            .map_err(|_| LeftNative::Untranslatable)?;
+        self.point(insn.next_ip(), 0, parked);
+        glue::fs_mov(&mut self.code, number, slot, false);
         Ok(())
     }
 
@@ -854,14 +1021,66 @@ impl Translator {
         let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
         let block = self.blocks.iter().filter(inside).max_by_key(|b| b.alive)?;
         let offset = (pc - block.code) as u32;
-        let pairs =
-            &self.pc_pool[block.first_pc as usize..(block.first_pc + block.pc_count) as usize];
-        let native_offset = pairs
+        let native_offset = self
+            .points_of(block)
             .iter()
-            .take_while(|&&(code, _)| code <= offset)
+            .take_while(|p| p.code <= offset)
             .last()
-            .map_or(0, |&(_, native)| native);
-        Some(block.native + u64::from(native_offset))
+            .map_or(0, |p| p.native);
+        Some(block.native.wrapping_add(native_offset as i64 as u64))
+    }
+
+    fn points_of(&self, block: &BlockRecord) -> &[PcPoint] {
+        let first = block.first_pc as usize;
+        &self.pc_pool[first..first + block.pc_count as usize]
+    }
+
+    /// The native state at cache address `pc` (see `signals`), if `pc` is
+    /// at a point of a block's code where it is known: a copied
+    /// instruction, the branch and lookup glue, an exit stub's start or
+    /// its jump on.
+    pub(crate) fn native_state_of(&self, dbi: &Shared, pc: u64) -> Option<NativeState> {
+        let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
+        let block = self.blocks.iter().filter(inside).max_by_key(|b| b.alive)?;
+        let offset = (pc - block.code) as u32;
+        let points = self.points_of(block);
+        let at = points.partition_point(|p| p.code <= offset);
+        let point = at.checked_sub(1).map(|i| points[i]);
+        let state = |p: PcPoint, parked: u16| NativeState {
+            pc: block.native.wrapping_add(p.native as i64 as u64),
+            rsp: p.rsp,
+            parked,
+        };
+        match point {
+            // The lookup's states (its start included) are the template's.
+            Some(p) if p.parked & LOOKUP != 0 => {
+                let inside = (offset - p.code) as usize;
+                let parked = *dbi.stubs.lookup_states.get(inside)?;
+                return (parked != UNMAPPED).then(|| state(p, u16::from(parked)));
+            }
+            Some(p) if p.code == offset => return Some(state(p, p.parked)),
+            _ => {}
+        }
+        // An exit stub: at its start (the branch taken, the translator not
+        // yet asked) or at its jump (the translator answered): the native
+        // state is its target, registers as they are.
+        let exits = block.first_exit as usize..(block.first_exit + block.exit_count) as usize;
+        let exit = self
+            .exit_pool
+            .get(exits)?
+            .iter()
+            .find(|e| pc == e.stub || pc == e.stub + glue::CALL_HOST_LEN)?;
+        let mut native = [0u8; 8];
+        let data = exit.stub + glue::CALL_HOST_LEN + EXIT_DATA_OFFSET;
+        // SAFETY: the stub's data words follow its jump inside the block's
+        // code, which is in the cache (readable) while the block's record
+        // says it is there.
+        unsafe { std::ptr::copy_nonoverlapping(data as *const u8, native.as_mut_ptr(), 8) };
+        Some(NativeState {
+            pc: u64::from_le_bytes(native),
+            rsp: 0,
+            parked: 0,
+        })
     }
 
     /// Points an exit back at its stub.
@@ -970,24 +1189,30 @@ fn memory_operand(insn: &Instruction) -> MemoryOperand {
     )
 }
 
+/// A 32-bit syscall.
+fn is_int80(insn: &Instruction) -> bool {
+    insn.code() == Code::Int_imm8 && insn.immediate8() == 0x80
+}
+
 /// Instructions the translator leaves native.
 fn untranslatable(insn: &Instruction) -> bool {
-    let int80 = insn.code() == Code::Int_imm8 && insn.immediate8() == 0x80;
-    int80
-        || matches!(
-            insn.mnemonic(),
-            Mnemonic::Sysenter
-                | Mnemonic::Sysexit
-                | Mnemonic::Sysret
-                | Mnemonic::Retf
-                | Mnemonic::Iret
-                | Mnemonic::Iretd
-                | Mnemonic::Iretq
-                | Mnemonic::Xbegin
-                | Mnemonic::Xabort
-                | Mnemonic::Xend
-        )
-        || insn.is_jmp_far()
+    matches!(
+        insn.mnemonic(),
+        // Move or read the fs base, which translated code sees through
+        // the translator (see `Dbi::virtual_fs`): such code runs native.
+        Mnemonic::Wrfsbase
+            | Mnemonic::Rdfsbase
+            | Mnemonic::Sysenter
+            | Mnemonic::Sysexit
+            | Mnemonic::Sysret
+            | Mnemonic::Retf
+            | Mnemonic::Iret
+            | Mnemonic::Iretd
+            | Mnemonic::Iretq
+            | Mnemonic::Xbegin
+            | Mnemonic::Xabort
+            | Mnemonic::Xend
+    ) || insn.is_jmp_far()
         || insn.is_jmp_far_indirect()
         || insn.is_call_far()
         || insn.is_call_far_indirect()

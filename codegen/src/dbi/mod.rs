@@ -88,16 +88,29 @@
 //!   threads' side: see the `records` module).
 //!
 //! # Limits
-//! - Signal handlers run native (selector BLOCK: their syscalls trap);
-//!   returning from one resumes the translated code it interrupted. A
-//!   signal that lands in translated code shows the handler the cache pc
-//!   ([`Dbi::native_pc_of`] maps it back, but delivery does not use it
-//!   yet).
-//! - `int 0x80` is left native, so the trap path sees it with the x86-64
-//!   numbers (the engine has no way yet to dispatch the i386 table).
-//! - The glue reaches its per-thread slots and the selector through `fs`:
-//!   foreign code that moves the `fs` base breaks it (as it breaks the
-//!   engine's flips).
+//! - Signals (see the `signals` module): one that lands in a block's code
+//!   at a point where the native state is known (a copied instruction,
+//!   branch and lookup glue, an exit stub) reaches the program's handler
+//!   with the native pc, stack pointer and registers in its context, the
+//!   handler runs translated, and the frame resumes at the translation of
+//!   whatever native pc the context holds at `rt_sigreturn`. This needs
+//!   the engine to wrap the program's handlers
+//!   (`Builder::foreign_signal_handlers`). Inside a syscall site, a
+//!   callout, a flags-saving counter, transformer inline code or a shared
+//!   stub the state is not known: such a signal is delivered as the
+//!   engine delivers it elsewhere (the cache pc in the context, the handler
+//!   native) and resumes where it landed ([`DbiCounters::cache_frames`]).
+//!   `rt_sigaction` and `sigaltstack` from translated code go through the
+//!   trap path (the engine keeps signal actions and the alternate stack
+//!   virtual there), and count as traps.
+//! - `int 0x80` in translated code is called on a page outside the cache,
+//!   so it traps and the engine runs it with the i386 table (counted in
+//!   `CounterSnapshot::compat`).
+//! - The glue reaches its per-thread slots and the selector through `fs`,
+//!   so translated code's `arch_prctl(ARCH_SET_FS)` is emulated: the fs
+//!   base it sees is virtual ([`Dbi::virtual_fs`]); these calls, like the
+//!   `int 0x80` ones the engine runs with the i386 table, are not shown to
+//!   syscall hooks. `rdfsbase`/`wrfsbase` run native.
 //! - Calls are emulated (push, jump) and returns looked up, so user-mode
 //!   CET shadow stacks cannot be enabled for translated code.
 //! - Each indirect branch and return carries a copy of the lookup, which
@@ -119,6 +132,7 @@ mod glue;
 mod library;
 mod records;
 mod scratch;
+mod signals;
 mod stubs;
 mod table;
 mod transform;
@@ -508,6 +522,10 @@ impl DbiBuilder {
             NO_OWNER,
         );
         let arena = cache.emit_with(|_| Ok(vec![0xcc; self.arena]))?;
+        let trap_gadget = signals::TrapGadget::new().ok_or(DbiError::Codegen(Error::Os {
+            op: "mmap(trap gadget)",
+            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        }))?;
         let mut translator = Translator::new(arena as u64, self.arena as u64)?;
         translator.warm_up();
         for (start, end) in writable_code_now() {
@@ -530,12 +548,16 @@ impl DbiBuilder {
                 forked: AtomicBool::new(false),
                 // SAFETY: getpid has no preconditions.
                 pid: std::sync::atomic::AtomicI32::new(unsafe { libc::getpid() }),
+                restorer: AtomicU64::new(0),
+                trap_gadget,
+                virtual_fs: AtomicBool::new(false),
             },
             translator: Mutex::new(translator),
             lock_owner: AtomicI32::new(0),
             pending_flush: AtomicBool::new(false),
         }));
         DBI.store(dbi, Ordering::Release);
+        sud_engine::set_frame_hooks(&signals::HOOKS);
         Ok(dbi)
     }
 }
@@ -583,11 +605,18 @@ pub(crate) struct Shared {
     pub(crate) forked: AtomicBool,
     /// The process this copy of the translator belongs to.
     pid: std::sync::atomic::AtomicI32,
+    /// The restorer of the engine's signal frames, once a handler ran
+    /// translated: left native, so that its `rt_sigreturn` traps.
+    pub(crate) restorer: AtomicU64,
+    pub(crate) trap_gadget: signals::TrapGadget,
+    /// Some thread's fs base became virtual (see [`Dbi::virtual_fs`]):
+    /// blocks translated since rewrite their `fs:` operands.
+    pub(crate) virtual_fs: AtomicBool,
 }
 
 impl Shared {
     pub(crate) fn is_stop(&self, native: u64) -> bool {
-        self.stops.contains(&native)
+        self.stops.contains(&native) || native == self.restorer.load(Ordering::Relaxed)
     }
 }
 
@@ -652,6 +681,8 @@ pub(crate) struct Counters {
     pub(crate) stale: AtomicU64,
     pub(crate) checked_blocks: AtomicU64,
     pub(crate) reclaimed_bytes: AtomicU64,
+    pub(crate) native_frames: AtomicU64,
+    pub(crate) cache_frames: AtomicU64,
 }
 
 /// The translator's totals at one moment.
@@ -696,6 +727,14 @@ pub struct DbiCounters {
     pub checked_blocks: u64,
     /// Bytes of dead translations freed for reuse.
     pub reclaimed_bytes: u64,
+    /// Signals that landed in translated code and were delivered with the
+    /// native state in their context (the handler run translated).
+    pub native_frames: u64,
+    /// Signals that landed in translated code where the native state is
+    /// not known (inside a syscall site, callout, flags-saving counter,
+    /// inline code or shared stub): delivered with the cache pc, the
+    /// handler run native.
+    pub cache_frames: u64,
 }
 
 impl Dbi {
@@ -805,7 +844,9 @@ impl Dbi {
     /// the native instruction being run or about to run. None outside the
     /// translator's blocks, or when the translator's lock is held by any
     /// thread (it never waits, so a signal handler may call it, even one
-    /// that interrupted translation). Not yet used by signal delivery.
+    /// that interrupted translation). Signal delivery uses the exact state
+    /// (see the module documentation); this is the nearest native
+    /// instruction for any cache address, glue included.
     pub fn native_pc_of(&self, cache_pc: usize) -> Option<u64> {
         if self.lock_owner.load(Ordering::Acquire) == current_tid() {
             return None;
@@ -874,6 +915,63 @@ impl Dbi {
         }
     }
 
+    /// Translated code's `arch_prctl(ARCH_SET_FS | ARCH_GET_FS, arg)`,
+    /// emulated: the real fs base stays the thread's own, because the
+    /// glue, the engine's selector flips and the Rust the glue calls all
+    /// reach their thread-local state through it. The fs base translated
+    /// code sees is kept as a per-thread delta from the real one; the
+    /// first move (in any thread) drops every translation, and from then
+    /// on translated `fs:` operands add the delta. Code that runs native
+    /// (left native, or stop addresses) sees the real base. Returns None
+    /// for other codes.
+    fn virtual_fs(&self, code: u64, arg: u64) -> Option<i64> {
+        const ARCH_SET_FS: u64 = 0x1002;
+        const ARCH_GET_FS: u64 = 0x1003;
+        // The kernel's limit: TASK_SIZE_MAX with 4-level paging.
+        const LIMIT: u64 = (1 << 47) - 4096;
+        let real = scratch::thread_pointer() as u64;
+        match code {
+            ARCH_SET_FS => {
+                if arg >= LIMIT {
+                    return Some(-(libc::EPERM as i64));
+                }
+                if !self.shared.virtual_fs.swap(true, Ordering::AcqRel) {
+                    self.flush();
+                }
+                scratch::with_scratch(|s| s.fs_delta.set(arg.wrapping_sub(real)));
+                Some(0)
+            }
+            ARCH_GET_FS => {
+                let seen = real.wrapping_add(scratch::with_scratch(|s| s.fs_delta.get()));
+                let bytes = seen.to_ne_bytes();
+                let local = libc::iovec {
+                    iov_base: bytes.as_ptr() as *mut libc::c_void,
+                    iov_len: 8,
+                };
+                let remote = libc::iovec {
+                    iov_base: arg as *mut libc::c_void,
+                    iov_len: 8,
+                };
+                // SAFETY: writes 8 bytes to the program's pointer in our own
+                // process; a bad pointer is an error here, not a fault.
+                let written =
+                    unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+                Some(if written == 8 {
+                    0
+                } else {
+                    -(libc::EFAULT as i64)
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the calling thread holds the translator's lock (a signal
+    /// that interrupted a translation).
+    fn holds_lock(&self) -> bool {
+        self.lock_owner.load(Ordering::Acquire) == current_tid()
+    }
+
     /// Runs `f` on the translator, holding its lock (and noting who holds
     /// it, for [`Dbi::note_memory_change`]).
     fn with_translator<R>(&self, f: impl FnOnce(&mut Translator) -> R) -> R {
@@ -916,6 +1014,8 @@ impl Dbi {
             stale: r(&c.stale),
             checked_blocks: r(&c.checked_blocks),
             reclaimed_bytes: r(&c.reclaimed_bytes),
+            native_frames: r(&c.native_frames),
+            cache_frames: r(&c.cache_frames),
         }
     }
 
@@ -1181,6 +1281,18 @@ fn changes_memory(nr: u64) -> bool {
 /// executed here (not in the stub), so that the translator sees them
 /// after they took effect.
 extern "C" fn direct_entry(frame: &mut sud_engine::DirectFrame) -> i64 {
+    if frame.nr == libc::SYS_arch_prctl as u64 {
+        if let Some(answer) =
+            Dbi::installed().and_then(|d| d.virtual_fs(frame.args[0], frame.args[1]))
+        {
+            return answer;
+        }
+    }
+    if signals::takes_trap_path(frame.nr) {
+        if let Some(dbi) = Dbi::installed() {
+            return dbi.shared.trap_gadget.syscall(frame.nr, &frame.args);
+        }
+    }
     let answer = sud_engine::direct_entry_clones_at_site(frame);
     if !changes_memory(frame.nr) {
         return answer;

@@ -28,6 +28,9 @@ pub(crate) struct Scratch {
     /// none yet), and how many [`super::Dbi::call`]s it is inside.
     pub(crate) thread: Cell<u32>,
     pub(crate) depth: Cell<u32>,
+    /// The fs base translated code sees minus the real one (see
+    /// `Dbi::virtual_fs`).
+    pub(crate) fs_delta: Cell<u64>,
 }
 
 thread_local! {
@@ -41,6 +44,7 @@ thread_local! {
             r11: Cell::new(0),
             thread: Cell::new(0),
             depth: Cell::new(0),
+            fs_delta: Cell::new(0),
         }
     };
 }
@@ -52,6 +56,7 @@ pub(crate) const RDX: i32 = 16;
 pub(crate) const NATIVE: i32 = 24;
 pub(crate) const TARGET: i32 = 32;
 pub(crate) const R11: i32 = 40;
+pub(crate) const FS_DELTA: i32 = 56;
 
 /// Runs `f` on the calling thread's slots.
 pub(crate) fn with_scratch<R>(f: impl FnOnce(&Scratch) -> R) -> R {
@@ -59,7 +64,7 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&Scratch) -> R) -> R {
 }
 
 /// The calling thread's thread pointer (`fs` base).
-fn thread_pointer() -> usize {
+pub(crate) fn thread_pointer() -> usize {
     let tp: usize;
     // SAFETY: glibc keeps the TCB's self pointer at fs:0 on x86-64; reading
     // it has no side effects.
@@ -75,4 +80,21 @@ fn thread_pointer() -> usize {
 pub(crate) fn tp_offset() -> Option<i32> {
     let base = with_scratch(|s| s as *const Scratch as usize);
     i32::try_from(base.wrapping_sub(thread_pointer()) as isize).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    #[test]
+    fn slot_offsets_are_the_fields() {
+        assert_eq!(offset_of!(Scratch, rax) as i32, RAX);
+        assert_eq!(offset_of!(Scratch, rcx) as i32, RCX);
+        assert_eq!(offset_of!(Scratch, rdx) as i32, RDX);
+        assert_eq!(offset_of!(Scratch, native) as i32, NATIVE);
+        assert_eq!(offset_of!(Scratch, target) as i32, TARGET);
+        assert_eq!(offset_of!(Scratch, r11) as i32, R11);
+        assert_eq!(offset_of!(Scratch, fs_delta) as i32, FS_DELTA);
+    }
 }

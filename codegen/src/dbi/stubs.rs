@@ -67,6 +67,11 @@ pub(crate) struct SharedStubs {
     /// of the jump to `ibl_miss`, at `lookup_miss_field`.
     pub(crate) lookup_template: Vec<u8>,
     pub(crate) lookup_miss_field: usize,
+    /// Per byte of the template: at an instruction boundary, which foreign
+    /// registers are parked in their scratch slots there (the `PARKED_*`
+    /// bits of `signals`); `signals::UNMAPPED` elsewhere, and where the
+    /// stack pointer is moved (the flags save without BMI2).
+    pub(crate) lookup_states: Vec<u8>,
 }
 
 /// Everything the stubs bake in.
@@ -95,6 +100,7 @@ pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Err
         let field = code.len() - 4;
         (code, field)
     };
+    let lookup_states = super::signals::parked_states(&template, p.scratch);
     let base = cache.emit_with(|rip| {
         let mut a = VecAssembler::<X64Relocation>::new(rip);
         let s = p.scratch;
@@ -224,6 +230,7 @@ pub(crate) fn emit(cache: &CodeCache, p: &StubParams) -> Result<SharedStubs, Err
         ibl_miss: base + offsets.4,
         lookup_template: template,
         lookup_miss_field,
+        lookup_states,
     })
 }
 
@@ -296,4 +303,51 @@ fn lookup(a: &mut VecAssembler<X64Relocation>, p: &StubParams) -> dynasmrt::Dyna
         ; fs jmp QWORD [s_target]
     );
     miss
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dbi::signals::{
+        parked_states, PARKED_R11, PARKED_RAX_SLOT, PARKED_RCX, PARKED_RDX, UNMAPPED,
+    };
+
+    #[test]
+    fn the_lookup_template_parks_what_its_states_say() {
+        for bmi2 in [true, false] {
+            let p = StubParams {
+                access: SelectorAccess::ThreadPointer { offset: -0x100 },
+                scratch: -0x80,
+                table: 0x1000,
+                host_entry: 0,
+                resolve_request: 0,
+                vectors: VectorSave::Fxsave,
+                bmi2,
+            };
+            let mut t = VecAssembler::<X64Relocation>::new(0);
+            let miss = lookup(&mut t, &p);
+            dynasm!(t ; .arch x64 ; =>miss ; .bytes [0xe9u8, 0, 0, 0, 0].iter());
+            let code = t.finalize().unwrap();
+            let states = parked_states(&code, p.scratch);
+            let all = (PARKED_RAX_SLOT | PARKED_RCX | PARKED_RDX | PARKED_R11) as u8;
+            assert_eq!(states[0], PARKED_RAX_SLOT as u8);
+            // The miss jump: everything still parked (its bytes follow the
+            // hit path, which restores them all).
+            assert_eq!(states[code.len() - 5], all, "bmi2 {bmi2}");
+            // The hit path's final jmp fs:[target] (8 bytes before the
+            // miss jump): nothing parked.
+            assert_eq!(states[code.len() - 5 - 8], 0, "bmi2 {bmi2}");
+            let mapped = states.iter().filter(|&&s| s != UNMAPPED).count();
+            let instructions =
+                iced_x86::Decoder::with_ip(64, &code, 0, iced_x86::DecoderOptions::NONE)
+                    .into_iter()
+                    .count();
+            // Without BMI2, the flags save moves the stack pointer.
+            if bmi2 {
+                assert_eq!(mapped, instructions);
+            } else {
+                assert!(mapped < instructions);
+            }
+        }
+    }
 }

@@ -1,0 +1,154 @@
+//! Signals landing in translated code (tests/corpus/dbi_signals.c): the
+//! handler sees the native pc and registers, runs translated, and what it
+//! writes into the context takes effect in native terms. Each function
+//! runs natively (before the engine is installed) and then translated, in
+//! one child process, with the same result.
+#![cfg(target_arch = "x86_64")]
+
+mod common;
+#[path = "corpus/compile.rs"]
+mod corpus;
+
+use common::*;
+use std::ffi::CString;
+use std::path::Path;
+use std::sync::OnceLock;
+use sud_codegen::dbi::Dbi;
+use sud_engine::Engine;
+
+/// The library, compiled and opened once per test process (before any
+/// fork).
+fn signals_library() -> usize {
+    static HANDLE: OnceLock<usize> = OnceLock::new();
+    *HANDLE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("dbi-signals-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lib = dir.join("libdbi_signals.so");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/dbi_signals.c");
+        corpus::compile_shared_library(&source, &lib);
+        let path = CString::new(lib.to_str().unwrap()).unwrap();
+        // SAFETY: dlopen with a valid path; the library has no constructors.
+        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW) };
+        assert!(!handle.is_null(), "dlopen {}", lib.display());
+        handle as usize
+    })
+}
+
+fn symbol(name: &str) -> usize {
+    let cname = CString::new(name).unwrap();
+    // SAFETY: dlsym on a live handle with a valid name.
+    let addr = unsafe { libc::dlsym(signals_library() as *mut libc::c_void, cname.as_ptr()) };
+    assert!(!addr.is_null(), "{name} not found");
+    addr as usize
+}
+
+fn call_native(name: &str) -> i64 {
+    // SAFETY: the library's test functions are `long f(void)`.
+    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(symbol(name)) };
+    f()
+}
+
+fn install() -> &'static Dbi {
+    install_with(Dbi::builder())
+}
+
+fn install_with(builder: sud_codegen::dbi::DbiBuilder) -> &'static Dbi {
+    let engine = Engine::builder().foreign_signal_handlers(true);
+    builder.install_with_engine(engine).unwrap().1
+}
+
+fn call_translated(dbi: &Dbi, name: &str) -> i64 {
+    // SAFETY: `long f(void)`.
+    unsafe { dbi.call(symbol(name), &[]) }.unwrap() as i64
+}
+
+#[test]
+fn a_sigsegv_probe_handler_sees_the_probe_pc_and_its_new_pc_takes_effect() {
+    signals_library();
+    child_passes(|| {
+        let native = call_native("probe_segv");
+        // 42, fault, 42, fault; two faults, both at the probe's pc and
+        // stack pointer.
+        assert_eq!(native, 4_214_210_222, "native run");
+        let dbi = install();
+        let translated = call_translated(dbi, "probe_segv");
+        assert_eq!(translated, native);
+        // SAFETY: `void *segv_handler(void)`.
+        let handler: extern "C" fn() -> usize =
+            unsafe { std::mem::transmute(symbol("segv_handler")) };
+        assert!(
+            dbi.translation_of(handler()).is_some(),
+            "the handler ran translated"
+        );
+        let c = dbi.counters();
+        assert_eq!(c.native_frames, 2, "{c:?}");
+        // The frames' restorer runs native (its rt_sigreturn must trap).
+        assert_eq!(c.native_blocks, 1, "{c:?}");
+    });
+}
+
+#[test]
+fn backtrace_from_a_handler_in_translated_code_crosses_the_signal_frame() {
+    signals_library();
+    child_passes(|| {
+        let native = call_native("backtrace_in_handler");
+        // SAFETY: `unsigned long backtrace_hash(void)`.
+        let hash: extern "C" fn() -> u64 = unsafe { std::mem::transmute(symbol("backtrace_hash")) };
+        let native_hash = hash();
+        // bt_outer(10) = ((11 + 1) * 3 + 1) * 5 + 2; the leaf and both
+        // callers found by name.
+        assert_eq!(native / 1000, 187, "native result");
+        assert_eq!(native % 10, 7, "native names");
+        let dbi = install();
+        let translated = call_translated(dbi, "backtrace_in_handler");
+        assert_eq!(translated, native);
+        assert_eq!(hash(), native_hash, "the same frames at the same offsets");
+        assert_eq!(dbi.counters().native_frames, 1, "{:?}", dbi.counters());
+    });
+}
+
+#[test]
+fn a_timer_signal_storm_over_a_translated_loop_leaves_its_result_intact() {
+    signals_library();
+    child_passes(|| {
+        let native = call_native("alarm_storm");
+        let dbi = install();
+        let translated = call_translated(dbi, "alarm_storm");
+        let ticks = call_native("alarm_ticks");
+        assert_eq!(translated, native);
+        assert!(ticks >= 20, "only {ticks} timer signals arrived");
+        let c = dbi.counters();
+        assert!(c.native_frames > 0, "{c:?}");
+        eprintln!("{ticks} timer signals: {c:?}");
+    });
+}
+
+#[test]
+fn a_timer_signal_storm_over_counted_blocks_leaves_results_and_counts_intact() {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static BLOCKS: AtomicU64 = AtomicU64::new(0);
+    signals_library();
+    child_passes(|| {
+        let native = call_native("alarm_storm");
+        // Counters before every instruction: where the flags are live they
+        // are several instructions of glue a signal may land in.
+        let dbi = install_with(Dbi::builder().transformer(|block| {
+            while block.next().is_some() {
+                block.put_counter(&BLOCKS, 1);
+                block.keep();
+            }
+        }));
+        assert_eq!(
+            call_translated(dbi, "storm_loop"),
+            native,
+            "without signals"
+        );
+        let translated = call_translated(dbi, "alarm_storm");
+        let c = dbi.counters();
+        assert_eq!(translated, native, "{c:?}");
+        assert!(c.native_frames + c.cache_frames >= 20, "{c:?}");
+        assert!(BLOCKS.load(Relaxed) > 6_000_000, "{c:?}");
+        eprintln!("{c:?}");
+    });
+}

@@ -128,6 +128,7 @@
 #![cfg(target_arch = "x86_64")]
 
 mod block;
+mod follow;
 mod glue;
 mod library;
 mod records;
@@ -137,6 +138,7 @@ mod stubs;
 mod table;
 mod transform;
 
+pub use follow::FollowError;
 pub use iced_x86::{Instruction, Mnemonic};
 pub use library::{Library, LoadError};
 pub use transform::BlockIterator;
@@ -1149,6 +1151,7 @@ impl Dbi {
         };
         if own_tls && shares_memory {
             records::adopt_current(0);
+            follow::adopt_followed_thread();
         }
         if !shares_memory {
             // Our own copy of the translator's state: the parent never sees it.

@@ -5,8 +5,10 @@
 //! translated with an empty transformer, warm (median of 15 runs each);
 //! and what translating costs per block: the translator's own clock
 //! (decode, transform, encode, publish) over every block this run made.
-//! Then the same functions again after a flush, with a transformer that
-//! counts every block and instruction (inline counters).
+//! The empty-transformer runs are made twice: with indirect branches
+//! going through the block-map lookup only, then (after a flush) with
+//! their target caches (the default). Then the same functions again after a flush, with a
+//! transformer that counts every block and instruction (inline counters).
 //!
 //! `cargo bench -p sud-codegen --bench dbi`
 
@@ -72,7 +74,14 @@ mod x86 {
             .install_with_engine(Engine::builder())
             .unwrap();
         let real = real_libraries();
-        println!("empty transformer:");
+        // Before and after the target caches, in one run.
+        println!("empty transformer, indirect branches through the lookup only:");
+        dbi.set_target_cache(false);
+        run_compute(&library, dbi);
+        run_real(&real, dbi);
+        dbi.flush();
+        dbi.set_target_cache(true);
+        println!("empty transformer (target caches, the default):");
         run_compute(&library, dbi);
         run_real(&real, dbi);
         run_translation_cost(&library, dbi);

@@ -225,6 +225,17 @@ impl CodeCache {
             // page aligned) of our own read-write view; one atomic store
             // keeps the patch indivisible.
             unsafe { (*cell).store(word, std::sync::atomic::Ordering::Release) };
+        } else if bytes.len() == 8 && addr % 8 == 0 {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(bytes);
+            let cell = target.as_mut_ptr().cast::<std::sync::atomic::AtomicU64>();
+            // SAFETY: as above, 8 bytes at an 8-aligned address.
+            unsafe {
+                (*cell).store(
+                    u64::from_le_bytes(word),
+                    std::sync::atomic::Ordering::Release,
+                )
+            };
         } else {
             target.copy_from_slice(bytes);
         }

@@ -133,6 +133,22 @@ fn a_wx_flip_retranslates_on_each_protection_change() {
 }
 
 #[test]
+fn a_cached_return_into_code_that_changed_lands_in_its_new_translation() {
+    let handle = changing();
+    child_passes(move || {
+        let _ = handle;
+        let (_engine, dbi) = install();
+        // 16 16 16, 26 26 26, 36 36 36.
+        assert_eq!(
+            same_translated(dbi, "wx_return_target"),
+            161_616_262_626_363_636
+        );
+        let c = dbi.counters();
+        assert!(c.invalidated >= 2, "{c:?}");
+    });
+}
+
+#[test]
 fn a_library_rewriting_its_own_text_in_place_runs_the_new_bytes() {
     let handle = changing();
     child_passes(move || {

@@ -85,7 +85,12 @@ fn translating_new_blocks_allocates_nothing() {
         let allocations = ALLOCATIONS.load(Relaxed) - before;
         assert_eq!(translated, native);
         let c = dbi.counters();
-        assert!(c.blocks >= 5 && c.links > 0 && c.lookup_misses > 0, "{c:?}");
+        // Translations asked for by exits, lookup misses and target cache
+        // fills.
+        assert!(
+            c.blocks >= 5 && c.links > 0 && c.lookup_misses + c.target_fills > 0,
+            "{c:?}"
+        );
         assert!(engine.counters().direct >= 1);
         assert!(BLOCKS.load(Relaxed) > 1000);
         assert_eq!(allocations, 0, "translation allocated; counters {c:?}");

@@ -14,7 +14,8 @@
 //!   then patches the jump (so a block is chained once both ends exist);
 //! - a call pushes the *native* return address, then jumps;
 //! - indirect jumps and calls and returns load the native target into rax
-//!   (foreign rax parked in the scratch slot) and go to the shared lookup;
+//!   (foreign rax parked in the scratch slot) and go to a copy of the
+//!   lookup, after a two-entry cache of the site's last targets;
 //! - `syscall` becomes a direct-hook call site. The numbers that create a
 //!   task (`clone`, `vfork`, `clone3`) reach the hooks that way too, but
 //!   their child must continue right after the instruction on its own
@@ -36,10 +37,12 @@
 use super::glue;
 use super::records::{self, BlockRecord, Chunks, ExitRecord, RangeSet, Reclaimer, NONE};
 use super::scratch;
-use super::signals::{NativeState, PcPoint, HELD_SHIFT, LOOKUP, PARKED_RAX_SLOT, UNMAPPED};
+use super::signals::{
+    NativeState, PcPoint, HELD_SHIFT, LOOKUP, PARKED_RAX_SLOT, PARKED_RCX, UNMAPPED,
+};
 use super::table::NO_OWNER;
 use super::transform::{BlockIterator, Item, INLINE_CAPACITY};
-use super::{Shared, EXIT_DATA_OFFSET, REQ_CALLOUT, REQ_CHILD, REQ_LINK, REQ_STALE};
+use super::{Shared, EXIT_DATA_OFFSET, REQ_CALLOUT, REQ_CHILD, REQ_FILL, REQ_LINK, REQ_STALE};
 use iced_x86::{
     Code, ConditionCode, Decoder, DecoderOptions, Encoder, FlowControl, Instruction,
     InstructionInfoFactory, MemoryOperand, Mnemonic, OpKind, Register,
@@ -88,6 +91,13 @@ pub(crate) enum LeftNative {
     Forked,
 }
 
+/// A target cache's entries (offsets of each immediate and jump field) and
+/// where its fill stub's data is, in the block's code.
+struct PendingReturn {
+    entries: [(usize, usize); 2],
+    data: usize,
+}
+
 struct PendingExit {
     /// Offset of the rel32 field in the block's code.
     field: usize,
@@ -102,6 +112,7 @@ pub(crate) struct Translator {
     inline: Vec<u8>,
     code: Vec<u8>,
     exits: Vec<PendingExit>,
+    returns: Vec<PendingReturn>,
     encoder: Encoder,
     info: InstructionInfoFactory,
     arena_start: u64,
@@ -138,6 +149,7 @@ impl Translator {
             // so the buffer never grows (growing would allocate).
             code: Vec::with_capacity(2 * MAX_BLOCK_CODE),
             exits: Vec::with_capacity(MAX_BLOCK_INSNS * 2 + 2),
+            returns: Vec::with_capacity(1),
             encoder,
             info: InstructionInfoFactory::new(),
             arena_start: arena,
@@ -194,7 +206,7 @@ impl Translator {
         }
         self.transform(dbi);
         if self.blocks.len() == self.blocks.capacity()
-            || self.exit_pool.len() + 2 * MAX_BLOCK_INSNS + 2 > self.exit_pool.capacity()
+            || self.exit_pool.len() + 2 * MAX_BLOCK_INSNS + 4 > self.exit_pool.capacity()
         {
             return Err(LeftNative::RecordsFull);
         }
@@ -346,6 +358,7 @@ impl Translator {
     ) -> Result<(), LeftNative> {
         self.code.clear();
         self.exits.clear();
+        self.returns.clear();
         self.checks.clear();
         self.pcs.clear();
         if checked {
@@ -401,7 +414,8 @@ impl Translator {
                 }
                 Item::Counter { counter, amount } => {
                     let flags_dead = self.flags_dead_after(i);
-                    glue::add_to_counter(&mut self.code, here, counter, amount, flags_dead);
+                    let spare = dbi.scratch + scratch::SPARE;
+                    glue::add_to_counter(&mut self.code, here, counter, amount, flags_dead, spare);
                 }
             }
         }
@@ -549,8 +563,12 @@ impl Translator {
                     self.push_return_address(insn, PARKED_RAX_SLOT);
                     rsp = 8;
                 }
-                self.point(insn.ip(), rsp, LOOKUP);
-                self.inline_lookup(dbi, at)?;
+                if dbi.target_cache.load(Relaxed) {
+                    self.target_cache(dbi, at, insn, rsp)?;
+                } else {
+                    self.point(insn.ip(), rsp, LOOKUP);
+                    self.inline_lookup(dbi, at)?;
+                }
             }
             FlowControl::Return => {
                 glue::fs_mov(&mut self.code, 0, slot_rax, true);
@@ -559,8 +577,12 @@ impl Translator {
                 self.point(insn.ip(), 0, PARKED_RAX_SLOT);
                 let popped = 8 + insn.immediate16() as i32;
                 glue::lea_rsp(&mut self.code, popped);
-                self.point(insn.ip(), -popped, LOOKUP);
-                self.inline_lookup(dbi, at)?;
+                if dbi.target_cache.load(Relaxed) {
+                    self.target_cache(dbi, at, insn, -popped)?;
+                } else {
+                    self.point(insn.ip(), -popped, LOOKUP);
+                    self.inline_lookup(dbi, at)?;
+                }
             }
             _ => self.copy(dbi, at, insn)?,
         }
@@ -708,6 +730,119 @@ impl Translator {
             native,
         });
         self.code.extend_from_slice(&[0; 4]);
+    }
+
+    /// An indirect branch's (a return's, an indirect call's or jump's)
+    /// cache of its last two targets, in front of the lookup (native target
+    /// in rax, foreign rax in its slot, a return's stack already popped and
+    /// a call's return address pushed, `rsp` the native stack pointer minus
+    /// this one). Each entry
+    /// is a flag-free compare with an immediate (`mov rcx, -native; lea
+    /// rcx, [rcx + rax]; jrcxz`) and a direct jump to the translation: a
+    /// return to one of them costs a few instructions and a predicted
+    /// direct jump, where the lookup walks the block map and ends in an
+    /// indirect jump that a site with several targets (a function
+    /// returning to several callers) mispredicts. The entries start empty (an immediate of 0 never
+    /// matches); a miss while one is empty goes to a fill stub that asks
+    /// the translator (which fills it, see `fill_return_entry`), and once
+    /// both are full, straight to the lookup. An entry whose target dies is
+    /// unlinked by zeroing its immediate (8-byte aligned, one store).
+    fn target_cache(
+        &mut self,
+        dbi: &Shared,
+        at: u64,
+        insn: &Instruction,
+        rsp: i32,
+    ) -> Result<(), LeftNative> {
+        const NOPS: [&[u8]; 8] = [
+            &[],
+            &[0x90],
+            &[0x66, 0x90],
+            &[0x0f, 0x1f, 0x00],
+            &[0x0f, 0x1f, 0x40, 0x00],
+            &[0x0f, 0x1f, 0x44, 0x00, 0x00],
+            &[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
+            &[0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
+        ];
+        let ip = insn.ip();
+        let (s_rax, s_rcx) = (dbi.scratch + scratch::RAX, dbi.scratch + scratch::RCX);
+        let both = PARKED_RAX_SLOT | PARKED_RCX;
+        let pad_to = |this: &mut Self, offset: usize, align: u64| {
+            let pad = (align - (at + (this.code.len() + offset) as u64) % align) % align;
+            this.code.extend_from_slice(NOPS[pad as usize]);
+        };
+        self.point(ip, rsp, PARKED_RAX_SLOT);
+        glue::fs_mov(&mut self.code, 1, s_rcx, true);
+        let mut imm = [0usize; 2];
+        let mut to_hit = [0usize; 2];
+        for k in 0..2 {
+            self.point(ip, rsp, both);
+            pad_to(self, 2, 8);
+            self.point(ip, rsp, both);
+            // mov rcx, imm64; lea rcx, [rcx + rax]; jrcxz hit
+            self.code.extend_from_slice(&[0x48, 0xb9]);
+            imm[k] = self.code.len();
+            self.code.extend_from_slice(&[0; 8]);
+            self.point(ip, rsp, both);
+            self.code.extend_from_slice(&[0x48, 0x8d, 0x0c, 0x01]);
+            self.point(ip, rsp, both);
+            self.code.extend_from_slice(&[0xe3, 0]);
+            to_hit[k] = self.code.len() - 1;
+        }
+        // Neither: rcx back, then the fill stub or the lookup.
+        self.point(ip, rsp, both);
+        glue::fs_mov(&mut self.code, 1, s_rcx, false);
+        self.point(ip, rsp, PARKED_RAX_SLOT);
+        pad_to(self, 1, 4);
+        self.point(ip, rsp, PARKED_RAX_SLOT);
+        self.code.push(0xe9);
+        let miss = self.code.len();
+        self.code.extend_from_slice(&[0; 4]);
+        let mut jump = [0usize; 2];
+        for k in 0..2 {
+            let rel8 = self.code.len() - (to_hit[k] + 1);
+            self.code[to_hit[k]] = u8::try_from(rel8).map_err(|_| LeftNative::Untranslatable)?;
+            self.point(ip, rsp, both);
+            glue::fs_mov(&mut self.code, 1, s_rcx, false);
+            self.point(ip, rsp, PARKED_RAX_SLOT);
+            glue::fs_mov(&mut self.code, 0, s_rax, false);
+            self.point(ip, rsp, 0);
+            pad_to(self, 1, 4);
+            self.point(ip, rsp, 0);
+            self.code.push(0xe9);
+            jump[k] = self.code.len();
+            self.code.extend_from_slice(&[0; 4]);
+        }
+        let template = self.code.len();
+        self.point(ip, rsp, LOOKUP);
+        self.inline_lookup(dbi, at)?;
+        // The fill stub: native target to its slot, foreign rax back, ask.
+        let fill = self.code.len();
+        for field in [miss, jump[0], jump[1]] {
+            self.resolve((field, fill))?;
+        }
+        self.point(ip, rsp, PARKED_RAX_SLOT);
+        glue::fs_mov(&mut self.code, 0, dbi.scratch + scratch::NATIVE, true);
+        self.point(ip, rsp, PARKED_RAX_SLOT);
+        glue::fs_mov(&mut self.code, 0, s_rax, false);
+        self.point(ip, rsp, 0);
+        let here = at + self.code.len() as u64;
+        glue::call_host(&mut self.code, here, dbi.stubs.host as u64, REQ_FILL)
+            .ok_or(LeftNative::Untranslatable)?;
+        glue::jmp_fs(&mut self.code, dbi.scratch + scratch::TARGET);
+        // Data (never executed): the entries' exit records (written by
+        // `register_exits`), the miss jump's field, the lookup.
+        let data = self.code.len();
+        self.code.extend_from_slice(&[0; 16]);
+        self.code
+            .extend_from_slice(&(at + miss as u64).to_le_bytes());
+        self.code
+            .extend_from_slice(&(at + template as u64).to_le_bytes());
+        self.returns.push(PendingReturn {
+            entries: [(imm[0], jump[0]), (imm[1], jump[1])],
+            data,
+        });
+        Ok(())
     }
 
     /// Pushes `insn`'s native return address; until the jump after it,
@@ -968,7 +1103,23 @@ impl Translator {
                 block: id,
                 target: linked.map_or(NONE, |(_, owner)| owner),
                 next_in: NONE,
+                cache_entry: false,
             });
+        }
+        for r in 0..self.returns.len() {
+            let PendingReturn { entries, data } = self.returns[r];
+            for (k, (imm, jump)) in entries.into_iter().enumerate() {
+                let index = self.exit_pool.len() as u64;
+                self.code[data + 8 * k..data + 8 * k + 8].copy_from_slice(&index.to_le_bytes());
+                self.exit_pool.push(ExitRecord {
+                    field: at + jump as u64,
+                    stub: at + imm as u64,
+                    block: id,
+                    target: NONE,
+                    next_in: NONE,
+                    cache_entry: true,
+                });
+            }
         }
         Ok(())
     }
@@ -1069,7 +1220,7 @@ impl Translator {
             .exit_pool
             .get(exits)?
             .iter()
-            .find(|e| pc == e.stub || pc == e.stub + glue::CALL_HOST_LEN)?;
+            .find(|e| !e.cache_entry && (pc == e.stub || pc == e.stub + glue::CALL_HOST_LEN))?;
         let mut native = [0u8; 8];
         let data = exit.stub + glue::CALL_HOST_LEN + EXIT_DATA_OFFSET;
         // SAFETY: the stub's data words follow its jump inside the block's
@@ -1083,9 +1234,72 @@ impl Translator {
         })
     }
 
-    /// Points an exit back at its stub.
+    /// Fills an empty entry of the target cache whose fill stub asked for
+    /// `native` (translated at `target`): its jump first, then its
+    /// immediate; once both entries are full, misses go straight to the
+    /// lookup (`miss`, a rel32 field, is pointed at `lookup`).
+    pub(crate) fn fill_return_entry(
+        &mut self,
+        dbi: &Shared,
+        entries: [u64; 2],
+        (miss, lookup): (u64, u64),
+        native: u64,
+        target: u64,
+    ) {
+        let Some((at, owner)) = dbi.map.get_owned(native) else {
+            return;
+        };
+        if at != target || !self.is_live(owner) {
+            return;
+        }
+        for (k, &entry) in entries.iter().enumerate() {
+            let Some(e) = self.exit_pool.get(entry as usize).copied() else {
+                return;
+            };
+            if !e.cache_entry || !self.is_live(e.block) {
+                return;
+            }
+            if e.target != NONE {
+                continue;
+            }
+            let Some(rel) = glue::rel32(e.field, target) else {
+                return;
+            };
+            let immediate = native.wrapping_neg().to_le_bytes();
+            if dbi
+                .cache
+                .write_emitted(e.field as usize, &rel.to_le_bytes())
+                .is_err()
+                || dbi
+                    .cache
+                    .write_emitted(e.stub as usize, &immediate)
+                    .is_err()
+            {
+                return;
+            }
+            let record = &mut self.exit_pool[entry as usize];
+            record.target = owner;
+            record.next_in = self.blocks[owner as usize].incoming;
+            self.blocks[owner as usize].incoming = entry as u32;
+            dbi.counters.links.fetch_add(1, Relaxed);
+            if k == entries.len() - 1 {
+                if let Some(rel) = glue::rel32(miss, lookup) {
+                    let _ = dbi.cache.write_emitted(miss as usize, &rel.to_le_bytes());
+                }
+            }
+            return;
+        }
+    }
+
+    /// Points an exit back at its stub (a target cache entry: zeroes its
+    /// immediate, so it never matches).
     fn unlink(&mut self, dbi: &Shared, exit: usize) {
         let e = self.exit_pool[exit];
+        if e.cache_entry {
+            let _ = dbi.cache.write_emitted(e.stub as usize, &[0; 8]);
+            self.exit_pool[exit].target = NONE;
+            return;
+        }
         if let Some(rel) = glue::rel32(e.field, e.stub) {
             // The field was written when the block was: it is in the cache.
             let _ = dbi

@@ -73,16 +73,18 @@ pub(crate) const CALL_HOST_LEN: u64 = 15;
 /// An inline counter: `[counter] += amount`, keeping every register, the
 /// flags and the red zone, without a lock (increments from threads racing
 /// on one counter may be lost: the price of not serializing them). Where
-/// the flags are dead (`flags_dead`), an `add`: one instruction when the
-/// counter is within rel32 of the code at `at`, else through rax; where
-/// they are live, a flag-free load, `lea`, store, instead of saving the
-/// flags (`pushfq`/`popfq` cost ~20 cycles).
+/// the flags are dead (`flags_dead`) and the counter is within rel32 of
+/// the code at `at`, one `add`; otherwise a flag-free load, `lea`, store
+/// through rax's absolute-address forms, rax parked in the scratch slot
+/// at `spare` (no stack pointer write, no flags save: `pushfq`/`popfq`
+/// cost ~20 cycles).
 pub(crate) fn add_to_counter(
     out: &mut Vec<u8>,
     at: u64,
     counter: u64,
     amount: u32,
     flags_dead: bool,
+    spare: i32,
 ) {
     if flags_dead {
         // add qword [rip + rel32], imm32 (rip: after its 11 bytes)
@@ -92,24 +94,15 @@ pub(crate) fn add_to_counter(
             out.extend_from_slice(&amount.to_le_bytes());
             return;
         }
-        lea_rsp(out, -128);
-        out.push(0x50); // push rax
-        mov_imm64(out, 0, counter);
-        out.extend_from_slice(&[0x48, 0x81, 0x00]); // add qword [rax], imm32
-        out.extend_from_slice(&amount.to_le_bytes());
-        out.push(0x58); // pop rax
-        lea_rsp(out, 128);
-        return;
     }
-    lea_rsp(out, -128);
-    out.extend_from_slice(&[0x50, 0x51]); // push rax; push rcx
-    mov_imm64(out, 0, counter);
-    out.extend_from_slice(&[0x48, 0x8b, 0x08]); // mov rcx, [rax]
-    out.extend_from_slice(&[0x48, 0x8d, 0x89]); // lea rcx, [rcx + disp32]
+    fs_mov(out, 0, spare, true);
+    out.extend_from_slice(&[0x48, 0xa1]); // mov rax, [moffs64]
+    out.extend_from_slice(&counter.to_le_bytes());
+    out.extend_from_slice(&[0x48, 0x8d, 0x80]); // lea rax, [rax + disp32]
     out.extend_from_slice(&amount.to_le_bytes());
-    out.extend_from_slice(&[0x48, 0x89, 0x08]); // mov [rax], rcx
-    out.extend_from_slice(&[0x59, 0x58]); // pop rcx; pop rax
-    lea_rsp(out, 128);
+    out.extend_from_slice(&[0x48, 0xa3]); // mov [moffs64], rax
+    out.extend_from_slice(&counter.to_le_bytes());
+    fs_mov(out, 0, spare, false);
 }
 
 #[cfg(test)]
@@ -171,37 +164,20 @@ mod tests {
             ]
         );
         let mut b = Vec::new();
-        add_to_counter(&mut b, 0x7000_0000_0000, 0x5000, 3, false);
-        assert_eq!(
-            text(&b, 0x7000_0000_0000),
-            [
-                "lea rsp,[rsp-80h]",
-                "push rax",
-                "push rcx",
-                "mov rax,5000h",
-                "mov rcx,[rax]",
-                "lea rcx,[rcx+3]",
-                "mov [rax],rcx",
-                "pop rcx",
-                "pop rax",
-                "lea rsp,[rsp+80h]"
-            ]
-        );
+        add_to_counter(&mut b, 0x7000_0000_0000, 0x5000, 3, false, 0x40);
+        let far = [
+            "mov [fs:40h],rax",
+            "mov rax,[qword 5000h]",
+            "lea rax,[rax+3]",
+            "mov [qword 5000h],rax",
+            "mov rax,[fs:40h]",
+        ];
+        assert_eq!(text(&b, 0x7000_0000_0000), far);
         let mut b = Vec::new();
-        add_to_counter(&mut b, 0x1000, 0x5000, 3, true);
+        add_to_counter(&mut b, 0x1000, 0x5000, 3, true, 0x40);
         assert_eq!(text(&b, 0x1000), ["add qword [rel 5000h],3"]);
         let mut b = Vec::new();
-        add_to_counter(&mut b, 0x7000_0000_0000, 0x5000, 3, true);
-        assert_eq!(
-            text(&b, 0x7000_0000_0000),
-            [
-                "lea rsp,[rsp-80h]",
-                "push rax",
-                "mov rax,5000h",
-                "add qword [rax],3",
-                "pop rax",
-                "lea rsp,[rsp+80h]"
-            ]
-        );
+        add_to_counter(&mut b, 0x7000_0000_0000, 0x5000, 3, true, 0x40);
+        assert_eq!(text(&b, 0x7000_0000_0000), far);
     }
 }

@@ -116,9 +116,13 @@
 //! - Each indirect branch and return carries a copy of the lookup, which
 //!   follows the block map's probe chain (see the `table` module); the
 //!   map grows, so lookups stay in translated code however many blocks
-//!   there are. Returns still go through that lookup (an attempt at real
-//!   `call`/`ret` pairs for the return predictor measured slower here and
-//!   was reverted).
+//!   there are. Each checks a cache of its last two targets first (an
+//!   immediate compare and a direct jump each), which keeps returns to one
+//!   or two callers, and calls through a pointer that rarely changes, off
+//!   the lookup and its indirect jump. Returns are still not `ret`
+//!   instructions, so the CPU's return stack does not
+//!   predict them (an attempt at real `call`/`ret` pairs measured slower
+//!   here and was reverted).
 //! - A transformer must not call [`Dbi::call`] (the translator lock is
 //!   held while it runs).
 //!
@@ -158,6 +162,7 @@ const REQ_LINK: u32 = 2 << 28;
 const REQ_CALLOUT: u32 = 3 << 28;
 const REQ_CHILD: u32 = 4 << 28;
 const REQ_STALE: u32 = 5 << 28;
+const REQ_FILL: u32 = 6 << 28;
 const REQ_INDEX: u32 = (1 << 28) - 1;
 
 /// Default size of the translator's arena in the code cache.
@@ -553,6 +558,7 @@ impl DbiBuilder {
                 restorer: AtomicU64::new(0),
                 trap_gadget,
                 virtual_fs: AtomicBool::new(false),
+                target_cache: AtomicBool::new(true),
             },
             translator: Mutex::new(translator),
             lock_owner: AtomicI32::new(0),
@@ -614,6 +620,8 @@ pub(crate) struct Shared {
     /// Some thread's fs base became virtual (see [`Dbi::virtual_fs`]):
     /// blocks translated since rewrite their `fs:` operands.
     pub(crate) virtual_fs: AtomicBool,
+    /// Indirect branches get a cache of their last targets (`block.rs`).
+    pub(crate) target_cache: AtomicBool,
 }
 
 impl Shared {
@@ -685,6 +693,7 @@ pub(crate) struct Counters {
     pub(crate) reclaimed_bytes: AtomicU64,
     pub(crate) native_frames: AtomicU64,
     pub(crate) cache_frames: AtomicU64,
+    pub(crate) target_fills: AtomicU64,
 }
 
 /// The translator's totals at one moment.
@@ -737,6 +746,10 @@ pub struct DbiCounters {
     /// inline code or shared stub): delivered with the cache pc, the
     /// handler run native.
     pub cache_frames: u64,
+    /// Indirect transfers that found their site's target cache without
+    /// their target while it had room: the translator was asked (and
+    /// translated the target if needed), as for a lookup miss.
+    pub target_fills: u64,
 }
 
 impl Dbi {
@@ -1018,6 +1031,7 @@ impl Dbi {
             reclaimed_bytes: r(&c.reclaimed_bytes),
             native_frames: r(&c.native_frames),
             cache_frames: r(&c.cache_frames),
+            target_fills: r(&c.target_fills),
         }
     }
 
@@ -1095,6 +1109,40 @@ impl Dbi {
             }
             target
         })
+    }
+
+    /// A target cache's fill stub ran (its host call returns to `resume`;
+    /// the native target is in the scratch slot): resolve the target and
+    /// fill an empty entry with it.
+    fn fill(&self, resume: u64) -> u64 {
+        let s = &self.shared;
+        let native = scratch::with_scratch(|slots| slots.native.get());
+        s.counters.target_fills.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `resume` is the return address of a fill stub's host
+        // call; its 32 data bytes follow its jump there, in the arena
+        // (written before the stub could run; not reclaimed while this
+        // thread is in it).
+        let data = unsafe {
+            let at = (resume + EXIT_DATA_OFFSET) as *const u64;
+            [0, 1, 2, 3].map(|i| at.add(i).read_unaligned())
+        };
+        self.with_translator(|t| {
+            let target = self.resolve_locked(t, native);
+            if s.cache.contains(target as usize) {
+                t.fill_return_entry(s, [data[0], data[1]], (data[2], data[3]), native, target);
+            } else if target == native {
+                s.counters.native_entries.fetch_add(1, Ordering::Relaxed);
+            }
+            target
+        })
+    }
+
+    /// Whether returns and indirect calls and jumps get a cache of their
+    /// last two targets in front of the lookup (the default). Takes effect
+    /// for blocks translated from now on ([`Dbi::flush`] to apply it
+    /// everywhere); for measuring it.
+    pub fn set_target_cache(&self, on: bool) {
+        self.shared.target_cache.store(on, Ordering::Relaxed);
     }
 
     /// A block's entry check found its bytes changed: drop it (and what
@@ -1227,6 +1275,12 @@ extern "C" fn host_entry(saved: *mut u64, request: u64) {
                 records::checkpoint();
                 let native = scratch::with_scratch(|s| s.native.get());
                 let target = dbi.resolve(native);
+                scratch::with_scratch(|s| s.target.set(target));
+            }
+            REQ_FILL => {
+                // SAFETY: as for REQ_LINK below.
+                let resume = unsafe { *saved.add(SAVED_WORDS) };
+                let target = dbi.fill(resume);
                 scratch::with_scratch(|s| s.target.set(target));
             }
             REQ_STALE => {

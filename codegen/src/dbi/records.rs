@@ -61,6 +61,10 @@ pub(crate) struct ExitRecord {
     pub(crate) target: u32,
     /// Next exit linked into the same target.
     pub(crate) next_in: u32,
+    /// An entry of a target cache (see `block.rs`): `field` is its jump's
+    /// rel32 and `stub` its 8-aligned native-address immediate, which
+    /// unlinking zeroes (the jump is then never taken).
+    pub(crate) cache_entry: bool,
 }
 
 /// A set of address ranges with a fixed capacity (no allocation after

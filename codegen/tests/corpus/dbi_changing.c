@@ -75,6 +75,41 @@ long wx_flip(void) {
     return total;
 }
 
+/* A leaf in this library's (read-only) text that JIT code calls. */
+NOINLINE long jit_helper(long x) { return x + 1; }
+
+/* W^X code that calls jit_helper and then adds a different constant each
+ * round, at the same return address: the helper's return lands there
+ * each time, and the translation it lands in must be the new one (a
+ * cached return target into the old code has to go when it does). */
+long wx_return_target(void) {
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char *code = mmap(0, page, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (code == MAP_FAILED) return -1;
+    long total = 0;
+    for (int round = 1; round <= 3; round++) {
+        mprotect(code, page, PROT_READ | PROT_WRITE);
+        /* push rbx (aligns the stack); mov edi, 5; mov rax, imm64;
+         * call rax; add eax, imm32; pop rbx; ret */
+        unsigned char *at = code;
+        uint64_t helper = (uint64_t)jit_helper;
+        int32_t add = round * 10;
+        *at++ = 0x53;
+        *at++ = 0xbf; *at++ = 5; *at++ = 0; *at++ = 0; *at++ = 0;
+        *at++ = 0x48; *at++ = 0xb8; memcpy(at, &helper, 8); at += 8;
+        *at++ = 0xff; *at++ = 0xd0;
+        *at++ = 0x05; memcpy(at, &add, 4); at += 4;
+        *at++ = 0x5b;
+        *at++ = 0xc3;
+        mprotect(code, page, PROT_READ | PROT_EXEC);
+        for (int again = 0; again < 3; again++)
+            total = total * 100 + call_at(code);
+    }
+    munmap(code, page);
+    return total;
+}
+
 /* Functions in this library's own text, for rewriting in place. */
 __asm__(".text\n"
         ".globl patch_me\n.hidden patch_me\n.type patch_me,@function\n.p2align 4\n"

@@ -143,3 +143,28 @@ fn follow_me_twice_is_once_and_unfollow_without_follow_does_nothing() {
         assert_eq!(sud_engine::selector::current(), sud_engine::Selector::Allow);
     });
 }
+
+#[test]
+fn a_followed_thread_that_blocks_every_signal_still_survives_its_traps() {
+    before_fork();
+    child_passes(|| {
+        let (_, dbi) = Dbi::builder().install_with_engine(engine()).unwrap();
+        dbi.follow_me().unwrap();
+        // SAFETY: plain signal-mask and signal-action calls on valid locals.
+        let (blocked, old_action) = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut before: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut before);
+            // Goes through the trap path: fatal if SIGSYS were blocked.
+            let mut old: libc::sigaction = std::mem::zeroed();
+            let got = libc::sigaction(libc::SIGUSR2, std::ptr::null(), &mut old);
+            let mut now: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &before, &mut now);
+            (libc::sigismember(&now, libc::SIGUSR1) == 1, got)
+        };
+        dbi.unfollow_me();
+        assert!(blocked);
+        assert_eq!(old_action, 0);
+    });
+}

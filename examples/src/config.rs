@@ -90,6 +90,9 @@ pub struct TraceOptions {
     /// The local time zone's offset from UTC in seconds, for `-t`/`-tt`
     /// (the traced program cannot call localtime from a signal handler).
     pub utc_offset: i64,
+    /// `syscount --dbi`: the program runs translated by the DBI from the
+    /// preload's constructor on (see `dbi_follow`).
+    pub dbi: bool,
 }
 
 impl Default for TraceOptions {
@@ -106,6 +109,7 @@ impl Default for TraceOptions {
             pid_column: false,
             per_task: None,
             utc_offset: 0,
+            dbi: false,
         }
     }
 }
@@ -193,6 +197,9 @@ impl ToolConfig {
             o.pid_column as u8,
             o.utc_offset
         )?;
+        if o.dbi {
+            w.write_str(";dbi=1")?;
+        }
         if let Some(path) = &o.per_task {
             w.write_str(";pertask=")?;
             for byte in path.as_bytes() {
@@ -274,6 +281,7 @@ impl ToolConfig {
                 }
                 "json" => options.json = flag(value),
                 "pidcol" => options.pid_column = flag(value),
+                "dbi" => options.dbi = flag(value),
                 "utc" => options.utc_offset = value.parse().map_err(|_| bad("bad number"))?,
                 "pertask" => {
                     options.per_task = Some(hex_decode(value).ok_or_else(|| bad("bad path"))?)
@@ -313,6 +321,10 @@ pub struct SharedArea {
     pub rule_calls: [AtomicU64; MAX_FAULT_RULES],
     /// Faults injected per fault rule.
     pub rule_injected: [AtomicU64; MAX_FAULT_RULES],
+    /// Calls counted that arrived by SIGSYS, and by a direct call from
+    /// translated code (`syscount --dbi`).
+    pub by_trap: AtomicU64,
+    pub by_direct: AtomicU64,
 }
 
 impl SharedArea {
@@ -355,6 +367,7 @@ mod tests {
                 pid_column: true,
                 per_task: Some("/tmp/a;b=c".into()),
                 utc_offset: -3600,
+                dbi: true,
             },
         };
         assert_eq!(ToolConfig::decode(&config.encode()), Ok(config.clone()));

@@ -212,7 +212,17 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         tool.trace_exec_success(argc, argv, envp);
     }
     let follow = preload.tools.iter().any(|t| t.config.follow);
-    let installed = Engine::builder()
+    let translate =
+        cfg!(target_arch = "x86_64") && preload.tools.iter().any(|t| t.config.options.dbi);
+    let mut builder = Engine::builder();
+    #[cfg(target_arch = "x86_64")]
+    if translate {
+        match crate::dbi_follow::placement() {
+            Ok(placement) => builder = builder.placement(placement),
+            Err(e) => complain_all(preload, &format!("sud preload: {e}; not translating")),
+        }
+    }
+    let installed = builder
         .watch(watch)
         .pre_hook(pre)
         .post_hook(post)
@@ -231,6 +241,19 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         }
         // SAFETY: _exit ends the process at once; nothing is left to run.
         unsafe { libc::_exit(125) };
+    }
+    // Last: from its return on, this constructor's caller runs translated.
+    #[cfg(target_arch = "x86_64")]
+    if translate {
+        if let Err(e) = crate::dbi_follow::follow() {
+            complain_all(preload, &format!("sud preload: {e}; not translating"));
+        }
+    }
+}
+
+fn complain_all(preload: &Preload, message: &str) {
+    for tool in &preload.tools {
+        complain(tool.out_fd.load(Relaxed), message);
     }
 }
 
@@ -516,7 +539,9 @@ fn pre(call: &Syscall) -> Verdict {
     sweep_exec_copies();
     if let Some(created) = creation(call) {
         tracer::task_starting(p.tools.iter().map(|t| t.shared), created.thread);
-        if created.reissued {
+        // Translated code issues clones at their site (no post-hook sees
+        // the result): counted as attempted, like re-issued ones.
+        if created.reissued || call.entrance == sud_engine::Entrance::Direct {
             for tool in &p.tools {
                 tool.count_creation(created.thread);
             }
@@ -527,6 +552,11 @@ fn pre(call: &Syscall) -> Verdict {
         match tool.config.mode {
             Mode::Count => {
                 tool.shared.per_number[SharedArea::slot(call.nr)].fetch_add(1, Relaxed);
+                let by = match call.entrance {
+                    sud_engine::Entrance::Trap => &tool.shared.by_trap,
+                    _ => &tool.shared.by_direct,
+                };
+                by.fetch_add(1, Relaxed);
             }
             Mode::Fault if injected.is_none() => injected = tool.inject(call),
             _ => {}
@@ -574,6 +604,8 @@ fn post(call: &Syscall, result: &mut i64) {
         return;
     };
     sweep_exec_copies();
+    #[cfg(target_arch = "x86_64")]
+    crate::dbi_follow::after_trap(call, *result);
     match call.sysno() {
         Some(Sysno::execve | Sysno::execveat) => release_exec_copies(gettid()),
         Some(Sysno::dup) if *result >= 0 => *result = p.native_lowest_free(0, *result, false),

@@ -46,3 +46,15 @@ pub fn count_report(shared: &SharedArea, json: bool, only: Option<&[u64]>) -> St
         text
     }
 }
+
+/// `syscount --dbi`: the report with how many calls arrived by trap and by
+/// direct call (JSON: `"by_trap"`, `"by_direct"` fields; table: a last line).
+pub fn with_entrances(report: String, shared: &SharedArea, json: bool) -> String {
+    let (trap, direct) = (shared.by_trap.load(Relaxed), shared.by_direct.load(Relaxed));
+    if json {
+        let body = report.trim_end().trim_end_matches('}');
+        format!("{body}, \"by_trap\": {trap}, \"by_direct\": {direct}}}\n")
+    } else {
+        format!("{report}{trap:>10}  by trap, {direct} by direct call\n")
+    }
+}

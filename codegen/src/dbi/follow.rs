@@ -201,8 +201,17 @@ impl Dbi {
         {
             return Err(FollowError::Forked);
         }
-        let stubs = self.follow_stubs()?;
-        let restore = sud_engine::selector::current() as u8;
+        // Host work until the stub's jump (which sets BLOCK): a program
+        // thread under the trap net would trap its own follow_me here.
+        let previous = sud_engine::selector::set(Selector::Allow);
+        let stubs = match self.follow_stubs() {
+            Ok(stubs) => stubs,
+            Err(e) => {
+                sud_engine::selector::set(previous);
+                return Err(e);
+            }
+        };
+        let restore = previous as u8;
         scratch::with_scratch(|s| {
             s.follow.set(1 + restore);
             s.depth.set(s.depth.get() + 1);
@@ -255,4 +264,45 @@ pub(crate) fn adopt_followed_thread() {
         s.follow.set(1 + Selector::Block as u8);
         s.depth.set(1);
     });
+}
+
+/// `rt_sigprocmask` from translated code, through the engine's direct
+/// entrance but for SIGSYS, which stays deliverable: the engine's trap
+/// path keeps it so (it applies the call to its signal frame), and a
+/// thread that really blocked it would be killed by its next trap (a
+/// vfork child that blocks every signal before resetting its handlers,
+/// whose `rt_sigaction`s trap). The hooks see the set pointer on a copy
+/// without SIGSYS. Unlike the trap path, the wish is not remembered: the
+/// old mask read back shows SIGSYS unblocked.
+pub(crate) fn sigprocmask_keeping_sigsys(frame: &mut sud_engine::DirectFrame) -> i64 {
+    const SIGSYS_BIT: u64 = 1 << (libc::SIGSYS - 1);
+    let [how, set, _, size, ..] = frame.args;
+    // Lives until the syscall has run, here or in the engine.
+    let mut mask = 0u64;
+    let blocks = how == libc::SIG_BLOCK as u64 || how == libc::SIG_SETMASK as u64;
+    if set != 0 && size == 8 && blocks {
+        let local = libc::iovec {
+            iov_base: (&mut mask as *mut u64).cast(),
+            iov_len: 8,
+        };
+        let remote = libc::iovec {
+            iov_base: set as *mut libc::c_void,
+            iov_len: 8,
+        };
+        // SAFETY: reads 8 bytes of our own process into `mask`; a bad
+        // pointer is an error (then the call runs as given, and the kernel
+        // answers EFAULT).
+        let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if read == 8 && mask & SIGSYS_BIT != 0 {
+            mask &= !SIGSYS_BIT;
+            frame.args[1] = &mask as *const u64 as u64;
+        }
+    }
+    let answer = sud_engine::direct_entry_clones_at_site(frame);
+    if answer != sud_engine::EXECUTE_IN_STUB {
+        return answer;
+    }
+    // SAFETY: the call as the hooks left it, its set at most replaced by
+    // the copy above, alive here.
+    unsafe { sud_engine::raw_syscall(frame.nr, frame.args) }
 }

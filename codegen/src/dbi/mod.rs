@@ -1350,6 +1350,9 @@ extern "C" fn direct_entry(frame: &mut sud_engine::DirectFrame) -> i64 {
             return dbi.shared.trap_gadget.syscall(frame.nr, &frame.args);
         }
     }
+    if frame.nr == libc::SYS_rt_sigprocmask as u64 {
+        return follow::sigprocmask_keeping_sigsys(frame);
+    }
     let answer = sud_engine::direct_entry_clones_at_site(frame);
     if !changes_memory(frame.nr) {
         return answer;

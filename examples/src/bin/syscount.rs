@@ -1,7 +1,12 @@
 //! syscount: how many times a program (all its threads and child
 //! processes) made each system call, caught with Syscall User Dispatch.
 //!
-//! `syscount [--json] [-o FILE] -- PROG [ARGS...]`
+//! `syscount [--dbi] [--json] [-o FILE] -- PROG [ARGS...]`
+//!
+//! With `--dbi` the program runs translated by sud-codegen's DBI from the
+//! preload's constructor to its exit: its syscalls reach the counters by
+//! direct calls from translated code instead of by SIGSYS, and the report
+//! says how many arrived each way.
 //!
 //! Processes killed by a signal still count: every traced process adds to
 //! counters in one shared mapping as it goes. Thread and process totals
@@ -25,6 +30,11 @@ struct Cli {
     /// (schema in examples/JSON.md).
     #[arg(long)]
     json: bool,
+    /// Run the program translated by the DBI (x86-64): syscalls arrive by
+    /// direct call instead of by trap; the report adds "by_trap" and
+    /// "by_direct".
+    #[arg(long)]
+    dbi: bool,
     /// Write the counts to FILE instead of standard error.
     #[arg(short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
@@ -46,11 +56,17 @@ fn main() {
         faults: Vec::new(),
         output: cli.output,
         program: cli.program,
-        options: TraceOptions::default(),
+        options: TraceOptions {
+            dbi: cli.dbi,
+            ..TraceOptions::default()
+        },
     };
     match launcher::run(&launch) {
         Ok(mut finished) => {
-            let text = report::count_report(finished.shared, cli.json, None);
+            let mut text = report::count_report(finished.shared, cli.json, None);
+            if cli.dbi {
+                text = report::with_entrances(text, finished.shared, cli.json);
+            }
             if let Err(e) = finished.report.write_all(text.as_bytes()) {
                 eprintln!("syscount: cannot write the report: {e}");
             }

@@ -7,10 +7,13 @@
 //! same hooks as trapped ones, by direct call (`Entrance::Direct`); code
 //! the translator leaves native still runs under the trap net.
 //!
+//! `dbi-cov` and `dbi-bbcount` add a transformer (see `dbi_collect`).
+//!
 //! What is not followed yet: a forked child stops translating (it runs
 //! native under the trap net, its syscalls still counted); an `execve`d
 //! image is followed again by its own constructor.
 
+use crate::config::Translate;
 use std::sync::OnceLock;
 use sud_codegen::dbi::Dbi;
 use sud_codegen::CodeCache;
@@ -31,13 +34,17 @@ pub(crate) fn placement() -> Result<Placement, String> {
 /// engine is installed) and follows the calling thread: this returns
 /// translated, into its caller.
 #[inline(never)]
-pub(crate) fn follow() -> Result<(), String> {
+pub(crate) fn follow(what: &Translate) -> Result<(), String> {
     let cache = CACHE.get().ok_or("no code cache reserved")?;
     let dbi = {
         // The translator's own syscalls (its mappings) are not the
         // program's: they run untrapped.
         let _host = sud_engine::selector::enter(Selector::Allow);
-        Dbi::builder()
+        let mut builder = Dbi::builder();
+        if crate::dbi_collect::prepare(what).is_some() {
+            builder = builder.transformer(crate::dbi_collect::transform);
+        }
+        builder
             .install(cache)
             .map_err(|e| format!("cannot install the translator: {e}"))?
     };

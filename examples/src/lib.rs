@@ -11,6 +11,8 @@
 
 pub mod config;
 #[cfg(target_arch = "x86_64")]
+mod dbi_collect;
+#[cfg(target_arch = "x86_64")]
 mod dbi_follow;
 pub mod launcher;
 pub mod options;

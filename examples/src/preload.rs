@@ -212,11 +212,16 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
         tool.trace_exec_success(argc, argv, envp);
     }
     let follow = preload.tools.iter().any(|t| t.config.follow);
-    let translate =
-        cfg!(target_arch = "x86_64") && preload.tools.iter().any(|t| t.config.options.dbi);
+    // The innermost tool that translates says what the translator does.
+    let translate = preload
+        .tools
+        .iter()
+        .map(|t| &t.config.options.dbi)
+        .find(|d| **d != crate::config::Translate::Off)
+        .filter(|_| cfg!(target_arch = "x86_64"));
     let mut builder = Engine::builder();
     #[cfg(target_arch = "x86_64")]
-    if translate {
+    if translate.is_some() {
         match crate::dbi_follow::placement() {
             Ok(placement) => builder = builder.placement(placement),
             Err(e) => complain_all(preload, &format!("sud preload: {e}; not translating")),
@@ -244,8 +249,8 @@ extern "C" fn preload_init(argc: c_int, argv: *const *const c_char, envp: *const
     }
     // Last: from its return on, this constructor's caller runs translated.
     #[cfg(target_arch = "x86_64")]
-    if translate {
-        if let Err(e) = crate::dbi_follow::follow() {
+    if let Some(what) = translate {
+        if let Err(e) = crate::dbi_follow::follow(what) {
             complain_all(preload, &format!("sud preload: {e}; not translating"));
         }
     }
@@ -572,6 +577,12 @@ fn pre(call: &Syscall) -> Verdict {
         tracer::on_entry(&tool.config.options, sud_engine::hook_words(call));
         if sud_engine::in_strict_mode(call) {
             crate::text::read_directly();
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(Sysno::exit_group | Sysno::execve | Sysno::execveat) = call.sysno() {
+        if let Some(tool) = p.tools.first() {
+            crate::dbi_collect::at_exit(tool.out_fd.load(Relaxed));
         }
     }
     if let Some(Sysno::execve | Sysno::execveat) = call.sysno() {

@@ -16,7 +16,7 @@ use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
-use sud_examples::config::{Mode, TraceOptions};
+use sud_examples::config::{Mode, TraceOptions, Translate};
 use sud_examples::launcher::{self, Launch};
 use sud_examples::report;
 
@@ -57,7 +57,11 @@ fn main() {
         output: cli.output,
         program: cli.program,
         options: TraceOptions {
-            dbi: cli.dbi,
+            dbi: if cli.dbi {
+                Translate::Follow
+            } else {
+                Translate::Off
+            },
             ..TraceOptions::default()
         },
     };

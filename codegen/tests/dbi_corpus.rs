@@ -659,3 +659,118 @@ fn cache_addresses_map_back_to_native_instructions() {
         assert_eq!(dbi.native_pc_of(five), None);
     });
 }
+
+#[test]
+fn counters_in_a_row_each_count_every_block() {
+    static A: AtomicU64 = AtomicU64::new(0);
+    static B: AtomicU64 = AtomicU64::new(0);
+    static C: AtomicU64 = AtomicU64::new(0);
+    let handle = open_corpus();
+    child_passes(move || {
+        let f = symbol(handle, "recursion");
+        let native = call_native(f);
+        let cache: &'static CodeCache = Box::leak(Box::new(
+            CodeCache::new(sud_codegen::DEFAULT_CAPACITY).unwrap(),
+        ));
+        let _engine = Engine::builder()
+            .placement(cache.placement())
+            .install()
+            .unwrap();
+        // Three counters before the first instruction and three before
+        // the last: emitted together, sharing their register saves.
+        let dbi = Dbi::builder()
+            .transformer(|block| {
+                let last = block.instructions().len() - 1;
+                let mut i = 0;
+                while block.next().is_some() {
+                    if i == 0 || i == last {
+                        block.put_counter(&A, 1);
+                        block.put_counter(&B, 1);
+                        block.put_counter(&C, 2);
+                    }
+                    block.keep();
+                    i += 1;
+                }
+            })
+            .install(cache)
+            .unwrap();
+        // SAFETY: `long f(void)`.
+        let translated = unsafe { dbi.call(f, &[]) }.unwrap() as i64;
+        assert_eq!(translated, native);
+        let (a, b, c) = (A.load(Relaxed), B.load(Relaxed), C.load(Relaxed));
+        assert!(a > 1000, "{a}");
+        assert_eq!(b, a);
+        assert_eq!(c, 2 * a);
+    });
+}
+
+#[test]
+fn callouts_that_clobber_vector_registers_and_mxcsr_leave_them_to_the_foreign_code() {
+    static CALLOUTS: AtomicU64 = AtomicU64::new(0);
+    let handle = open_corpus();
+    child_passes(move || {
+        let f = symbol(handle, "sse_avx");
+        let native = call_native(f);
+        let cache: &'static CodeCache = Box::leak(Box::new(
+            CodeCache::new(sud_codegen::DEFAULT_CAPACITY).unwrap(),
+        ));
+        let _engine = Engine::builder()
+            .placement(cache.placement())
+            .install()
+            .unwrap();
+        let avx = std::arch::is_x86_feature_detected!("avx");
+        let mut builder = Dbi::builder();
+        // What Rust and libc may do to the vector state: every xmm
+        // register, the ymm upper halves, and MXCSR's rounding mode.
+        let clobber = builder.callout(move |_, _| {
+            CALLOUTS.fetch_add(1, Relaxed);
+            let round_up: u32 = 0x5f80;
+            // SAFETY: writes only vector registers (declared clobbered)
+            // and MXCSR, which the host stub restores for the foreign code.
+            unsafe {
+                std::arch::asm!(
+                    "pcmpeqd xmm0, xmm0", "pcmpeqd xmm1, xmm1", "pcmpeqd xmm2, xmm2",
+                    "pcmpeqd xmm3, xmm3", "pcmpeqd xmm4, xmm4", "pcmpeqd xmm5, xmm5",
+                    "pcmpeqd xmm6, xmm6", "pcmpeqd xmm7, xmm7", "pcmpeqd xmm8, xmm8",
+                    "pcmpeqd xmm9, xmm9", "pcmpeqd xmm10, xmm10", "pcmpeqd xmm11, xmm11",
+                    "pcmpeqd xmm12, xmm12", "pcmpeqd xmm13, xmm13", "pcmpeqd xmm14, xmm14",
+                    "pcmpeqd xmm15, xmm15",
+                    "ldmxcsr [{m}]",
+                    m = in(reg) &round_up,
+                    out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+                    out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+                    out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
+                    out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+                );
+                if avx {
+                    std::arch::asm!(
+                        "vpcmpeqd ymm0, ymm0, ymm0",
+                        "vpcmpeqd ymm7, ymm7, ymm7",
+                        "vpcmpeqd ymm15, ymm15, ymm15",
+                        out("ymm0") _, out("ymm7") _, out("ymm15") _,
+                    );
+                }
+            }
+        });
+        let dbi = builder
+            .transformer(move |block| {
+                while block.next().is_some() {
+                    block.put_callout(clobber, 0);
+                    block.keep();
+                }
+            })
+            .install(cache)
+            .unwrap();
+        // SAFETY: `long f(void)`.
+        let translated = unsafe { dbi.call(f, &[]) }.unwrap() as i64;
+        assert_eq!(translated, native);
+        assert!(CALLOUTS.load(Relaxed) > 100);
+        // Sensitive to the rounding mode, and SSE only (the host stub's
+        // hand-saved path).
+        let g = symbol(handle, "rounding");
+        let native = call_native(g);
+        // SAFETY: `long f(void)`.
+        let translated = unsafe { dbi.call(g, &[]) }.unwrap() as i64;
+        assert_eq!(translated, native);
+    });
+}

@@ -89,6 +89,41 @@ fn a_sigsegv_probe_handler_sees_the_probe_pc_and_its_new_pc_takes_effect() {
 }
 
 #[test]
+fn a_sigsegv_handler_that_siglongjmps_out_resumes_translated_code() {
+    signals_library();
+    child_passes(|| {
+        let native = call_native("probe_longjmp");
+        assert_eq!(native, 797_921, "native run");
+        let dbi = install();
+        let translated = call_translated(dbi, "probe_longjmp");
+        assert_eq!(translated, native);
+        let c = dbi.counters();
+        assert_eq!(c.native_frames, 2, "{c:?}");
+    });
+}
+
+#[test]
+fn a_signal_during_a_blocking_syscall_shows_the_syscall_instruction_or_the_one_after() {
+    signals_library();
+    child_passes(|| {
+        let restarted = call_native("blocked_read_restarted");
+        let interrupted = call_native("blocked_read_interrupted");
+        // The byte read after the restart; EINTR without SA_RESTART; the
+        // stack pointer plausible in both.
+        assert_eq!(restarted / 1000, 101, "native: {restarted}");
+        assert_eq!(interrupted / 1000, 11, "native: {interrupted}");
+        let dbi = install();
+        assert_eq!(call_translated(dbi, "blocked_read_restarted"), restarted);
+        assert_eq!(
+            call_translated(dbi, "blocked_read_interrupted"),
+            interrupted
+        );
+        let c = dbi.counters();
+        assert_eq!(c.native_frames, 2, "{c:?}");
+    });
+}
+
+#[test]
 fn backtrace_from_a_handler_in_translated_code_crosses_the_signal_frame() {
     signals_library();
     child_passes(|| {

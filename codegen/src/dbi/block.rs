@@ -12,7 +12,8 @@
 //!   patchable rel32 jumps, linked straight to the target's translation
 //!   when it exists, else to an exit stub that asks the translator and
 //!   then patches the jump (so a block is chained once both ends exist);
-//! - a call pushes the *native* return address, then jumps;
+//! - a call pushes the *native* return address (one `push` from a constant
+//!   after the block), then jumps;
 //! - indirect jumps and calls and returns load the native target into rax
 //!   (foreign rax parked in the scratch slot) and go to a copy of the
 //!   lookup, after a two-entry cache of the site's last targets;
@@ -113,6 +114,8 @@ pub(crate) struct Translator {
     code: Vec<u8>,
     exits: Vec<PendingExit>,
     returns: Vec<PendingReturn>,
+    /// rel32 fields of the body and the constants they read.
+    constants: Vec<(usize, u64)>,
     encoder: Encoder,
     info: InstructionInfoFactory,
     arena_start: u64,
@@ -129,6 +132,9 @@ pub(crate) struct Translator {
     /// The block being made's points.
     pcs: Vec<PcPoint>,
     pub(crate) alive: usize,
+    /// Blocks were made in increasing code addresses (no freed code
+    /// reused since the records were last emptied).
+    in_code_order: bool,
     /// Writable and executable ranges: blocks from there check their bytes.
     pub(crate) writable: RangeSet,
     pub(crate) chunks: Chunks,
@@ -150,6 +156,7 @@ impl Translator {
             code: Vec::with_capacity(2 * MAX_BLOCK_CODE),
             exits: Vec::with_capacity(MAX_BLOCK_INSNS * 2 + 2),
             returns: Vec::with_capacity(1),
+            constants: Vec::with_capacity(MAX_BLOCK_INSNS),
             encoder,
             info: InstructionInfoFactory::new(),
             arena_start: arena,
@@ -162,6 +169,7 @@ impl Translator {
             pc_pool: Vec::with_capacity(MAX_PCS),
             pcs: Vec::with_capacity(MAX_BLOCK_PCS),
             alive: 0,
+            in_code_order: true,
             writable: RangeSet::new(),
             chunks: Chunks::new(),
             reclaimer: Reclaimer::new(),
@@ -235,6 +243,7 @@ impl Translator {
             }
             at = to;
             piece = Some(len);
+            self.in_code_order = false;
         }
         if dbi.cache.write_emitted(at as usize, &self.code).is_err() {
             self.exit_pool.truncate(first_exit);
@@ -359,6 +368,7 @@ impl Translator {
         self.code.clear();
         self.exits.clear();
         self.returns.clear();
+        self.constants.clear();
         self.checks.clear();
         self.pcs.clear();
         if checked {
@@ -366,7 +376,13 @@ impl Translator {
             self.emit_check();
         }
         let mut falls_through = true;
+        // Items already emitted with the one before them (counters in a row).
+        let mut merged = 0;
         for i in 0..self.items.len() {
+            if merged > 0 {
+                merged -= 1;
+                continue;
+            }
             if self.code.len() > MAX_BLOCK_CODE {
                 return Err(LeftNative::ArenaFull);
             }
@@ -412,10 +428,22 @@ impl Translator {
                     self.code
                         .extend_from_slice(&self.inline[start..start + len]);
                 }
-                Item::Counter { counter, amount } => {
-                    let flags_dead = self.flags_dead_after(i);
-                    let spare = dbi.scratch + scratch::SPARE;
-                    glue::add_to_counter(&mut self.code, here, counter, amount, flags_dead, spare);
+                Item::Counter { .. } => {
+                    // Counters in a row share one save of rax (and rcx).
+                    let mut batch = [(0u64, 0u32); 8];
+                    let mut n = 0;
+                    for item in &self.items[i..] {
+                        match *item {
+                            Item::Counter { counter, amount } if n < batch.len() => {
+                                batch[n] = (counter, amount);
+                                n += 1;
+                            }
+                            _ => break,
+                        }
+                    }
+                    merged = n - 1;
+                    let flags_dead = self.flags_dead_after(i + n - 1);
+                    glue::add_to_counters(&mut self.code, here, &batch[..n], flags_dead);
                 }
             }
         }
@@ -423,6 +451,7 @@ impl Translator {
             let end = self.block_end();
             self.patchable(at, &[0xe9], end, (end, 0));
         }
+        self.emit_constants()?;
         if checked {
             // Changed bytes: undo the check's saves, have the translator
             // drop this block and go where its new translation is.
@@ -848,12 +877,30 @@ impl Translator {
     /// Pushes `insn`'s native return address; until the jump after it,
     /// the native state is the call not yet run (its push taken back).
     fn push_return_address(&mut self, insn: &Instruction, parked: u16) {
-        // lea rsp, [rsp-8]; mov dword [rsp], lo; mov dword [rsp+4], hi
-        let start = self.code.len();
-        glue::push_u64(&mut self.code, insn.next_ip());
-        for boundary in [start + 5, start + 12] {
-            self.pcs_point_at(boundary, insn.ip(), 8, parked);
+        // push qword [rip + rel32]: one instruction, from a constant after
+        // the block's body (see `emit_constants`).
+        self.code.extend_from_slice(&[0xff, 0x35]);
+        self.constants.push((self.code.len(), insn.next_ip()));
+        self.code.extend_from_slice(&[0; 4]);
+        self.point(insn.ip(), 8, parked);
+    }
+
+    /// The 8-byte constants the body reads (rip-relative), after it: past
+    /// its last instruction, which never falls through to them.
+    fn emit_constants(&mut self) -> Result<(), LeftNative> {
+        if self.constants.is_empty() {
+            return Ok(());
         }
+        while self.code.len() % 8 != 0 {
+            self.code.push(0xcc);
+        }
+        for i in 0..self.constants.len() {
+            let (field, value) = self.constants[i];
+            let at = self.code.len();
+            self.code.extend_from_slice(&value.to_le_bytes());
+            self.resolve((field, at))?;
+        }
+        Ok(())
     }
 
     /// Records the native state at the current end of the code (replacing
@@ -1169,8 +1216,7 @@ impl Translator {
     /// translation or glue it is in, the one not yet run; past the block's
     /// body (its exit stubs), the block's native end.
     pub(crate) fn native_pc_of(&self, pc: u64) -> Option<u64> {
-        let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
-        let block = self.blocks.iter().filter(inside).max_by_key(|b| b.alive)?;
+        let block = self.block_at(pc)?;
         let offset = (pc - block.code) as u32;
         let native_offset = self
             .points_of(block)
@@ -1179,6 +1225,19 @@ impl Translator {
             .last()
             .map_or(0, |p| p.native);
         Some(block.native.wrapping_add(native_offset as i64 as u64))
+    }
+
+    /// The block whose code holds `pc` (a live one over a dead one whose
+    /// code was reused). While no freed code was reused, blocks are in
+    /// code order and found by bisection (a signal storm over a large
+    /// program asks often).
+    fn block_at(&self, pc: u64) -> Option<&BlockRecord> {
+        let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
+        if self.in_code_order {
+            let at = self.blocks.partition_point(|b| b.code <= pc);
+            return at.checked_sub(1).map(|i| &self.blocks[i]).filter(inside);
+        }
+        self.blocks.iter().filter(inside).max_by_key(|b| b.alive)
     }
 
     fn points_of(&self, block: &BlockRecord) -> &[PcPoint] {
@@ -1191,8 +1250,7 @@ impl Translator {
     /// instruction, the branch and lookup glue, an exit stub's start or
     /// its jump on.
     pub(crate) fn native_state_of(&self, dbi: &Shared, pc: u64) -> Option<NativeState> {
-        let inside = |b: &&BlockRecord| b.code <= pc && pc < b.code + u64::from(b.code_len);
-        let block = self.blocks.iter().filter(inside).max_by_key(|b| b.alive)?;
+        let block = self.block_at(pc)?;
         let offset = (pc - block.code) as u32;
         let points = self.points_of(block);
         let at = points.partition_point(|p| p.code <= offset);
@@ -1381,6 +1439,7 @@ impl Translator {
         dbi.counters.reclaimed_bytes.fetch_add(freed, Relaxed);
         if self.alive == 0 && self.reclaimer.limbo_is_empty() {
             self.blocks.clear();
+            self.in_code_order = true;
             self.exit_pool.clear();
             self.pc_pool.clear();
             self.reclaimer.clear();

@@ -14,16 +14,6 @@ pub(crate) fn lea_rsp(out: &mut Vec<u8>, disp: i32) {
     }
 }
 
-/// Pushes a 64-bit constant without a register or the flags:
-/// `lea rsp,[rsp-8]; mov dword [rsp], lo; mov dword [rsp+4], hi`.
-pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
-    lea_rsp(out, -8);
-    out.extend_from_slice(&[0xc7, 0x04, 0x24]);
-    out.extend_from_slice(&(value as u32).to_le_bytes());
-    out.extend_from_slice(&[0xc7, 0x44, 0x24, 0x04]);
-    out.extend_from_slice(&((value >> 32) as u32).to_le_bytes());
-}
-
 /// `mov fs:[disp], reg64` (`store`) or `mov reg64, fs:[disp]`.
 pub(crate) fn fs_mov(out: &mut Vec<u8>, reg: u8, disp: i32, store: bool) {
     let rex = 0x48 | ((reg >> 3) << 2);
@@ -70,39 +60,57 @@ pub(crate) fn call_host(out: &mut Vec<u8>, at: u64, host: u64, request: u32) -> 
 /// Length of [`call_host`]'s sequence.
 pub(crate) const CALL_HOST_LEN: u64 = 15;
 
-/// An inline counter: `[counter] += amount`, keeping every register, the
-/// flags and the red zone, without a lock (increments from threads racing
-/// on one counter may be lost: the price of not serializing them). Where
-/// the flags are dead (`flags_dead`) and the counter is within rel32 of
-/// the code at `at`, one `add`; otherwise a flag-free load, `lea`, store
-/// through rax's absolute-address forms, rax parked in the scratch slot
-/// at `spare` (no stack pointer write, no flags save: `pushfq`/`popfq`
-/// cost ~20 cycles).
-pub(crate) fn add_to_counter(
+/// Inline counters: `[counter] += amount` for each, keeping every
+/// register, the flags and the red zone, without a lock (increments from
+/// threads racing on one counter may be lost: the price of not serializing
+/// them). Where the flags are dead (`flags_dead`), an `add`: one
+/// instruction for a counter within rel32 of the code at `at`, the others
+/// through rax; where they are live, a flag-free load, `lea`, store,
+/// instead of saving the flags (`pushfq`/`popfq` cost ~20 cycles).
+/// Consecutive counters share one save of the registers they use.
+pub(crate) fn add_to_counters(
     out: &mut Vec<u8>,
     at: u64,
-    counter: u64,
-    amount: u32,
+    counters: &[(u64, u32)],
     flags_dead: bool,
-    spare: i32,
 ) {
+    // Within reach of any byte of this sequence (a few hundred bytes).
+    let near = |counter: u64| (counter.wrapping_sub(at) as i64).unsigned_abs() < (1 << 31) - 4096;
+    let start = out.len();
     if flags_dead {
-        // add qword [rip + rel32], imm32 (rip: after its 11 bytes)
-        if let Ok(rel) = i32::try_from(counter.wrapping_sub(at + 11) as i64) {
+        for &(counter, amount) in counters.iter().filter(|c| near(c.0)) {
+            // add qword [rip + rel32], imm32 (rip: after its 11 bytes)
+            let end = at + (out.len() - start) as u64 + 11;
+            let rel = counter.wrapping_sub(end) as i64 as i32;
             out.extend_from_slice(&[0x48, 0x81, 0x05]);
             out.extend_from_slice(&rel.to_le_bytes());
             out.extend_from_slice(&amount.to_le_bytes());
+        }
+        if counters.iter().all(|c| near(c.0)) {
             return;
         }
+        lea_rsp(out, -128);
+        out.push(0x50); // push rax
+        for &(counter, amount) in counters.iter().filter(|c| !near(c.0)) {
+            mov_imm64(out, 0, counter);
+            out.extend_from_slice(&[0x48, 0x81, 0x00]); // add qword [rax], imm32
+            out.extend_from_slice(&amount.to_le_bytes());
+        }
+        out.push(0x58); // pop rax
+        lea_rsp(out, 128);
+        return;
     }
-    fs_mov(out, 0, spare, true);
-    out.extend_from_slice(&[0x48, 0xa1]); // mov rax, [moffs64]
-    out.extend_from_slice(&counter.to_le_bytes());
-    out.extend_from_slice(&[0x48, 0x8d, 0x80]); // lea rax, [rax + disp32]
-    out.extend_from_slice(&amount.to_le_bytes());
-    out.extend_from_slice(&[0x48, 0xa3]); // mov [moffs64], rax
-    out.extend_from_slice(&counter.to_le_bytes());
-    fs_mov(out, 0, spare, false);
+    lea_rsp(out, -128);
+    out.extend_from_slice(&[0x50, 0x51]); // push rax; push rcx
+    for &(counter, amount) in counters {
+        mov_imm64(out, 0, counter);
+        out.extend_from_slice(&[0x48, 0x8b, 0x08]); // mov rcx, [rax]
+        out.extend_from_slice(&[0x48, 0x8d, 0x89]); // lea rcx, [rcx + disp32]
+        out.extend_from_slice(&amount.to_le_bytes());
+        out.extend_from_slice(&[0x48, 0x89, 0x08]); // mov [rax], rcx
+    }
+    out.extend_from_slice(&[0x59, 0x58]); // pop rcx; pop rax
+    lea_rsp(out, 128);
 }
 
 #[cfg(test)]
@@ -124,16 +132,6 @@ mod tests {
 
     #[test]
     fn glue_decodes_to_what_it_claims() {
-        let mut b = Vec::new();
-        push_u64(&mut b, 0x7f12_3456_789a);
-        assert_eq!(
-            text(&b, 0),
-            [
-                "lea rsp,[rsp-8]",
-                "mov dword [rsp],3456789Ah",
-                "mov dword [rsp+4],7F12h"
-            ]
-        );
         let mut b = Vec::new();
         fs_mov(&mut b, 11, -0x40, true);
         fs_mov(&mut b, 0, 0x20, false);
@@ -164,20 +162,60 @@ mod tests {
             ]
         );
         let mut b = Vec::new();
-        add_to_counter(&mut b, 0x7000_0000_0000, 0x5000, 3, false, 0x40);
-        let far = [
-            "mov [fs:40h],rax",
-            "mov rax,[qword 5000h]",
-            "lea rax,[rax+3]",
-            "mov [qword 5000h],rax",
-            "mov rax,[fs:40h]",
-        ];
-        assert_eq!(text(&b, 0x7000_0000_0000), far);
+        add_to_counters(&mut b, 0x7000_0000_0000, &[(0x5000, 3)], false);
+        assert_eq!(
+            text(&b, 0x7000_0000_0000),
+            [
+                "lea rsp,[rsp-80h]",
+                "push rax",
+                "push rcx",
+                "mov rax,5000h",
+                "mov rcx,[rax]",
+                "lea rcx,[rcx+3]",
+                "mov [rax],rcx",
+                "pop rcx",
+                "pop rax",
+                "lea rsp,[rsp+80h]"
+            ]
+        );
         let mut b = Vec::new();
-        add_to_counter(&mut b, 0x1000, 0x5000, 3, true, 0x40);
+        add_to_counters(&mut b, 0x1000, &[(0x5000, 3)], true);
         assert_eq!(text(&b, 0x1000), ["add qword [rel 5000h],3"]);
         let mut b = Vec::new();
-        add_to_counter(&mut b, 0x7000_0000_0000, 0x5000, 3, true, 0x40);
-        assert_eq!(text(&b, 0x7000_0000_0000), far);
+        add_to_counters(&mut b, 0x7000_0000_0000, &[(0x5000, 3)], true);
+        assert_eq!(
+            text(&b, 0x7000_0000_0000),
+            [
+                "lea rsp,[rsp-80h]",
+                "push rax",
+                "mov rax,5000h",
+                "add qword [rax],3",
+                "pop rax",
+                "lea rsp,[rsp+80h]"
+            ]
+        );
+        // Two far counters share one save; a near one is a single add.
+        let mut b = Vec::new();
+        let at = 0x7000_0000_0000;
+        add_to_counters(
+            &mut b,
+            at,
+            &[(0x5000, 1), (at + 0x100, 2), (0x6000, 3)],
+            true,
+        );
+        assert_eq!(
+            text(&b, at),
+            [
+                "add qword [rel 700000000100h],2",
+                "lea rsp,[rsp-80h]",
+                "push rax",
+                "mov rax,5000h",
+                "add qword [rax],1",
+                "mov rax,6000h",
+                "add qword [rax],3",
+                "pop rax",
+                "lea rsp,[rsp+80h]"
+            ]
+        );
     }
 }

@@ -95,11 +95,14 @@
 //!   handler runs translated, and the frame resumes at the translation of
 //!   whatever native pc the context holds at `rt_sigreturn`. This needs
 //!   the engine to wrap the program's handlers
-//!   (`Builder::foreign_signal_handlers`). Inside a syscall site, a
-//!   callout, a flags-saving counter, transformer inline code or a shared
-//!   stub the state is not known: such a signal is delivered as the
-//!   engine delivers it elsewhere (the cache pc in the context, the handler
-//!   native) and resumes where it landed ([`DbiCounters::cache_frames`]).
+//!   (`Builder::foreign_signal_handlers`). A blocking syscall run by the
+//!   direct stub shows the program's `syscall` instruction (or the one
+//!   after). Inside the glue of a syscall site, a callout, a counter,
+//!   transformer inline code or a shared stub the state is not known, nor
+//!   during a syscall the engine runs in Rust: such a signal is delivered
+//!   as the engine delivers it elsewhere (the cache pc in the context, the
+//!   handler native) and resumes where it landed
+//!   ([`DbiCounters::cache_frames`]).
 //!   `rt_sigaction` and `sigaltstack` from translated code go through the
 //!   trap path (the engine keeps signal actions and the alternate stack
 //!   virtual there), and count as traps.
@@ -507,6 +510,7 @@ impl DbiBuilder {
         // Clone-family calls are issued at the site itself (see block.rs),
         // after the hooks have seen them through this entrance.
         let stub = DirectStub::with_entry(cache, access, vectors, direct_entry)?;
+        let stub_syscall = signals::syscall_in_stub(stub.addr() as u64);
         let map = BlockMap::new().ok_or(DbiError::Codegen(Error::Os {
             op: "mmap(block map)",
             errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
@@ -559,6 +563,7 @@ impl DbiBuilder {
                 trap_gadget,
                 virtual_fs: AtomicBool::new(false),
                 target_cache: AtomicBool::new(true),
+                stub_syscall,
             },
             translator: Mutex::new(translator),
             lock_owner: AtomicI32::new(0),
@@ -622,6 +627,9 @@ pub(crate) struct Shared {
     pub(crate) virtual_fs: AtomicBool,
     /// Indirect branches get a cache of their last targets (`block.rs`).
     pub(crate) target_cache: AtomicBool,
+    /// The direct stub's `syscall` instruction (see
+    /// `signals::in_stub_syscall`), or 0.
+    pub(crate) stub_syscall: u64,
 }
 
 impl Shared {
@@ -742,8 +750,8 @@ pub struct DbiCounters {
     /// native state in their context (the handler run translated).
     pub native_frames: u64,
     /// Signals that landed in translated code where the native state is
-    /// not known (inside a syscall site, callout, flags-saving counter,
-    /// inline code or shared stub): delivered with the cache pc, the
+    /// not known (inside the glue of a syscall site, a callout, a counter,
+    /// inline code or a shared stub): delivered with the cache pc, the
     /// handler run native.
     pub cache_frames: u64,
     /// Indirect transfers that found their site's target cache without

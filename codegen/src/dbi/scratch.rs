@@ -31,8 +31,6 @@ pub(crate) struct Scratch {
     /// The fs base translated code sees minus the real one (see
     /// `Dbi::virtual_fs`).
     pub(crate) fs_delta: Cell<u64>,
-    /// rax while an inline counter uses it.
-    pub(crate) spare: Cell<u64>,
     /// 0: not followed; else one plus the selector to restore when the
     /// thread stops being followed (see the `follow` module).
     pub(crate) follow: Cell<u8>,
@@ -50,7 +48,6 @@ thread_local! {
             thread: Cell::new(0),
             depth: Cell::new(0),
             fs_delta: Cell::new(0),
-            spare: Cell::new(0),
             follow: Cell::new(0),
         }
     };
@@ -64,7 +61,6 @@ pub(crate) const NATIVE: i32 = 24;
 pub(crate) const TARGET: i32 = 32;
 pub(crate) const R11: i32 = 40;
 pub(crate) const FS_DELTA: i32 = 56;
-pub(crate) const SPARE: i32 = 64;
 
 /// Runs `f` on the calling thread's slots.
 pub(crate) fn with_scratch<R>(f: impl FnOnce(&Scratch) -> R) -> R {
@@ -104,6 +100,5 @@ mod tests {
         assert_eq!(offset_of!(Scratch, target) as i32, TARGET);
         assert_eq!(offset_of!(Scratch, r11) as i32, R11);
         assert_eq!(offset_of!(Scratch, fs_delta) as i32, FS_DELTA);
-        assert_eq!(offset_of!(Scratch, spare) as i32, SPARE);
     }
 }

@@ -7,10 +7,15 @@
 //! native one (a call's pushed return address, a return's popped one) and
 //! which foreign registers the glue has parked in the thread's scratch
 //! slots. A copied instruction is such a point (the native state, exactly);
-//! so are the boundaries of the branch glue and of the lookup copies. The
-//! boundaries inside a syscall site, a flags-saving counter, a callout's
-//! call, a transformer's inline code and the shared stubs are not: a
-//! signal landing there is delivered as before (the cache pc in the
+//! so are the boundaries of the branch glue, the lookup copies and the
+//! target caches. A blocking syscall the direct stub executes itself is
+//! mapped from the stub's frame (see `in_stub_syscall`): the program's
+//! `syscall` instruction when the kernel will restart it, the one after
+//! otherwise. The boundaries inside a syscall site's glue, a counter, a
+//! callout's call, a transformer's inline code and the shared stubs are
+//! not, nor a syscall the engine runs itself (when post-hooks need its
+//! result, or a memory syscall the translator must see): a signal landing
+//! there is delivered as before (the cache pc, or the engine's, in the
 //! context, the handler run native, resumed where it landed).
 //!
 //! At a point the engine's frame hooks ([`sud_engine::FrameHooks`]) make
@@ -213,6 +218,12 @@ unsafe fn on_deliver(uc: *mut libc::ucontext_t, handler: u64, restorer: u64) -> 
         }
         dbi.shared.restorer.store(restorer, Ordering::Relaxed);
         let counters = &dbi.shared.counters;
+        if in_stub_syscall(dbi, pc, gregs) {
+            counters.native_frames.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: as above.
+            unsafe { mark.write(MARK) };
+            return dbi.resolve(handler);
+        }
         let Some(state) = dbi.with_translator(|t| t.native_state_of(&dbi.shared, pc)) else {
             counters.cache_frames.fetch_add(1, Ordering::Relaxed);
             return handler;
@@ -240,6 +251,66 @@ unsafe fn on_deliver(uc: *mut libc::ucontext_t, handler: u64, restorer: u64) -> 
         unsafe { mark.write(MARK) };
         dbi.resolve(handler)
     })
+}
+
+/// A signal that landed on the direct stub's own `syscall` (a blocking call
+/// the hooks let run, executed by the stub; the kernel leaves the pc on
+/// the instruction to restart it, or after it): made native in `gregs` as
+/// the program's `syscall` instruction, or the one after it, would have
+/// it. The stub's frame gives the rest (see `direct_call_stub`): its rbp
+/// points at the foreign rbp, then the foreign flags and the return
+/// address into the site; the foreign stack pointer is above those and
+/// the red zone the site stepped over. The argument registers hold the
+/// call's arguments; rcx and r11, which the site's glue and the syscall
+/// clobber, get what a returning syscall leaves there.
+fn in_stub_syscall(dbi: &Dbi, pc: u64, gregs: &mut [i64; 23]) -> bool {
+    let syscall = dbi.shared.stub_syscall;
+    if syscall == 0 || (pc != syscall && pc != syscall + 2) {
+        return false;
+    }
+    let rbp = gregs[libc::REG_RBP as usize] as u64;
+    let mut frame = [0u8; 24];
+    if super::block::read_native(rbp, &mut frame) != frame.len() {
+        return false;
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&frame[8 * i..8 * i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let (foreign_rbp, flags, site_return) = (word(0), word(1), word(2));
+    // The site is in a block; no point is recorded inside it, so the one
+    // before it is its `syscall` item.
+    let Some(native) = dbi.with_translator(|t| t.native_pc_of(site_return)) else {
+        return false;
+    };
+    let next = native + 2;
+    gregs[libc::REG_RIP as usize] = if pc == syscall { native } else { next } as i64;
+    gregs[libc::REG_RSP as usize] = (rbp + 16 + 8 + 128) as i64;
+    gregs[libc::REG_RBP as usize] = foreign_rbp as i64;
+    gregs[libc::REG_EFL as usize] = flags as i64;
+    gregs[libc::REG_RCX as usize] = next as i64;
+    gregs[libc::REG_R11 as usize] = flags as i64;
+    true
+}
+
+/// The address of the `syscall` instruction of the direct stub at `stub`
+/// (it executes the calls the hooks let run), found by decoding it up to
+/// its final `ret`; 0 if there is none.
+pub(crate) fn syscall_in_stub(stub: u64) -> u64 {
+    let mut bytes = [0u8; 1024];
+    let got = super::block::read_native(stub, &mut bytes);
+    let mut decoder = Decoder::with_ip(64, &bytes[..got], stub, DecoderOptions::NONE);
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        match insn.code() {
+            Code::Syscall => return insn.ip(),
+            Code::INVALID => return 0,
+            _ if insn.flow_control() == FlowControl::Return => return 0,
+            _ => {}
+        }
+    }
+    0
 }
 
 /// A frame's `rt_sigreturn`: a frame made native resumes at the

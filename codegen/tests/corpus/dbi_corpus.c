@@ -243,3 +243,12 @@ long read_and_write(long *p) {
     p[5] = v + 1;
     return v;
 }
+
+/* Low bits of a sum of inexact quotients: they change with MXCSR's
+ * rounding mode. */
+long rounding(void) {
+    double x = 1.0;
+    for (int i = 1; i < 2000; i++) x += 1.0 / (i * 3.0 + 0.1);
+    union { double d; long l; } u = {x};
+    return u.l & 0xffffff;
+}

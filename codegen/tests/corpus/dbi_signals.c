@@ -3,6 +3,8 @@
  * The handlers are installed by the functions themselves. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
+#include <unistd.h>
 #include <execinfo.h>
 #include <signal.h>
 #include <stdint.h>
@@ -164,3 +166,89 @@ long alarm_storm(void) {
 }
 
 long alarm_ticks(void) { return ticks; }
+
+/* The other way probes recover: siglongjmp out of the SIGSEGV handler back
+ * to a sigsetjmp in the probing function (the signal frame abandoned). */
+#include <setjmp.h>
+static sigjmp_buf probe_jump;
+static volatile long jumped_pc_matched;
+
+static void on_segv_jump(int sig, siginfo_t *si, void *ctx) {
+    ucontext_t *uc = ctx;
+    (void)sig;
+    (void)si;
+    if (uc->uc_mcontext.gregs[REG_RIP] == (greg_t)probe_insn)
+        jumped_pc_matched++;
+    siglongjmp(probe_jump, 1);
+}
+
+long probe_longjmp(void) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv_jump;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, &old);
+    jumped_pc_matched = 0;
+    volatile long readable = 0;
+    long value = 7;
+    long *probes[4] = {&value, (long *)8, &value, (long *)16};
+    for (int i = 0; i < 4; i++) {
+        if (sigsetjmp(probe_jump, 1) == 0)
+            readable = readable * 10 + probe_load(probes[i]);
+        else
+            readable = readable * 10 + 9;
+    }
+    sigset_t now;
+    sigprocmask(SIG_SETMASK, 0, &now);
+    sigaction(SIGSEGV, &old, 0);
+    /* 7, fault, 7, fault; both faults at the probe's pc; SIGSEGV unblocked
+     * again by siglongjmp. */
+    return readable * 100 + jumped_pc_matched * 10 + !sigismember(&now, SIGSEGV);
+}
+
+/* A signal during a blocking read: with SA_RESTART the handler sees the pc
+ * on the syscall instruction (the kernel restarts it after the handler),
+ * without it the instruction after (read fails with EINTR). The handler
+ * writes into the pipe, so the restarted read returns that byte. The
+ * result holds where the pc was, relative to read(). */
+static int read_pipe[2];
+static volatile long read_rip_offset, read_rsp_ok;
+static volatile char *read_rsp_mark;
+
+static void on_alarm_read(int sig, siginfo_t *si, void *ctx) {
+    ucontext_t *uc = ctx;
+    (void)sig;
+    (void)si;
+    read_rip_offset = (char *)uc->uc_mcontext.gregs[REG_RIP] - (char *)read;
+    /* The interrupted stack pointer is below the reading function's frame
+     * and within a page of it. */
+    char *sp = (char *)uc->uc_mcontext.gregs[REG_RSP];
+    read_rsp_ok = sp < (char *)read_rsp_mark && (char *)read_rsp_mark - sp < 4096;
+    (void)!write(read_pipe[1], "x", 1);
+}
+
+static long blocked_read(int flags) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_alarm_read;
+    sa.sa_flags = SA_SIGINFO | flags;
+    if (pipe(read_pipe) != 0)
+        return -1;
+    sigaction(SIGALRM, &sa, &old);
+    volatile char mark;
+    read_rsp_mark = &mark;
+    read_rip_offset = read_rsp_ok = 0;
+    struct itimerval once = {{0, 0}, {0, 20000}};
+    setitimer(ITIMER_REAL, &once, 0);
+    char c = 0;
+    long n = read(read_pipe[0], &c, 1);
+    long eintr = n < 0 && errno == EINTR;
+    sigaction(SIGALRM, &old, 0);
+    close(read_pipe[0]);
+    close(read_pipe[1]);
+    return (n == 1 && c == 'x') * 100000 + eintr * 10000 + read_rsp_ok * 1000 +
+           (read_rip_offset + 500);
+}
+
+long blocked_read_restarted(void) { return blocked_read(SA_RESTART); }
+long blocked_read_interrupted(void) { return blocked_read(0); }

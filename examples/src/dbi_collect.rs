@@ -23,6 +23,8 @@
 //!
 //! Not collected: a forked child stops translating (see sud-codegen's
 //! `dbi/follow.rs`) and writes no file of its own; its exec'd image does.
+//! A process killed by a signal (SIGPIPE in a pipeline, SIGKILL) never
+//! reaches `exit_group` and writes no report.
 
 use crate::config::Translate;
 use std::cell::UnsafeCell;

@@ -480,11 +480,18 @@ impl Collector {
             let id = module_of(modules, start, u64::from(b.size.load(Relaxed)));
             (id, id.map_or(start, |id| start - modules[id].base))
         };
+        // What ran native: blocks the translator left native (it cannot
+        // handle them, or they are stop addresses such as the engine's
+        // signal restorer) and the transfers into them.
+        let native = sud_codegen::dbi::Dbi::installed().map(|d| d.counters());
+        let (native_blocks, native_entries) =
+            native.map_or((0, 0), |c| (c.native_blocks, c.native_entries));
         if json {
             let _ = write!(
                 w,
                 "{{\"pid\": {}, \"blocks\": {}, \"executed_blocks\": {executions}, \
-                 \"instructions\": {instructions}, \"blocks_outside_modules\": {outside}, \"modules\": [",
+                 \"instructions\": {instructions}, \"blocks_outside_modules\": {outside}, \
+                 \"native_blocks\": {native_blocks}, \"native_entries\": {native_entries}, \"modules\": [",
                 self.pid,
                 blocks.len()
             );
@@ -526,7 +533,8 @@ impl Collector {
         } else {
             let _ = write!(
                 w,
-                "dbi-bbcount: pid {}: {} blocks, {executions} block executions, {instructions} instructions\n\
+                "dbi-bbcount: pid {}: {} blocks, {executions} block executions, {instructions} instructions; \
+                 left native: {native_blocks} blocks, entered {native_entries} times\n\
                  {:>14} {:>16} {:>8}  module\n",
                 self.pid,
                 blocks.len(),

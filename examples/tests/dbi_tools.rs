@@ -229,6 +229,8 @@ fn dbi_bbcount_counts_are_identical_across_two_runs_of_a_deterministic_program()
         .map(|m| m["executed_blocks"].as_u64().unwrap())
         .sum();
     assert!(per_module <= executed);
+    // ls runs nothing native: no block was left to the trap path.
+    assert_eq!(first["native_blocks"].as_u64(), Some(0), "{first}");
     let hottest = first["hottest"].as_array().unwrap();
     assert_eq!(hottest.len(), 5);
     let runs: Vec<u64> = hottest

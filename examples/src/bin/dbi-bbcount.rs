@@ -42,7 +42,8 @@ mod x86 {
         #[arg(long, default_value_t = 10)]
         top: u32,
         /// One JSON object per process: {"pid", "blocks", "executed_blocks",
-        /// "instructions", "blocks_outside_modules", "modules": [{"path",
+        /// "instructions", "blocks_outside_modules", "native_blocks",
+        /// "native_entries", "modules": [{"path",
         /// "blocks", "executed_blocks", "instructions"}], "hottest":
         /// [{"module", "offset", "executions", "instructions"}]}.
         #[arg(long)]

@@ -53,16 +53,19 @@ fn call_translated(dbi: &Dbi, name: &str) -> i64 {
 }
 
 /// Whether this kernel runs 32-bit syscalls from 64-bit code at all
-/// (CONFIG_IA32_EMULATION, not disabled at boot).
+/// (CONFIG_IA32_EMULATION, not disabled at boot): asked in a child, which
+/// a kernel without it kills.
 fn has_int80() -> bool {
-    let mut r: i64 = 20;
-    // SAFETY: i386 getpid: no memory touched, r8-r11 may be cleared.
-    unsafe {
-        std::arch::asm!("int 0x80", inout("rax") r, out("r8") _, out("r9") _,
-            out("r10") _, out("r11") _)
-    };
-    // SAFETY: getpid has no preconditions.
-    r == i64::from(unsafe { libc::getpid() })
+    in_child(|| {
+        let mut r: i64 = 20;
+        // SAFETY: i386 getpid: no memory touched, r8-r11 may be cleared.
+        unsafe {
+            std::arch::asm!("int 0x80", inout("rax") r, out("r8") _, out("r9") _,
+                out("r10") _, out("r11") _)
+        };
+        // SAFETY: getpid has no preconditions.
+        assert_eq!(r, i64::from(unsafe { libc::getpid() }));
+    }) == Ended::Exited(0)
 }
 
 #[test]

@@ -187,3 +187,66 @@ fn a_timer_signal_storm_over_counted_blocks_leaves_results_and_counts_intact() {
         eprintln!("{c:?}");
     });
 }
+
+/// tests/corpus/dbi_cxx_signals.cpp, built with the C++ compiler; None (a
+/// skip) where it does not build, except under CI.
+fn cxx_signals_library() -> Option<usize> {
+    static HANDLE: OnceLock<Option<usize>> = OnceLock::new();
+    *HANDLE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("dbi-signals-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lib = dir.join("libdbi_cxx_signals.so");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/dbi_cxx_signals.cpp");
+        let compiler = cc::Build::new()
+            .cargo_metadata(false)
+            .cpp(true)
+            .target("x86_64-unknown-linux-gnu")
+            .host("x86_64-unknown-linux-gnu")
+            .opt_level(2)
+            .get_compiler();
+        let out = compiler
+            .to_command()
+            .args(["-shared", "-fPIC", "-w", "-fnon-call-exceptions", "-o"])
+            .arg(&lib)
+            .arg(&source)
+            .output()
+            .expect("a C++ compiler");
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            assert!(std::env::var_os("CI").is_none(), "does not build:\n{why}");
+            eprintln!("skipped: dbi_cxx_signals.cpp does not build here:\n{why}");
+            return None;
+        }
+        let path = CString::new(lib.to_str().unwrap()).unwrap();
+        // SAFETY: dlopen with a valid path; the library's constructors are
+        // libstdc++'s own.
+        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW) };
+        assert!(!handle.is_null(), "dlopen {}", lib.display());
+        Some(handle as usize)
+    })
+}
+
+#[test]
+fn a_cxx_exception_thrown_from_a_handler_unwinds_through_the_signal_frame() {
+    let Some(handle) = cxx_signals_library() else {
+        return;
+    };
+    child_passes(move || {
+        let cname = CString::new("throw_from_handler").unwrap();
+        // SAFETY: dlsym on a live handle with a valid name.
+        let f = unsafe { libc::dlsym(handle as *mut libc::c_void, cname.as_ptr()) } as usize;
+        assert_ne!(f, 0);
+        // SAFETY: `long f(void)`.
+        let native_fn: extern "C" fn() -> i64 = unsafe { std::mem::transmute(f) };
+        let native = native_fn();
+        // 6 + 6, two faults caught.
+        assert_eq!(native, 122, "native run");
+        let dbi = install();
+        // SAFETY: `long f(void)`.
+        let translated = unsafe { dbi.call(f, &[]) }.unwrap() as i64;
+        assert_eq!(translated, native);
+        let c = dbi.counters();
+        assert_eq!(c.native_frames, 2, "{c:?}");
+    });
+}

@@ -111,9 +111,11 @@
 //!   `CounterSnapshot::compat`).
 //! - The glue reaches its per-thread slots and the selector through `fs`,
 //!   so translated code's `arch_prctl(ARCH_SET_FS)` is emulated: the fs
-//!   base it sees is virtual ([`Dbi::virtual_fs`]); these calls, like the
-//!   `int 0x80` ones the engine runs with the i386 table, are not shown to
-//!   syscall hooks. `rdfsbase`/`wrfsbase` run native.
+//!   base it sees is virtual (kept per thread as a delta from the real
+//!   one; `fs:` operands add it once a thread moved it). These calls are
+//!   not shown to syscall hooks (nor are `int 0x80` ones, which the engine
+//!   runs with the i386 table without hooks). `rdfsbase`/`wrfsbase` run
+//!   native; string instructions with an `fs:` override see the real base.
 //! - Calls are emulated (push, jump) and returns looked up, so user-mode
 //!   CET shadow stacks cannot be enabled for translated code.
 //! - Each indirect branch and return carries a copy of the lookup, which

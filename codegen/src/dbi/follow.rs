@@ -67,9 +67,21 @@
 //! per-call-site trampoline), as `Dbi::call`'s trampoline does.
 //!
 //! # Limits
-//! `follow_me` must be called from host code that is fine to run
-//! translated afterwards (any ordinary compiled code is). A thread that
-//! exits while followed just exits.
+//! - `follow_me` must be called from host code that is fine to run
+//!   translated afterwards (any ordinary compiled code is). A thread that
+//!   exits while followed just exits.
+//! - `rt_sigaction` and `sigaltstack` from translated code still go
+//!   through the trap path (see the `signals` module), so a followed
+//!   program that sets many handlers (perl, Python) traps that often;
+//!   `rt_sigprocmask` is a direct call that keeps SIGSYS deliverable (the
+//!   mask read back then shows SIGSYS unblocked even if the program asked
+//!   to block it).
+//! - The translator allocates in the process it follows (at install, in
+//!   the host's heap), so the program's own allocator may need a `brk` or
+//!   an `mmap` more or less than natively.
+//! - What is open: fork children that keep translating, exclusion of
+//!   modules with following resumed at their return, module load/unload
+//!   events, a listing of what ran native (only counted today).
 
 use super::{records, scratch, Dbi};
 use crate::direct::{selector_flip, thread_selector};

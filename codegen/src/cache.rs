@@ -163,6 +163,29 @@ impl CodeCache {
         }
     }
 
+    /// Reserves `len` bytes for code written later with
+    /// [`CodeCache::write_emitted`] and returns their executable address.
+    /// Nothing is written: the bytes read as zero, and their pages cost
+    /// nothing until code is written there.
+    pub fn reserve(&self, len: usize) -> Result<usize, Error> {
+        let mut cursor = self.lock();
+        let at = round_up(cursor.used, CODE_ALIGN);
+        let end = at
+            .checked_add(len)
+            .filter(|&end| end <= self.capacity)
+            .ok_or(Error::CacheFull {
+                capacity: self.capacity,
+                wanted: len,
+            })?;
+        if end > cursor.committed {
+            let committed = round_up(end, COMMIT_CHUNK);
+            self.commit(cursor.committed, committed)?;
+            cursor.committed = committed;
+        }
+        cursor.used = end;
+        Ok(self.start + at)
+    }
+
     /// Copies position-independent `code` into the cache and returns its
     /// executable address.
     pub fn emit(&self, code: &[u8]) -> Result<usize, Error> {

@@ -179,3 +179,22 @@ fn the_cache_starts_with_the_engines_gadgets() {
     assert_eq!(placed, image);
     assert!(cache.used() >= image.len());
 }
+
+#[test]
+fn reserved_bytes_read_as_zero_take_patches_and_come_before_later_code() {
+    let cache = CodeCache::new(1 << 20).unwrap();
+    let reserved = cache.reserve(64 << 10).unwrap();
+    assert!(cache.contains(reserved) && cache.contains(reserved + (64 << 10) - 1));
+    // SAFETY: the reserved range is mapped readable (the executable view).
+    let first = unsafe { std::slice::from_raw_parts(reserved as *const u8, 4096) };
+    assert!(first.iter().all(|&b| b == 0));
+    cache.write_emitted(reserved + 8, &[0xc3]).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { *((reserved + 8) as *const u8) }, 0xc3);
+    let after = cache.emit(&[0x90, 0xc3]).unwrap();
+    assert!(after >= reserved + (64 << 10));
+    assert!(matches!(
+        cache.reserve(2 << 20),
+        Err(Error::CacheFull { .. })
+    ));
+}

@@ -94,6 +94,24 @@ pub struct TraceOptions {
     /// The local time zone's offset from UTC in seconds, for `-t`/`-tt`
     /// (the traced program cannot call localtime from a signal handler).
     pub utc_offset: i64,
+    /// Whether the program runs translated by the DBI from the preload's
+    /// constructor on, and what the translator collects.
+    pub dbi: Translate,
+}
+
+/// What the DBI does in the program (see the preload's `dbi_follow`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Translate {
+    /// Nothing: the program runs native, every syscall trapped.
+    #[default]
+    Off,
+    /// `syscount --dbi`: translated, syscalls by direct call.
+    Follow,
+    /// `dbi-cov -o DIR`: one drcov file per process in DIR (absolute).
+    Coverage(String),
+    /// `dbi-bbcount --top N [--json]`: block counts per process, written
+    /// to the tool's output at exit.
+    BlockCount { top: u32, json: bool },
 }
 
 impl Default for TraceOptions {
@@ -110,6 +128,7 @@ impl Default for TraceOptions {
             pid_column: false,
             per_task: None,
             utc_offset: 0,
+            dbi: Translate::Off,
         }
     }
 }
@@ -197,6 +216,17 @@ impl ToolConfig {
             o.pid_column as u8,
             o.utc_offset
         )?;
+        match &o.dbi {
+            Translate::Off => {}
+            Translate::Follow => w.write_str(";dbi=1")?,
+            Translate::Coverage(dir) => {
+                w.write_str(";dbi=cov")?;
+                for byte in dir.as_bytes() {
+                    write!(w, "{byte:02x}")?;
+                }
+            }
+            Translate::BlockCount { top, json } => write!(w, ";dbi=bb{top}:{}", *json as u8)?,
+        }
         if let Some(path) = &o.per_task {
             w.write_str(";pertask=")?;
             for byte in path.as_bytes() {
@@ -280,6 +310,22 @@ impl ToolConfig {
                 }
                 "json" => options.json = flag(value),
                 "pidcol" => options.pid_column = flag(value),
+                "dbi" => {
+                    options.dbi = if value == "1" {
+                        Translate::Follow
+                    } else if let Some(dir) = value.strip_prefix("cov") {
+                        Translate::Coverage(hex_decode(dir).ok_or_else(|| bad("bad path"))?)
+                    } else if let Some((top, json)) =
+                        value.strip_prefix("bb").and_then(|v| v.split_once(':'))
+                    {
+                        Translate::BlockCount {
+                            top: num(top)? as u32,
+                            json: flag(json),
+                        }
+                    } else {
+                        return Err(bad("bad dbi mode"));
+                    }
+                }
                 "utc" => options.utc_offset = value.parse().map_err(|_| bad("bad number"))?,
                 "pertask" => {
                     options.per_task = Some(hex_decode(value).ok_or_else(|| bad("bad path"))?)
@@ -381,6 +427,7 @@ mod tests {
                 pid_column: true,
                 per_task: Some("/tmp/a;b=c".into()),
                 utc_offset: -3600,
+                dbi: Translate::Coverage("/tmp/x;y".into()),
             },
         };
         assert_eq!(ToolConfig::decode(&config.encode()), Ok(config.clone()));
@@ -391,7 +438,19 @@ mod tests {
             ..config.clone()
         };
         let nested = format!("{}{CONFIG_SEPARATOR}{}", inner.encode(), config.encode());
-        assert_eq!(ToolConfig::decode_all(&nested), Ok(vec![inner, config]));
+        assert_eq!(
+            ToolConfig::decode_all(&nested),
+            Ok(vec![inner, config.clone()])
+        );
+        for dbi in [
+            Translate::Off,
+            Translate::Follow,
+            Translate::BlockCount { top: 7, json: true },
+        ] {
+            let mut config = config.clone();
+            config.options.dbi = dbi;
+            assert_eq!(ToolConfig::decode(&config.encode()), Ok(config));
+        }
         assert!(ToolConfig::decode("mode=count;out=1").is_err());
         assert!(ToolConfig::decode("mode=bogus;out=1;shm=2;tool=3").is_err());
     }

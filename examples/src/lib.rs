@@ -10,6 +10,10 @@
 //! observe and perturb cooperative programs, they confine nothing.
 
 pub mod config;
+#[cfg(target_arch = "x86_64")]
+mod dbi_collect;
+#[cfg(target_arch = "x86_64")]
+mod dbi_follow;
 pub mod launcher;
 pub mod loader;
 pub mod options;

@@ -304,9 +304,29 @@ pub(crate) fn install(
     // One engine serves every nested tool: a `--no-rewrite` of any keeps
     // all sites trapping.
     let rewrite = preload.tools.iter().all(|t| t.config.rewrite);
+    // The innermost tool that translates says what the translator does.
+    let translate = preload
+        .tools
+        .iter()
+        .map(|t| &t.config.options.dbi)
+        .find(|d| **d != crate::config::Translate::Off)
+        // The loader's own code must not be followed (and --dbi and
+        // --from-start do not combine yet).
+        .filter(|_| cfg!(target_arch = "x86_64") && !from_loader);
+    let mut builder = Engine::builder();
+    #[cfg(target_arch = "x86_64")]
+    if translate.is_some() {
+        match crate::dbi_follow::placement() {
+            Ok(placement) => builder = builder.placement(placement),
+            Err(e) => complain_all(preload, &format!("sud preload: {e}; not translating")),
+        }
+    }
+    // Translated code reaches the hooks by direct calls; a patched site
+    // would send the translator into a trampoline.
+    let rewrite = rewrite && translate.is_none();
     // From the loader, the program owns `fs` once it runs and the loader
     // puts the selector on BLOCK itself, as its last store before the jump.
-    let installed = Engine::builder()
+    let installed = builder
         .watch(watch)
         .pre_hook(pre)
         .post_hook(post)
@@ -324,16 +344,27 @@ pub(crate) fn install(
         .rewrite_sites(rewrite)
         .install();
     if let Err(e) = installed {
-        for tool in &preload.tools {
-            complain(
-                tool.out_fd.load(Relaxed),
-                &format!("sud preload: cannot intercept this program's syscalls: {e}"),
-            );
-        }
+        complain_all(
+            preload,
+            &format!("sud preload: cannot intercept this program's syscalls: {e}"),
+        );
         // SAFETY: _exit ends the process at once; nothing is left to run.
         unsafe { libc::_exit(125) };
     }
+    // Last: from its return on, this constructor's caller runs translated.
+    #[cfg(target_arch = "x86_64")]
+    if let Some(what) = translate {
+        if let Err(e) = crate::dbi_follow::follow(what) {
+            complain_all(preload, &format!("sud preload: {e}; not translating"));
+        }
+    }
     Ok(())
+}
+
+fn complain_all(preload: &Preload, message: &str) {
+    for tool in &preload.tools {
+        complain(tool.out_fd.load(Relaxed), message);
+    }
 }
 
 /// Whether the program is a ThreadSanitizer build (its runtime defines
@@ -618,7 +649,9 @@ fn pre(call: &Syscall) -> Verdict {
     sweep_exec_copies();
     if let Some(created) = creation(call) {
         tracer::task_starting(p.tools.iter().map(|t| t.shared), created.thread);
-        if created.reissued {
+        // Translated code issues clones at their site (no post-hook sees
+        // the result): counted as attempted, like re-issued ones.
+        if created.reissued || call.entrance == sud_engine::Entrance::Direct {
             for tool in &p.tools {
                 tool.count_creation(created.thread);
             }
@@ -646,6 +679,12 @@ fn pre(call: &Syscall) -> Verdict {
         tracer::on_entry(&tool.config.options, sud_engine::hook_words(call));
         if sud_engine::in_strict_mode(call) {
             crate::text::read_directly();
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(Sysno::exit_group | Sysno::execve | Sysno::execveat) = call.sysno() {
+        if let Some(tool) = p.tools.first() {
+            crate::dbi_collect::at_exit(tool.out_fd.load(Relaxed));
         }
     }
     if let Some(Sysno::execve | Sysno::execveat) = call.sysno() {
@@ -762,6 +801,8 @@ fn post(call: &Syscall, result: &mut i64) {
         return;
     };
     sweep_exec_copies();
+    #[cfg(target_arch = "x86_64")]
+    crate::dbi_follow::after_trap(call, *result);
     match call.sysno() {
         Some(Sysno::execve | Sysno::execveat) => release_exec_copies(gettid()),
         Some(Sysno::dup) if *result >= 0 => *result = p.native_lowest_free(0, *result, false),

@@ -51,3 +51,10 @@ pub fn count_report(shared: &SharedArea, json: bool, only: Option<&[u64]>) -> St
         text
     }
 }
+
+/// `syscount --dbi`'s table: a last line with how many calls arrived by
+/// trap and by direct call (the JSON has them in `"entrances"` always).
+pub fn with_entrance_line(report: String, shared: &SharedArea) -> String {
+    let [trap, _, direct] = shared.entrances.each_ref().map(|c| c.load(Relaxed));
+    format!("{report}{trap:>10}  by trap, {direct} by direct call\n")
+}

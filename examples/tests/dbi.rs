@@ -104,7 +104,7 @@ fn dbi_run_plain_lines_and_errors() {
 #[test]
 fn dbi_bbcount_counts_the_blocks_of_a_whole_call() {
     let lib = corpus().to_str().unwrap();
-    let out = run(DBI_BBCOUNT, &["--top", "3", lib, "switch_table"]);
+    let out = run(DBI_BBCOUNT, &["--top", "3", "--call", lib, "switch_table"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("switch_table() = 1011969032"), "{stdout}");

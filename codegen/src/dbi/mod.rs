@@ -137,6 +137,7 @@
 #![cfg(target_arch = "x86_64")]
 
 mod block;
+mod follow;
 mod glue;
 mod library;
 mod records;
@@ -146,6 +147,7 @@ mod stubs;
 mod table;
 mod transform;
 
+pub use follow::FollowError;
 pub use iced_x86::{Instruction, Mnemonic};
 pub use library::{Library, LoadError};
 pub use transform::BlockIterator;
@@ -532,7 +534,9 @@ impl DbiBuilder {
             stubs.enter_return as u64,
             NO_OWNER,
         );
-        let arena = cache.emit_with(|_| Ok(vec![0xcc; self.arena]))?;
+        // Reserved, not filled: filling it cost ~40 ms per process (16 MiB
+        // written twice), paid at every exec of a followed program.
+        let arena = cache.reserve(self.arena)?;
         let trap_gadget = signals::TrapGadget::new().ok_or(DbiError::Codegen(Error::Os {
             op: "mmap(trap gadget)",
             errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
@@ -1207,6 +1211,7 @@ impl Dbi {
         };
         if own_tls && shares_memory {
             records::adopt_current(0);
+            follow::adopt_followed_thread();
         }
         if !shares_memory {
             // Our own copy of the translator's state: the parent never sees it.
@@ -1356,6 +1361,9 @@ extern "C" fn direct_entry(frame: &mut sud_engine::DirectFrame) -> i64 {
         if let Some(dbi) = Dbi::installed() {
             return dbi.shared.trap_gadget.syscall(frame.nr, &frame.args);
         }
+    }
+    if frame.nr == libc::SYS_rt_sigprocmask as u64 {
+        return follow::sigprocmask_keeping_sigsys(frame);
     }
     let answer = sud_engine::direct_entry_clones_at_site(frame);
     if !changes_memory(frame.nr) {

@@ -31,6 +31,9 @@ pub(crate) struct Scratch {
     /// The fs base translated code sees minus the real one (see
     /// `Dbi::virtual_fs`).
     pub(crate) fs_delta: Cell<u64>,
+    /// 0: not followed; else one plus the selector to restore when the
+    /// thread stops being followed (see the `follow` module).
+    pub(crate) follow: Cell<u8>,
 }
 
 thread_local! {
@@ -45,6 +48,7 @@ thread_local! {
             thread: Cell::new(0),
             depth: Cell::new(0),
             fs_delta: Cell::new(0),
+            follow: Cell::new(0),
         }
     };
 }

@@ -1,10 +1,14 @@
-//! dbi-bbcount: a counting transformer on a whole function call. Runs an
-//! exported `long FUNC(void)` of a shared library translated by
-//! sud-codegen's DBI, with an inline counter in front of every basic
-//! block, and prints how many blocks and instructions ran and the hottest
-//! blocks (address, symbol, executions, instructions per execution).
+//! dbi-bbcount: a counting transformer on a whole program. Runs the
+//! program translated by sud-codegen's DBI from the preload's constructor
+//! to its exit, with an inline counter in front of every basic block, and
+//! each process reports at its exit the blocks and instructions executed
+//! per module and its hottest blocks (module+offset).
 //!
-//! `dbi-bbcount [--top N] LIB.so FUNC`
+//! `dbi-bbcount [--top N] [--json] [-o FILE] -- PROG [ARGS...]`
+//!
+//! `dbi-bbcount [--top N] --call LIB.so FUNC` runs one exported
+//! `long FUNC(void)` of a shared library translated in this process
+//! instead, and prints its blocks with symbols.
 
 #[cfg(target_arch = "x86_64")]
 fn main() {
@@ -20,26 +24,72 @@ fn main() {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use clap::Parser;
-    use std::ffi::CStr;
+    use std::ffi::{CStr, OsString};
+    use std::path::PathBuf;
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     use sud_codegen::dbi::{BlockIterator, Dbi, Library};
     use sud_engine::Engine;
+    use sud_examples::config::{Mode, TraceOptions, Translate};
+    use sud_examples::launcher::{self, Launch};
 
     #[derive(Parser, Debug)]
     #[command(
         name = "dbi-bbcount",
-        about = "Count the basic blocks a function executes, translated by the DBI"
+        about = "Count the basic blocks a program executes, translated by the DBI"
     )]
     struct Cli {
         /// How many of the hottest blocks to list.
         #[arg(long, default_value_t = 10)]
-        top: usize,
-        /// The shared library to dlopen.
-        #[arg(value_name = "LIB.so")]
-        library: String,
-        /// An exported `long FUNC(void)`.
-        #[arg(value_name = "FUNC")]
-        function: String,
+        top: u32,
+        /// One JSON object per process: {"pid", "blocks", "executed_blocks",
+        /// "instructions", "blocks_outside_modules", "native_blocks",
+        /// "native_entries", "modules": [{"path",
+        /// "blocks", "executed_blocks", "instructions"}], "hottest":
+        /// [{"module", "offset", "executions", "instructions"}]}.
+        #[arg(long)]
+        json: bool,
+        /// Write the reports to FILE instead of standard error.
+        #[arg(short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Run one exported `long FUNC(void)` of LIB.so in this process
+        /// instead of a program.
+        #[arg(long, num_args = 2, value_names = ["LIB.so", "FUNC"], conflicts_with = "program")]
+        call: Option<Vec<String>>,
+        /// The program to run and its arguments.
+        #[arg(
+            required_unless_present = "call",
+            trailing_var_arg = true,
+            value_name = "PROG [ARGS...]"
+        )]
+        program: Vec<OsString>,
+    }
+
+    fn whole_program(cli: Cli) -> ! {
+        let launch = Launch {
+            mode: Mode::Count,
+            follow: true,
+            // The preload does not rewrite sites under the translator.
+            rewrite: false,
+            from_start: false,
+            trace: None,
+            faults: Vec::new(),
+            output: cli.output,
+            program: cli.program,
+            options: TraceOptions {
+                dbi: Translate::BlockCount {
+                    top: cli.top,
+                    json: cli.json,
+                },
+                ..TraceOptions::default()
+            },
+        };
+        match launcher::run(&launch) {
+            Ok(finished) => launcher::exit_like(finished.status),
+            Err(e) => {
+                eprintln!("dbi-bbcount: {e}");
+                std::process::exit(e.exit_code());
+            }
+        }
     }
 
     /// Blocks with a counter of their own; later blocks share the last one.
@@ -84,13 +134,17 @@ mod x86 {
 
     pub fn main() {
         let cli = Cli::parse();
+        let Some([library, function]) = cli.call.as_deref() else {
+            whole_program(cli)
+        };
         let fail = |msg: String| -> ! {
             eprintln!("dbi-bbcount: {msg}");
             std::process::exit(2)
         };
-        let library = Library::open(&cli.library).unwrap_or_else(|e| fail(e.to_string()));
+        let name = function.clone();
+        let library = Library::open(library).unwrap_or_else(|e| fail(e.to_string()));
         let function = library
-            .symbol(&cli.function)
+            .symbol(function)
             .unwrap_or_else(|e| fail(e.to_string()));
         let (engine, dbi) = Dbi::builder()
             .transformer(count_block)
@@ -112,7 +166,7 @@ mod x86 {
             .collect();
         let executed: u64 = rows.iter().map(|r| r.0).sum();
         let instructions: u64 = rows.iter().map(|r| r.0 * r.2).sum();
-        println!("{}() = {value}", cli.function);
+        println!("{name}() = {value}");
         println!(
             "blocks translated: {blocks}, blocks executed: {executed}, instructions executed: {instructions}, \
              direct syscalls: {}, traps: {}",
@@ -124,7 +178,7 @@ mod x86 {
             "{:>12} {:>6}  {:<18} symbol",
             "executions", "insns", "address"
         );
-        for (count, addr, len) in rows.iter().take(cli.top) {
+        for (count, addr, len) in rows.iter().take(cli.top as usize) {
             println!("{count:>12} {len:>6}  {addr:#018x} {}", describe(*addr));
         }
     }

@@ -1,7 +1,12 @@
 //! syscount: how many times a program (all its threads and child
 //! processes) made each system call, caught with Syscall User Dispatch.
 //!
-//! `syscount [--json] [--no-rewrite] [--from-start] [-o FILE] -- PROG [ARGS...]`
+//! `syscount [--json] [--no-rewrite] [--from-start] [--dbi] [-o FILE] -- PROG [ARGS...]`
+//!
+//! With `--dbi` the program runs translated by sud-codegen's DBI from the
+//! preload's constructor to its exit: its syscalls reach the counters by
+//! direct calls from translated code instead of by SIGSYS, and the report
+//! says how many arrived each way.
 //!
 //! Processes killed by a signal still count: every traced process adds to
 //! counters in one shared mapping as it goes. Thread and process totals
@@ -11,7 +16,7 @@ use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
-use sud_examples::config::{Mode, TraceOptions};
+use sud_examples::config::{Mode, TraceOptions, Translate};
 use sud_examples::launcher::{self, Launch};
 use sud_examples::report;
 
@@ -29,6 +34,11 @@ struct Cli {
     /// into a direct call of the hooks after its first trap).
     #[arg(long)]
     no_rewrite: bool,
+    /// Run the program translated by the DBI (x86-64): syscalls arrive by
+    /// direct call instead of by trap (the JSON's "entrances" say how many
+    /// came each way; the table gains a line). Sites are not rewritten.
+    #[arg(long)]
+    dbi: bool,
     /// Write the counts to FILE instead of standard error.
     #[arg(short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
@@ -56,11 +66,21 @@ fn main() {
         output: cli.output,
         program: cli.program,
         from_start: cli.from_start,
-        options: TraceOptions::default(),
+        options: TraceOptions {
+            dbi: if cli.dbi {
+                Translate::Follow
+            } else {
+                Translate::Off
+            },
+            ..TraceOptions::default()
+        },
     };
     match launcher::run(&launch) {
         Ok(mut finished) => {
-            let text = report::count_report(finished.shared, cli.json, None);
+            let mut text = report::count_report(finished.shared, cli.json, None);
+            if cli.dbi && !cli.json {
+                text = report::with_entrance_line(text, finished.shared);
+            }
             if let Err(e) = finished.report.write_all(text.as_bytes()) {
                 eprintln!("syscount: cannot write the report: {e}");
             }

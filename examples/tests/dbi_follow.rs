@@ -200,39 +200,19 @@ fn counts_equal_plain_syscount_for_a_deterministic_program() {
 
 #[test]
 fn sh_and_bash_pipelines() {
-    let script = "ls / | sort | head -3; echo a; trap 'echo trapped' USR1; kill -USR1 $$; \
-                  sleep 0.01 & wait; false; echo $?; exit 3";
-    let f = check("sh", &["sh", "-c", script], b"");
+    let f = check("sh", &["sh", "-c", SH_SCRIPT], b"");
     assert!(f.processes > 1);
-    let script = "f() { echo \"$1\"; }; for i in 1 2 3; do f $i | cat; done; \
-                  x=$(echo sub; ls / | wc -l); echo \"$x\"; trap 'echo bye' EXIT; (exit 4); echo $?";
-    check("bash", &["bash", "-c", script], b"");
+    check("bash", &["bash", "-c", BASH_SCRIPT], b"");
 }
 
 #[test]
 fn python_threads_subprocess_and_signal_handlers() {
-    let script = r#"
-import os, signal, subprocess, threading
-got = []
-signal.signal(signal.SIGUSR1, lambda s, f: os.write(1, b"handler\n"))
-os.kill(os.getpid(), signal.SIGUSR1)
-def work(i):
-    os.write(1, b"")
-    got.append(i)
-ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-[t.start() for t in ts]
-[t.join() for t in ts]
-print(sorted(got), flush=True)
-print(subprocess.run(["/bin/echo", "child"], capture_output=True).stdout.decode().strip(), flush=True)
-subprocess.run(["sh", "-c", "exit 0"])
-"#;
-    check("python", &["/usr/bin/python3", "-c", script], b"");
+    check("python", &["/usr/bin/python3", "-c", PYTHON_SCRIPT], b"");
 }
 
 #[test]
 fn perl_tar_and_xz_with_two_threads() {
-    let perl = r#"opendir(D, "/usr/share/doc") or die; my @f = readdir(D); print scalar(@f) > 2 ? "many\n" : "few\n"; system("true"); print "status $?\n";"#;
-    check("perl", &["perl", "-e", perl], b"");
+    check("perl", &["perl", "-e", PERL_SCRIPT], b"");
     let f = check(
         "tar",
         &["tar", "cf", "-", "-C", "/usr/share/doc", "bash"],

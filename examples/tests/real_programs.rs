@@ -42,42 +42,22 @@ fn coreutils_ls_cat_sort_cp_find_rm() {
 fn sh_pipelines_sequences_traps_and_background_jobs() {
     // dash: a SIGCHLD handler whose sa_mask blocks every signal, a trap,
     // pipelines, `a; b`, a background job, and a non-zero exit.
-    let script = "ls / | sort | head -3; echo a; trap 'echo trapped' USR1; kill -USR1 $$; \
-                  sleep 0.01 & wait; false; echo $?; exit 3";
-    check("sh", &["sh", "-c", script], b"");
+    check("sh", &["sh", "-c", SH_SCRIPT], b"");
 }
 
 #[test]
 fn bash_functions_subshells_and_exit_trap() {
-    let script = "f() { echo \"$1\"; }; for i in 1 2 3; do f $i | cat; done; \
-                  x=$(echo sub; ls / | wc -l); echo \"$x\"; trap 'echo bye' EXIT; (exit 4); echo $?";
-    check("bash", &["bash", "-c", script], b"");
+    check("bash", &["bash", "-c", BASH_SCRIPT], b"");
 }
 
 #[test]
 fn python_threads_subprocess_and_signal_handlers() {
-    let script = r#"
-import os, signal, subprocess, threading
-got = []
-signal.signal(signal.SIGUSR1, lambda s, f: os.write(1, b"handler\n"))
-os.kill(os.getpid(), signal.SIGUSR1)
-def work(i):
-    os.write(1, b"")
-    got.append(i)
-ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-[t.start() for t in ts]
-[t.join() for t in ts]
-print(sorted(got), flush=True)
-print(subprocess.run(["/bin/echo", "child"], capture_output=True).stdout.decode().strip(), flush=True)
-subprocess.run(["sh", "-c", "exit 0"])
-"#;
-    check("python", &["/usr/bin/python3", "-c", script], b"");
+    check("python", &["/usr/bin/python3", "-c", PYTHON_SCRIPT], b"");
 }
 
 #[test]
 fn perl_readdir_and_system() {
-    let script = r#"opendir(D, "/usr/share/doc") or die; my @f = readdir(D); print scalar(@f) > 2 ? "many\n" : "few\n"; system("true"); print "status $?\n";"#;
-    check("perl", &["perl", "-e", script], b"");
+    check("perl", &["perl", "-e", PERL_SCRIPT], b"");
 }
 
 #[test]

@@ -12,6 +12,32 @@ pub const SUDTRACE: &str = env!("CARGO_BIN_EXE_sudtrace");
 pub const SYSCOUNT: &str = env!("CARGO_BIN_EXE_syscount");
 pub const SUDFAULT: &str = env!("CARGO_BIN_EXE_sudfault");
 
+/// Scripts the tool suites run natively and under each tool: a dash
+/// pipeline with a trap, a background job and exit statuses; bash
+/// functions, subshells and an EXIT trap; python3 with a signal handler,
+/// threads and subprocesses; perl reading a directory and running a child.
+pub const SH_SCRIPT: &str =
+    "ls / | sort | head -3; echo a; trap 'echo trapped' USR1; kill -USR1 $$; \
+                  sleep 0.01 & wait; false; echo $?; exit 3";
+pub const BASH_SCRIPT: &str = "f() { echo \"$1\"; }; for i in 1 2 3; do f $i | cat; done; \
+                  x=$(echo sub; ls / | wc -l); echo \"$x\"; trap 'echo bye' EXIT; (exit 4); echo $?";
+pub const PYTHON_SCRIPT: &str = r#"
+import os, signal, subprocess, threading
+got = []
+signal.signal(signal.SIGUSR1, lambda s, f: os.write(1, b"handler\n"))
+os.kill(os.getpid(), signal.SIGUSR1)
+def work(i):
+    os.write(1, b"")
+    got.append(i)
+ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(sorted(got), flush=True)
+print(subprocess.run(["/bin/echo", "child"], capture_output=True).stdout.decode().strip(), flush=True)
+subprocess.run(["sh", "-c", "exit 0"])
+"#;
+pub const PERL_SCRIPT: &str = r#"opendir(D, "/usr/share/doc") or die; my @f = readdir(D); print scalar(@f) > 2 ? "many\n" : "few\n"; system("true"); print "status $?\n";"#;
+
 /// A fresh directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));

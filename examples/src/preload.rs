@@ -1263,31 +1263,9 @@ impl Preload {
             + 1
             + encoded.0
             + 1;
-        let size = (pointers + strings as u64 + 4095) & !4095;
-        // SAFETY: a fresh anonymous private mapping (no address hint): it
-        // replaces nothing. Filled below, unmapped if the execve fails.
-        let map = unsafe {
-            raw(
-                Sysno::mmap,
-                [
-                    0,
-                    size,
-                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                    u64::MAX,
-                    0,
-                ],
-            )
-        };
-        if map < 0 {
+        let Some((base, area)) = exec_copy_area(pointers + strings as u64) else {
             return Verdict::Run;
-        }
-        let base = map as u64;
-        remember_exec_copy(gettid(), base, size);
-        // SAFETY: [base, base + size) is the fresh mapping made above, large
-        // enough for `count + 3` pointers followed by the two entries;
-        // nothing else refers to it.
-        let area = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, size as usize) };
+        };
         let (pointer_area, string_area) = area.split_at_mut(pointers as usize);
         let mut strings = Cursor {
             buf: string_area,
@@ -1412,31 +1390,7 @@ impl Preload {
             + file_head.len()
             + file.map_or(0, <[u8]>::len)
             + 16;
-        let size = (pointers + strings as u64 + 4095) & !4095;
-        // SAFETY: a fresh anonymous private mapping (no address hint): it
-        // replaces nothing. Filled below, unmapped if the execve fails.
-        let map = unsafe {
-            raw(
-                Sysno::mmap,
-                [
-                    0,
-                    size,
-                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                    u64::MAX,
-                    0,
-                ],
-            )
-        };
-        if map < 0 {
-            return None;
-        }
-        let base = map as u64;
-        remember_exec_copy(gettid(), base, size);
-        // SAFETY: [base, base + size) is the fresh mapping made above, large
-        // enough for `count + 4` pointers followed by the entries; nothing
-        // else refers to it.
-        let area = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, size as usize) };
+        let (base, area) = exec_copy_area(pointers + strings as u64)?;
         let (pointer_area, string_area) = area.split_at_mut(pointers as usize);
         let mut strings = Cursor {
             buf: string_area,
@@ -1740,6 +1694,38 @@ static IN_FLIGHT: [ExecCopy; EXEC_COPIES] = [NO_COPY; EXEC_COPIES];
 
 /// Some copy may belong to a task that left this memory without freeing it.
 static SWEEP: AtomicBool = AtomicBool::new(false);
+
+/// A fresh private mapping of at least `bytes` for an execve's rewritten
+/// argument or environment vector (made in the trap path: no malloc),
+/// remembered so that it is unmapped if the execve fails. Its address and
+/// its bytes.
+fn exec_copy_area(bytes: u64) -> Option<(u64, &'static mut [u8])> {
+    let size = (bytes + 4095) & !4095;
+    // SAFETY: a fresh anonymous private mapping (no address hint): it
+    // replaces nothing.
+    let map = unsafe {
+        raw(
+            Sysno::mmap,
+            [
+                0,
+                size,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        )
+    };
+    if map < 0 {
+        return None;
+    }
+    let base = map as u64;
+    remember_exec_copy(gettid(), base, size);
+    // SAFETY: [base, base + size) is the fresh mapping made above; nothing
+    // else refers to it until the caller hands it to the execve.
+    let area = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, size as usize) };
+    Some((base, area))
+}
 
 fn remember_exec_copy(tid: i64, base: u64, size: u64) {
     SWEEP.store(true, Release);

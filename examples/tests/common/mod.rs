@@ -38,6 +38,23 @@ subprocess.run(["sh", "-c", "exit 0"])
 "#;
 pub const PERL_SCRIPT: &str = r#"opendir(D, "/usr/share/doc") or die; my @f = readdir(D); print scalar(@f) > 2 ? "many\n" : "few\n"; system("true"); print "status $?\n";"#;
 
+/// Syscalls whose number does not depend on the run (no allocator, clock
+/// or scheduling in them) and that the dynamic loader does not make: the
+/// ones whose counts the suites compare with `strace -f -c`'s.
+pub const STABLE_COUNTS: &[&str] = &[
+    "getdents64",
+    "write",
+    "unlinkat",
+    "clone",
+    "clone3",
+    "execve",
+    "wait4",
+    "vfork",
+    "pipe2",
+    "dup2",
+    "kill",
+];
+
 /// A fresh directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));

@@ -310,9 +310,21 @@ pub(crate) fn install(
         .iter()
         .map(|t| &t.config.options.dbi)
         .find(|d| **d != crate::config::Translate::Off)
-        // The loader's own code must not be followed (and --dbi and
-        // --from-start do not combine yet).
-        .filter(|_| cfg!(target_arch = "x86_64") && !from_loader);
+        .filter(|_| cfg!(target_arch = "x86_64"));
+    // The loader's own code must not be followed, and following a program
+    // from its first instruction is not done yet: such a program is
+    // counted by trap, and says so.
+    let translate = match translate {
+        Some(_) if from_loader => {
+            complain_all(
+                preload,
+                "sud preload: programs started by sud-loader (--from-start, static \
+                 programs) are not translated yet; their calls are caught by trap",
+            );
+            None
+        }
+        other => other,
+    };
     let mut builder = Engine::builder();
     #[cfg(target_arch = "x86_64")]
     if translate.is_some() {

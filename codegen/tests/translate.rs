@@ -38,19 +38,26 @@ fn sum_of_getppid() -> Vec<u8> {
 
 static LAST_CALL_ADDR: AtomicU64 = AtomicU64::new(0);
 
+/// Assembles and translates `sum_of_getppid` in the calling (parent)
+/// process, and returns its code. iced-x86 builds its tables lazily behind
+/// `Once`s: a child forked while another test thread is inside one would
+/// wait on it forever. Every test here calls this before it forks, so a
+/// fork comes only after this thread's initialisation, and after any other
+/// thread's one it had to wait for; nothing of iced runs in the parent
+/// afterwards.
+fn warm_iced() -> Vec<u8> {
+    let code = sum_of_getppid();
+    let cache = sud_codegen::CodeCache::new(1 << 20).unwrap();
+    let access = thread_selector().unwrap();
+    let stub = DirectStub::new(&cache, access, VectorState::Sse).unwrap();
+    let translator = Translator::new(&cache, stub, access);
+    translator.translate_function(&code, 0x40_0000).unwrap();
+    code
+}
+
 #[test]
 fn translated_code_reaches_the_same_hooks_without_traps() {
-    // Assembled and translated once before the fork: iced-x86 builds its
-    // tables lazily behind Onces, which a child forked while another test
-    // thread is inside one would wait on forever.
-    let code = sum_of_getppid();
-    {
-        let cache = sud_codegen::CodeCache::new(1 << 20).unwrap();
-        let access = thread_selector().unwrap();
-        let stub = DirectStub::new(&cache, access, VectorState::Sse).unwrap();
-        let translator = Translator::new(&cache, stub, access);
-        translator.translate_function(&code, 0x40_0000).unwrap();
-    }
+    let code = warm_iced();
     child_passes(move || {
         let cache = leaked_cache();
         let engine = Engine::builder()
@@ -113,9 +120,10 @@ fn translated_code_reaches_the_same_hooks_without_traps() {
 
 #[test]
 fn the_translator_refuses_what_it_cannot_keep_hooked() {
-    // In a child too: a fork while this thread is inside iced's one-time
-    // table setup (a `Once`) would leave the other test's child waiting on
-    // it forever.
+    // In a child too, and after the same warm-up as the other test: a
+    // fork while the other thread is inside iced's one-time table setup (a
+    // `Once`) left this child waiting on it forever (seen in CI).
+    warm_iced();
     child_passes(refusals);
 }
 

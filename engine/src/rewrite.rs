@@ -115,6 +115,23 @@ pub(crate) struct Rewriter {
 /// Set while one thread patches: another trap meanwhile leaves its site
 /// for a later trap rather than wait (a handler must not block).
 static PATCHING: AtomicBool = AtomicBool::new(false);
+
+/// Sites found unpatchable, so that their later traps skip the checks
+/// (reading the code, `/proc/self/maps`, opening `/proc/self/mem`: about
+/// 2 µs, which every trap at such a site paid before). Direct-mapped by
+/// address: a collision only costs the checks again; code mapped anew at a
+/// remembered address stays trapping (a lost speed-up, never a wrong
+/// patch).
+const UNPATCHABLE_SLOTS: usize = 1024;
+static UNPATCHABLE: [AtomicU64; UNPATCHABLE_SLOTS] =
+    [const { AtomicU64::new(0) }; UNPATCHABLE_SLOTS];
+
+fn unpatchable_slot(site: u64) -> &'static AtomicU64 {
+    // Fibonacci hashing: the top 10 bits of the product.
+    let index =
+        site.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - UNPATCHABLE_SLOTS.trailing_zeros());
+    &UNPATCHABLE[index as usize]
+}
 /// Set once the program may have a seccomp filter: patching makes calls
 /// of its own (openat, pwrite64, mmap) that a filter could answer by
 /// killing the process, so no site is rewritten from then on.
@@ -191,6 +208,10 @@ impl Rewriter {
         if in_chunk(site) {
             return;
         }
+        let known = unpatchable_slot(site);
+        if known.load(Relaxed) == site {
+            return;
+        }
         if PATCHING
             .compare_exchange(false, true, Acquire, Relaxed)
             .is_err()
@@ -199,6 +220,8 @@ impl Rewriter {
         }
         if self.patch(site, call_addr, nr, |nr| hooks && core.filter.contains(nr)) {
             engine.core.counters.patched_site();
+        } else {
+            known.store(site, Relaxed);
         }
         PATCHING.store(false, Release);
     }

@@ -10,8 +10,6 @@ mod common;
 mod corpus;
 
 use common::*;
-use std::ffi::CString;
-use std::path::Path;
 use std::sync::OnceLock;
 use sud_codegen::dbi::Dbi;
 use sud_engine::Engine;
@@ -19,26 +17,16 @@ use sud_engine::Engine;
 fn abi_library() -> usize {
     static HANDLE: OnceLock<usize> = OnceLock::new();
     *HANDLE.get_or_init(|| {
-        let dir =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dbi-abi-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let lib = dir.join("libdbi_abi.so");
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/dbi_abi.c");
-        corpus::compile_shared_library(&source, &lib);
-        let path = CString::new(lib.to_str().unwrap()).unwrap();
-        // SAFETY: dlopen with a valid path; the library has no constructors.
-        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW) };
-        assert!(!handle.is_null(), "dlopen {}", lib.display());
-        handle as usize
+        corpus::load_library(
+            env!("CARGO_MANIFEST_DIR"),
+            env!("CARGO_TARGET_TMPDIR"),
+            "dbi_abi",
+        )
     })
 }
 
 fn symbol(name: &str) -> usize {
-    let cname = CString::new(name).unwrap();
-    // SAFETY: dlsym on a live handle with a valid name.
-    let addr = unsafe { libc::dlsym(abi_library() as *mut libc::c_void, cname.as_ptr()) };
-    assert!(!addr.is_null(), "{name} not found");
-    addr as usize
+    corpus::symbol_in(abi_library(), name)
 }
 
 fn call_native(name: &str) -> i64 {

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use sud_engine::{selector, Engine, Selector, SyscallSet, Sysno, Verdict};
+use sud_engine::{selector, CounterSnapshot, Engine, Selector, SyscallSet, Sysno, Verdict};
 
 /// The register-check block: inputs, then what the site left.
 #[repr(C, align(64))]
@@ -326,6 +326,37 @@ extern "C" {
 fn foreign<R>(f: impl FnOnce() -> R) -> R {
     let _foreign = selector::enter(Selector::Block);
     f()
+}
+
+/// Two armed threads run `sites` (each of its `count` sites a plain
+/// getpid) 200 times each while the engine patches them; a thread that
+/// ever sees a wrong result (a torn instruction) exits the child with 3.
+/// All sites end patched and every call is counted once. The counters.
+fn hammer_sites(sites: unsafe extern "C" fn() -> i64, count: u64) -> CounterSnapshot {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as i64;
+    let engine = installed(&[]);
+    let barrier = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                engine.arm_current_thread(Selector::Allow).unwrap();
+                barrier.wait();
+                let _foreign = selector::enter(Selector::Block);
+                for _ in 0..200 {
+                    // SAFETY: `count` plain getpid calls.
+                    if unsafe { sites() } != count as i64 * pid {
+                        // SAFETY: leaving at once; the parent sees the status.
+                        unsafe { libc::_exit(3) };
+                    }
+                }
+            });
+        }
+    });
+    let c = engine.counters();
+    assert_eq!(c.patched_sites, count, "{c:?}");
+    assert_eq!(engine.count(Sysno::getpid), 2 * 200 * count);
+    c
 }
 
 fn installed(watch: &[Sysno]) -> &'static Engine {
@@ -665,29 +696,7 @@ fn signals_arriving_anywhere_in_a_trampoline_leave_the_calls_intact() {
 #[test]
 fn threads_running_many_sites_while_each_is_patched_never_see_a_torn_instruction() {
     child_passes(|| {
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() } as i64;
-        let engine = installed(&[]);
-        let barrier = std::sync::Barrier::new(2);
-        std::thread::scope(|s| {
-            for _ in 0..2 {
-                s.spawn(|| {
-                    engine.arm_current_thread(Selector::Allow).unwrap();
-                    barrier.wait();
-                    let _foreign = selector::enter(Selector::Block);
-                    for _ in 0..200 {
-                        // SAFETY: 256 plain getpid calls.
-                        if unsafe { rw_many() } != 256 * pid {
-                            // SAFETY: leaving at once; the parent sees the status.
-                            unsafe { libc::_exit(3) };
-                        }
-                    }
-                });
-            }
-        });
-        let c = engine.counters();
-        assert_eq!(c.patched_sites, 256, "{c:?}");
-        assert_eq!(engine.count(Sysno::getpid), 2 * 200 * 256);
+        hammer_sites(rw_many, 256);
     });
 }
 
@@ -883,29 +892,7 @@ fn sites_whose_mov_crosses_a_word_jump_through_padding_or_keep_trapping() {
 #[test]
 fn threads_running_unaligned_sites_while_each_is_patched_never_see_a_torn_instruction() {
     child_passes(|| {
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() } as i64;
-        let engine = installed(&[]);
-        let barrier = std::sync::Barrier::new(2);
-        std::thread::scope(|s| {
-            for _ in 0..2 {
-                s.spawn(|| {
-                    engine.arm_current_thread(Selector::Allow).unwrap();
-                    barrier.wait();
-                    let _foreign = selector::enter(Selector::Block);
-                    for _ in 0..200 {
-                        // SAFETY: 64 plain getpid calls.
-                        if unsafe { rw_many_unaligned() } != 64 * pid {
-                            // SAFETY: leaving at once; the parent sees the status.
-                            unsafe { libc::_exit(3) };
-                        }
-                    }
-                });
-            }
-        });
-        let c = engine.counters();
-        assert_eq!(c.patched_sites, 64, "{c:?}");
-        assert_eq!(engine.count(Sysno::getpid), 2 * 200 * 64);
+        let c = hammer_sites(rw_many_unaligned, 64);
         // A site whose trap finds another thread patching traps again.
         assert!(c.rewritten >= 2 * 200 * 64 * 9 / 10, "{c:?}");
     });

@@ -22,15 +22,6 @@ struct Followed {
     by_direct: u64,
 }
 
-fn number_after(text: &str, key: &str) -> Option<u64> {
-    let at = text.find(&format!("\"{key}\": "))? + key.len() + 4;
-    let digits: String = text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
 /// Runs `argv` natively and under `syscount --dbi`: same stdout and exit
 /// status; returns the report.
 fn follow(dir: &Path, argv: &[&str], stdin: &[u8]) -> Followed {
@@ -111,17 +102,7 @@ fn assert_counts_like_strace(
     names: &[&str],
 ) {
     let theirs = strace_counts(dir, argv, stdin);
-    let mut differences = Vec::new();
-    for name in names {
-        let mine = f.counts.get(*name).copied().unwrap_or(0);
-        let mut strace = theirs.get(*name).copied().unwrap_or(0);
-        if *name == "execve" {
-            strace = strace.saturating_sub(1);
-        }
-        if mine != strace {
-            differences.push(format!("{name}: syscount --dbi {mine}, strace {strace}"));
-        }
-    }
+    let differences = count_differences(&f.counts, &theirs, names);
     assert!(
         differences.is_empty(),
         "{argv:?}: {differences:?}\nsyscount --dbi {:?}\nstrace {theirs:?}",

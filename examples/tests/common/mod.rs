@@ -159,7 +159,8 @@ pub fn syscount_with(dir: &Path, options: &[&str], argv: &[&str], stdin: &[u8]) 
     }
 }
 
-fn number_after(text: &str, key: &str) -> Option<u64> {
+/// The number after `"key": ` in a JSON text.
+pub fn number_after(text: &str, key: &str) -> Option<u64> {
     let at = text.find(&format!("\"{key}\": "))? + key.len() + 4;
     let digits: String = text[at..]
         .chars()
@@ -260,6 +261,28 @@ pub fn assert_transparent(dir: &Path, argv: &[&str], stdin: &[u8]) -> Output {
     native
 }
 
+/// The calls of `names` whose count in `ours` (a preload tool's) differs
+/// from strace's, described; strace's execve count loses the first
+/// execve, which it sees and the preload, loaded by it, does not.
+pub fn count_differences(
+    ours: &BTreeMap<String, u64>,
+    strace: &BTreeMap<String, u64>,
+    names: &[&str],
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    for name in names {
+        let mine = ours.get(*name).copied().unwrap_or(0);
+        let mut theirs = strace.get(*name).copied().unwrap_or(0);
+        if *name == "execve" {
+            theirs = theirs.saturating_sub(1);
+        }
+        if mine != theirs {
+            differences.push(format!("{name}: ours {mine}, strace {theirs}"));
+        }
+    }
+    differences
+}
+
 /// Asserts syscount's counts equal strace's for `names` (execve: strace
 /// also sees the first execve, made before the preload is loaded), with
 /// sites rewritten (the default) and with `--no-rewrite`.
@@ -267,17 +290,7 @@ pub fn assert_counts_match(dir: &Path, argv: &[&str], stdin: &[u8], names: &[&st
     let theirs = strace_counts(dir, argv, stdin);
     for options in [&[][..], &["--no-rewrite"][..]] {
         let ours = syscount_with(dir, options, argv, stdin);
-        let mut differences = Vec::new();
-        for name in names {
-            let mine = ours.counts.get(*name).copied().unwrap_or(0);
-            let mut strace = theirs.get(*name).copied().unwrap_or(0);
-            if *name == "execve" {
-                strace = strace.saturating_sub(1);
-            }
-            if mine != strace {
-                differences.push(format!("{name}: syscount {mine}, strace {strace}"));
-            }
-        }
+        let differences = count_differences(&ours.counts, &theirs, names);
         assert!(
             differences.is_empty(),
             "{argv:?} {options:?}: {differences:?}\nsyscount {:?}\nstrace {theirs:?}",
